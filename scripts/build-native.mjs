@@ -1,0 +1,36 @@
+// Builds the native addon (native/*.cc) against the libtorch that torch-config.mjs finds.
+// Runs as the package's install script, so `npm ci` gives a working addon or one clear error.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { APT_HINT, findTorch } from './torch-config.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+let torch;
+try {
+  torch = findTorch();
+} catch (error) {
+  console.error(`masksub: ${error.message}`);
+  process.exit(1);
+}
+if (!torch) {
+  console.error(`masksub: libtorch was not found (no $LIBTORCH, no torch in python3, no system libtorch).\nInstall it with:\n  ${APT_HINT}`);
+  process.exit(1);
+}
+console.log(`masksub: building the native addon against ${torch.source} (C++11 ABI ${torch.abi}, CUDA ${torch.cuda ? 'yes' : 'no'})`);
+
+const require = createRequire(import.meta.url);
+let gyp;
+try {
+  gyp = require.resolve('node-gyp/bin/node-gyp.js');
+} catch {
+  console.error('masksub: node-gyp is missing; run `npm ci` first');
+  process.exit(1);
+}
+const args = [gyp, 'rebuild', '-j', 'max'];
+// Build against the installed Node headers when present, so no header download is needed.
+if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) args.push('--nodedir=/usr');
+const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+process.exit(result.status ?? 1);

@@ -1,0 +1,59 @@
+// The on-disk format of one training run directory: what the trainer writes and what `compare`
+// and `report` read. Everything a report shows must be recoverable from these files alone.
+//
+// RUN_DIR/
+//   config.json        ResolvedConfig (below), written before the first step
+//   metrics.jsonl      one EpochMetrics JSON object per line, one line per finished epoch
+//   summary.csv        the same rows as metrics.jsonl, as CSV with a header line
+//   checkpoint/        last good checkpoint (model.safetensors, state.json, ...)
+//   best/              checkpoint of the epoch with the best test_acc1
+//   done.json          RunSummary, written once the last epoch finished (its presence = finished)
+
+export type MethodName = 'baseline' | 'masking' | 'dropout' | 'droppath' | 'masksub' | 'dropsub' | 'pathsub';
+
+export interface EpochMetrics {
+  epoch: number;                 // 1-based
+  lr: number;                    // learning rate at the end of the epoch
+  train_loss: number;            // the loss that was optimised (w1*L1 + w2*L2 for sub-model methods)
+  train_loss_main: number;       // L1, the main (label) loss
+  train_loss_sub: number | null; // L2, the sub-model loss; null without a sub-model
+  probe_loss_standard: number;   // paper Eq. 1: CE of the unmasked model on a fixed train probe set
+  probe_loss_masked: number;     // paper Eq. 2: CE of the model on the masked probe set
+  grad_norm_main: number;        // mean over steps of ||grad of w1*L1||
+  grad_norm_sub: number | null;  // mean over steps of ||grad of w2*L2||; null without a sub-model
+  test_loss: number;
+  test_acc1: number;             // percent, 0..100
+  test_acc5: number;             // percent, 0..100
+  step_time_s: number;           // mean seconds per optimizer step
+  images_per_s: number;          // training images per second
+  wall_s: number;                // seconds since the run started (cumulative over resumes)
+  ema_test_acc1?: number | null; // present when EMA is enabled
+  skipped_steps?: number;        // non-finite steps skipped (opt-in)
+}
+
+export interface RunSummary {
+  finished: true;
+  epochs: number;
+  final_test_acc1: number;
+  best_test_acc1: number;
+  best_epoch: number;
+  wall_s: number;
+  mean_step_time_s: number;
+}
+
+// config.json holds at least these keys (and every other resolved training setting).
+export interface ResolvedConfigCore {
+  dataset: string;
+  model: string;
+  method: MethodName;
+  ratio: number;          // the regularizer strength of the method (0 for baseline)
+  sub_weight: number;     // w2; w1 = 1 - w2
+  epochs: number;
+  batch_size: number;
+  lr: number;
+  seed: number;
+  device: string;
+  limit_train: number | null;
+  threads: number;
+  machine: string;        // e.g. "2-core x86_64 CPU, Node v20, libtorch 1.13"
+}
