@@ -1,0 +1,91 @@
+// The prefetch worker of BatchLoader: builds batches in a worker thread while the main thread is
+// busy in synchronous native compute, and hands them over by transferring their ArrayBuffers.
+//
+// Protocol (see loader.ts): the main thread sends 'start' (epoch, run id, initial credit), 'credit'
+// (may build n more batches) and 'stop'. The worker answers 'batch' or 'error', tagged with the run
+// id so that batches of an abandoned epoch are recognised and dropped.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { buildBatch, countBatches, epochOrder, type BatchRecipe, type LoaderData } from './batch.js';
+
+export interface WorkerInit {
+  data: LoaderData;
+  recipe: BatchRecipe;
+}
+
+export type ToWorker =
+  | { type: 'start'; run: number; epoch: number; credit: number }
+  | { type: 'credit'; run: number; count: number }
+  | { type: 'stop'; run: number };
+
+export type FromWorker =
+  | {
+      type: 'batch';
+      run: number;
+      index: number;
+      images: Float32Array;
+      labels: Int32Array;
+      softTargets: Float32Array | null;
+      size: number;
+    }
+  | { type: 'error'; run: number; message: string };
+
+function main(): void {
+  const port = parentPort;
+  if (port === null) throw new Error('loader-worker: must be started as a worker thread by BatchLoader');
+  const { data, recipe } = workerData as WorkerInit;
+  const total = countBatches(data.count, recipe.batchSize, recipe.dropLast);
+
+  let run = -1;
+  let epoch = 0;
+  let order: Int32Array = new Int32Array(0);
+  let next = 0;
+  let credit = 0;
+  let scheduled = false;
+
+  // One batch per macrotask, so that 'stop' and a new 'start' are seen between batches.
+  const produce = (): void => {
+    scheduled = false;
+    if (credit <= 0 || next >= total) return;
+    const index = next++;
+    credit--;
+    try {
+      const batch = buildBatch(data, recipe, order, epoch, index);
+      const message: FromWorker = { type: 'batch', run, ...batch };
+      const transfer: ArrayBuffer[] = [batch.images.buffer as ArrayBuffer, batch.labels.buffer as ArrayBuffer];
+      if (batch.softTargets !== null) transfer.push(batch.softTargets.buffer as ArrayBuffer);
+      port.postMessage(message, transfer);
+    } catch (error) {
+      const message: FromWorker = { type: 'error', run, message: error instanceof Error ? error.message : String(error) };
+      port.postMessage(message);
+      credit = 0;
+      return;
+    }
+    schedule();
+  };
+  const schedule = (): void => {
+    if (!scheduled && credit > 0 && next < total) {
+      scheduled = true;
+      setImmediate(produce);
+    }
+  };
+
+  port.on('message', (message: ToWorker) => {
+    if (message.type === 'start') {
+      run = message.run;
+      epoch = message.epoch;
+      order = epochOrder(data.count, recipe.shuffle, recipe.seed, epoch);
+      next = 0;
+      credit = message.credit;
+      schedule();
+    } else if (message.type === 'credit') {
+      if (message.run !== run) return;
+      credit += message.count;
+      schedule();
+    } else if (message.type === 'stop') {
+      if (message.run === run) credit = 0;
+    }
+  });
+}
+
+main();

@@ -1,0 +1,2 @@
+// The MaskSub method and its variants.
+export * from './method.js';

@@ -1,0 +1,173 @@
+// The training methods compared in the paper: baseline, single-model regularization
+// (masking, dropout, drop-path) and the sub-model variants (MaskSub, DropSub, PathSub), and
+// the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
+import { noGrad, type Tensor, tidy } from '../tensor/tensor.js';
+import * as F from '../nn/functional.js';
+import type { Classifier, ForwardOptions } from '../models/classifier.js';
+import type { Parameter } from '../nn/module.js';
+
+export const METHODS = ['baseline', 'masking', 'dropout', 'droppath', 'masksub', 'dropsub', 'pathsub'] as const;
+export type Method = (typeof METHODS)[number];
+
+export function isMethod(name: string): name is Method {
+  return (METHODS as readonly string[]).includes(name);
+}
+
+export function hasSubModel(method: Method): boolean {
+  return method === 'masksub' || method === 'dropsub' || method === 'pathsub';
+}
+
+/**
+ * The default regularizer strength of each method (paper: masking 0.5, dropout 0.2, drop-path
+ * main rate + 0.1).
+ */
+export function defaultRatio(method: Method, mainDropPathRate = 0): number {
+  switch (method) {
+    case 'masking': case 'masksub': return 0.5;
+    case 'dropout': case 'dropsub': return 0.2;
+    case 'droppath': case 'pathsub': return Math.min(0.95, mainDropPathRate + 0.1);
+    default: return 0;
+  }
+}
+
+/** The forward options that apply the method's regularizer at strength r. */
+export function regularizer(method: Method, ratio: number): ForwardOptions {
+  switch (method) {
+    case 'masking': case 'masksub': return { maskRatio: ratio };
+    case 'dropout': case 'dropsub': return { dropoutRate: ratio };
+    case 'droppath': case 'pathsub': return { dropPathRate: ratio };
+    default: return {};
+  }
+}
+
+export type LossKind = 'ce' | 'bce';
+
+export interface Criterion {
+  kind: LossKind;
+  /** CE label smoothing, applied to integer labels (soft mixup targets carry their own). */
+  labelSmoothing: number;
+  /** BCE with DeiT-III target binarization: label targets > threshold become 1 (null: off). */
+  bceTargetThreshold: number | null;
+}
+
+/** The main loss L1 against the labels: integer [B] or soft (mixup/cutmix) [B, K] targets. */
+export function labelLoss(logits: Tensor, targets: Tensor, criterion: Criterion): Tensor {
+  return tidy(() => {
+    if (criterion.kind === 'ce') {
+      if (targets.ndim === 1) return F.crossEntropy(logits, targets, { labelSmoothing: criterion.labelSmoothing });
+      return F.crossEntropy(logits, targets);
+    }
+    const classes = logits.size(1);
+    let dense = targets.ndim === 1 ? smoothOneHot(targets, classes, criterion.labelSmoothing) : targets;
+    if (criterion.bceTargetThreshold !== null) dense = dense.gt(criterion.bceTargetThreshold).to({ dtype: logits.dtype });
+    return F.binaryCrossEntropyWithLogits(logits, dense);
+  });
+}
+
+function smoothOneHot(labels: Tensor, classes: number, smoothing: number): Tensor {
+  const off = smoothing / classes;
+  return labels.oneHot(classes).to({ dtype: 'float32' }).mul(1 - smoothing).add(off);
+}
+
+/**
+ * The sub-model loss L2: the same criterion against the main model's detached prediction
+ * (softmax for CE, sigmoid for BCE, temperature 1, never thresholded).
+ */
+export function subLoss(subLogits: Tensor, mainLogits: Tensor, kind: LossKind): Tensor {
+  return tidy(() => {
+    const teacher = mainLogits.detach();
+    if (kind === 'ce') return F.crossEntropy(subLogits, teacher.softmax(-1));
+    return F.binaryCrossEntropyWithLogits(subLogits, teacher.sigmoid());
+  });
+}
+
+export interface StepConfig {
+  method: Method;
+  ratio: number;
+  /** w2; the main loss weight is w1 = 1 - w2 (paper: 1/2 each). */
+  subWeight: number;
+  criterion: Criterion;
+  /** Divides both losses (gradient accumulation over this many micro-batches). */
+  lossScale?: number;
+}
+
+export interface StepResult {
+  /** w1*L1 + w2*L2 (or L1 alone), before any accumulation scaling. */
+  loss: number;
+  lossMain: number;
+  lossSub: number | null;
+  gradNormMain: number;
+  gradNormSub: number | null;
+  finite: boolean;
+}
+
+function gradients(parameters: Parameter[]): (Tensor | null)[] {
+  return parameters.map((parameter) => parameter.grad);
+}
+
+function norm(grads: (Tensor | null)[]): number {
+  return tidy(() => {
+    const squares = grads.filter((g): g is Tensor => g !== null).map((g) => g.to({ dtype: 'float32' }).square().sum());
+    if (!squares.length) return 0;
+    return squares.reduce((a, b) => a.add(b)).sqrt().item();
+  });
+}
+
+/**
+ * One forward/backward of a method on a batch; gradients are added to what .grad holds
+ * (so accumulation works), the optimizer step is the caller's. As the official code, the main
+ * branch is backpropagated before the sub forward runs, so one graph is alive at a time.
+ * The two terms' gradients are kept apart long enough to measure each norm (paper Fig. 3).
+ */
+export function methodStep(model: Classifier, images: Tensor, targets: Tensor, config: StepConfig): StepResult {
+  const { method, ratio, subWeight, criterion } = config;
+  const scale = 1 / (config.lossScale ?? 1);
+  const parameters = model.parameters();
+  const previous = gradients(parameters);
+  for (const parameter of parameters) parameter.zeroGrad();
+  const single = hasSubModel(method) ? {} : regularizer(method, ratio);
+  const mainWeight = hasSubModel(method) ? 1 - subWeight : 1;
+
+  const main = tidy(() => {
+    const logits = model.forward(images, single);
+    const loss = labelLoss(logits, targets, criterion);
+    loss.mul(mainWeight * scale).backward();
+    return { value: loss.item(), teacher: logits.detach() };
+  });
+  const lossMain = main.value;
+  const mainGrads = gradients(parameters);
+  const gradNormMain = norm(mainGrads) / scale;
+
+  let lossSub: number | null = null;
+  let gradNormSub: number | null = null;
+  let subGrads: (Tensor | null)[] = [];
+  if (hasSubModel(method)) {
+    for (const parameter of parameters) parameter.zeroGrad();
+    lossSub = tidy(() => {
+      const logits = model.forward(images, regularizer(method, ratio));
+      const loss = subLoss(logits, main.teacher, criterion.kind);
+      loss.mul(subWeight * scale).backward();
+      return loss.item();
+    });
+    subGrads = gradients(parameters);
+    gradNormSub = norm(subGrads) / scale;
+  }
+  main.teacher.dispose();
+
+  noGrad(() => {
+    parameters.forEach((parameter, index) => {
+      const parts = [previous[index], mainGrads[index], subGrads[index] ?? null].filter((g): g is Tensor => g !== null);
+      if (!parts.length) {
+        parameter.zeroGrad();
+        return;
+      }
+      const total = parts.length === 1 ? parts[0] : tidy(() => parts.reduce((a, b) => a.add(b)));
+      parameter.grad = total;
+      total.dispose(); // .grad holds its own reference
+    });
+  });
+  for (const list of [previous, mainGrads, subGrads]) for (const g of list) g?.dispose();
+
+  const loss = hasSubModel(method) ? mainWeight * lossMain + subWeight * (lossSub as number) : lossMain;
+  return { loss, lossMain, lossSub, gradNormMain, gradNormSub, finite: Number.isFinite(loss) };
+}

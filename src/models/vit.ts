@@ -1,0 +1,168 @@
+// Vision Transformer (timm's VisionTransformer names and init) with MAE-style token dropping:
+// a forward with maskRatio r keeps int(L*(1-r)) random patch tokens per sample after the
+// position embedding, so the sub-model really runs on fewer tokens.
+import { cat, Generator, linspace, rand, type Tensor, tidy, zeros } from '../tensor/tensor.js';
+import { Attention, Conv2d, Dropout, DropPath, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
+import { constant_, normal_, truncNormal_ } from '../nn/init.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions } from './classifier.js';
+
+export interface VitConfig {
+  imageSize: number;
+  patchSize: number;
+  inChannels: number;
+  numClasses: number;
+  width: number;
+  depth: number;
+  heads: number;
+  mlpRatio: number;
+  qkvBias: boolean;
+  /** DeiT-III LayerScale init value; null disables LayerScale. */
+  layerScale: number | null;
+  dropPathRate: number;
+  /** 'linear' grows the rate from 0 to dropPathRate over depth (timm); 'uniform' uses it everywhere. */
+  dropPathSchedule: 'linear' | 'uniform';
+  dropRate: number;
+}
+
+class PatchEmbed extends Layer {
+  readonly proj: Conv2d;
+  constructor(readonly patchSize: number, inChannels: number, width: number) {
+    super();
+    this.proj = this.registerModule('proj', new Conv2d(inChannels, width, patchSize, { stride: patchSize }));
+  }
+  forward(images: Tensor): Tensor {
+    // [B, C, H, W] -> [B, L, D]
+    return tidy(() => this.proj.forward(images).flatten(2).transpose(1, 2));
+  }
+}
+
+class LayerScale extends Layer {
+  readonly gamma: Parameter;
+  constructor(width: number, init: number) {
+    super();
+    this.gamma = this.registerParameter('gamma', tidy(() => new Parameter(constant_(zeros([width]), init))));
+  }
+  forward(input: Tensor): Tensor {
+    return input.mul(this.gamma);
+  }
+}
+
+class Block extends Layer {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly ls1: LayerScale | null;
+  readonly dropPath1: DropPath;
+  readonly norm2: LayerNorm;
+  readonly mlp: Mlp;
+  readonly ls2: LayerScale | null;
+  readonly dropPath2: DropPath;
+  constructor(config: VitConfig, dropPath: number) {
+    super();
+    this.norm1 = this.registerModule('norm1', new LayerNorm(config.width, 1e-6));
+    this.attn = this.registerModule('attn', new Attention(config.width, config.heads, config.qkvBias, 0, config.dropRate));
+    this.ls1 = config.layerScale === null ? null : this.registerModule('ls1', new LayerScale(config.width, config.layerScale));
+    this.dropPath1 = this.registerModule('drop_path1', new DropPath(dropPath));
+    this.norm2 = this.registerModule('norm2', new LayerNorm(config.width, 1e-6));
+    this.mlp = this.registerModule('mlp', new Mlp(config.width, Math.round(config.width * config.mlpRatio), config.width, config.dropRate));
+    this.ls2 = config.layerScale === null ? null : this.registerModule('ls2', new LayerScale(config.width, config.layerScale));
+    this.dropPath2 = this.registerModule('drop_path2', new DropPath(dropPath));
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => {
+      let branch = this.attn.forward(this.norm1.forward(x));
+      if (this.ls1) branch = this.ls1.forward(branch);
+      const y = x.add(this.dropPath1.forward(branch));
+      let mlp = this.mlp.forward(this.norm2.forward(y));
+      if (this.ls2) mlp = this.ls2.forward(mlp);
+      return y.add(this.dropPath2.forward(mlp));
+    });
+  }
+}
+
+/**
+ * MAE's random_masking: per sample, uniform noise over the L tokens, argsort, keep the first
+ * int(L*(1-r)) (in shuffled order, as MAE and the official MaskSub code do).
+ */
+export function randomTokenKeep(tokens: Tensor, ratio: number, generator?: Generator): Tensor {
+  return tidy(() => {
+    const [batch, length, width] = tokens.shape;
+    const keep = Math.trunc(length * (1 - ratio));
+    const noise = rand([batch, length], { device: tokens.device as 'cpu', generator: tokens.device === 'cpu' ? generator : undefined });
+    const keepIndices = noise.argsort(1).slice(1, 0, keep);
+    return tokens.gather(1, keepIndices.unsqueeze(-1).expand(batch, keep, width));
+  });
+}
+
+export class VisionTransformer extends Classifier {
+  readonly info: ClassifierInfo;
+  readonly patchEmbed: PatchEmbed;
+  readonly clsToken: Parameter;
+  readonly posEmbed: Parameter;
+  readonly posDrop: Dropout;
+  readonly blocks: ModuleList<Block>;
+  readonly norm: LayerNorm;
+  readonly head: Linear;
+  readonly numPatches: number;
+
+  constructor(readonly config: VitConfig) {
+    super();
+    if (config.imageSize % config.patchSize) {
+      throw new Error(`ViT: image size ${config.imageSize} is not a multiple of patch size ${config.patchSize}`);
+    }
+    if (config.width % config.heads) throw new Error(`ViT: width ${config.width} is not divisible by ${config.heads} heads`);
+    checkRatio('ViT drop-path rate', config.dropPathRate);
+    this.info = { family: 'vit', imageSize: config.imageSize, inChannels: config.inChannels, numClasses: config.numClasses };
+    this.numPatches = (config.imageSize / config.patchSize) ** 2;
+    this.patchEmbed = this.registerModule('patch_embed', new PatchEmbed(config.patchSize, config.inChannels, config.width));
+    this.clsToken = this.registerParameter('cls_token', tidy(() => new Parameter(normal_(zeros([1, 1, config.width]), 0, 1e-6))));
+    this.posEmbed = this.registerParameter('pos_embed', tidy(() => new Parameter(truncNormal_(zeros([1, this.numPatches + 1, config.width]), 0.02))));
+    this.posDrop = this.registerModule('pos_drop', new Dropout(config.dropRate));
+    const rates = config.dropPathSchedule === 'uniform'
+      ? new Array<number>(config.depth).fill(config.dropPathRate)
+      : tidy(() => (config.depth > 1 ? (linspace(0, config.dropPathRate, config.depth, { dtype: 'float64' }).toArray() as number[]) : [config.dropPathRate]));
+    this.blocks = this.registerModule('blocks', new ModuleList(rates.map((rate) => new Block(config, rate))));
+    this.norm = this.registerModule('norm', new LayerNorm(config.width, 1e-6));
+    this.head = this.registerModule('head', new Linear(config.width, config.numClasses));
+    this.initWeights();
+  }
+
+  // timm's init_weights_vit_timm: trunc_normal(.02) Linear weights, zero biases.
+  private initWeights(): void {
+    for (const module of this.modules()) {
+      if (module instanceof Linear) {
+        truncNormal_(module.weight, 0.02);
+        if (module.bias) constant_(module.bias, 0);
+      }
+    }
+  }
+
+  override noWeightDecay(): string[] {
+    return ['pos_embed', 'cls_token'];
+  }
+
+  /** Patch tokens with position embeddings, and the class token, before any dropping. */
+  forward(images: Tensor, options: ForwardOptions = {}): Tensor {
+    checkRatio('mask ratio', options.maskRatio);
+    const shape = images.shape;
+    const { inChannels, imageSize } = this.config;
+    if (shape.length !== 4 || shape[1] !== inChannels || shape[2] !== imageSize || shape[3] !== imageSize) {
+      throw new Error(`ViT expects images [B, ${inChannels}, ${imageSize}, ${imageSize}], got [${shape.join(', ')}]`);
+    }
+    return this.withRates(options, () => tidy(() => {
+      let tokens = this.patchEmbed.forward(images).add(this.posEmbed.slice(1, 1));
+      if (options.maskRatio) tokens = randomTokenKeep(tokens, options.maskRatio, options.generator);
+      const cls = this.clsToken.add(this.posEmbed.slice(1, 0, 1)).expand(tokens.size(0), 1, this.config.width);
+      let x = this.posDrop.forward(cat([cls, tokens], 1));
+      for (const block of this.blocks) x = block.forward(x);
+      return this.head.forward(this.norm.forward(x).select(1, 0));
+    }));
+  }
+}
+
+export function createVit(config: Partial<VitConfig> & Pick<VitConfig, 'imageSize' | 'patchSize' | 'width' | 'depth' | 'heads'>): VisionTransformer {
+  return new VisionTransformer({
+    inChannels: 3, numClasses: 1000, mlpRatio: 4, qkvBias: true, layerScale: null, dropPathRate: 0,
+    dropPathSchedule: 'linear', dropRate: 0, ...config,
+  });
+}
+

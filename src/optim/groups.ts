@@ -1,0 +1,37 @@
+// Splits a model's parameters into a weight-decay group and a no-weight-decay group, following
+// timm's param_groups_weight_decay: no decay for 1-D tensors (biases, norm scales), `.bias`
+// names, position embeddings and class/mask tokens.
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { ParamGroupSpec } from './optimizer.js';
+
+/** Names that never get weight decay, matched as a whole name or as the last dotted parts. */
+export const DEFAULT_NO_WEIGHT_DECAY = ['pos_embed', 'cls_token', 'mask_token'] as const;
+
+const matchesName = (name: string, pattern: string): boolean => name === pattern || name.endsWith(`.${pattern}`);
+
+/** Whether timm's rule exempts this parameter from weight decay. */
+export function skipsWeightDecay(name: string, parameter: Tensor, noDecayNames: readonly string[] = []): boolean {
+  return parameter.ndim <= 1
+    || name.endsWith('.bias')
+    || [...DEFAULT_NO_WEIGHT_DECAY, ...noDecayNames].some((pattern) => matchesName(name, pattern));
+}
+
+/**
+ * [no-decay group (weightDecay 0), decay group (weightDecay)], in timm's order, with the
+ * parameter names. Parameters that do not require gradients are left out, as in timm.
+ */
+export function paramGroupsWithWeightDecay(model: Module, weightDecay: number, noDecayNames: readonly string[] = []): ParamGroupSpec[] {
+  const decay: { params: Tensor[]; names: string[] } = { params: [], names: [] };
+  const noDecay: { params: Tensor[]; names: string[] } = { params: [], names: [] };
+  for (const [name, parameter] of model.namedParameters()) {
+    if (!parameter.requiresGrad) continue;
+    const target = skipsWeightDecay(name, parameter, noDecayNames) ? noDecay : decay;
+    target.params.push(parameter);
+    target.names.push(name);
+  }
+  return [
+    { params: noDecay.params, names: noDecay.names, weightDecay: 0 },
+    { params: decay.params, names: decay.names, weightDecay },
+  ];
+}
