@@ -422,7 +422,7 @@ describe('malformed and partial data', () => {
 
   test('one method, one seed, no sub-model: the report still renders', async () => {
     const directory = temporaryDirectory('partial');
-    writeSyntheticComparison(directory, { epochs: 3, runs: [{ method: 'baseline', ratio: 0, seed: 7 }], limit_train: null });
+    writeSyntheticComparison(directory, { epochs: 3, runs: [{ method: 'baseline', ratio: 0, seed: 7 }], limit_train: null, preset: 'quick' });
     const files = await renderReport(directory);
     const group = files.comparison.groups[0];
     assert.equal(files.comparison.groups.length, 1);
@@ -430,7 +430,7 @@ describe('malformed and partial data', () => {
     assert.deepEqual(files.omitted.map((entry) => entry.id).sort(), ['accuracy-vs-ratio', 'grad-norms']);
     const html = readFileSync(files.html, 'utf8');
     assert.equal((html.match(/<svg\b/g) ?? []).length, files.charts.length);
-    assert.match(html, /full training set/);
+    assert.match(html, /full training set · preset quick/);
     assert.match(readFileSync(files.markdown, 'utf8'), /grad-norms: not drawn/);
   });
 

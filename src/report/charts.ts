@@ -105,6 +105,8 @@ export function describeSetting(setting: SettingSummary): { headline: string; ma
   if (setting.seeds.length > 0) parts.push(`${setting.seeds.length} seed${setting.seeds.length === 1 ? '' : 's'} (${formatList(setting.seeds)})`);
   const limits = setting.limit_train.map((limit) => (limit === null ? 'full training set' : `${formatCount(limit)} training images`));
   if (limits.length > 0) parts.push(limits.join(' / '));
+  const presets = setting.presets.filter((preset): preset is string => preset !== null);
+  if (presets.length > 0) parts.push(`preset ${presets.join(' / ')}${setting.presets.includes(null) ? ' / none' : ''}`);
   const machine = setting.machines.length === 0 ? 'machine: unknown' : `${setting.machines.length > 1 ? 'machines' : 'machine'}: ${setting.machines.join('; ')}`;
   return { headline: parts.join(' · '), machine };
 }
@@ -130,7 +132,7 @@ const CONFIG: TopLevelSpec['config'] = {
     domainColor: '#9aa0a6',
     tickColor: '#9aa0a6',
   },
-  legend: { titleFontWeight: 'normal', titleColor: '#3c4043', labelColor: '#3c4043', labelFontSize: 11, symbolStrokeWidth: 2.5, labelLimit: 300 },
+  legend: { titleFontWeight: 'normal', titleColor: '#3c4043', labelColor: '#3c4043', labelFontSize: 11, symbolStrokeWidth: 2.5, labelLimit: 320 },
   header: { labelFontSize: 12, labelColor: '#3c4043', labelFontWeight: 600 },
 };
 
@@ -473,14 +475,64 @@ const CHART_TEXT: Readonly<Record<ChartId, ChartText>> = {
   },
 };
 
+/**
+ * Advance widths of printable ASCII (space to tilde) in a Helvetica-like sans-serif, in 1/1000 em.
+ * Without a canvas vega guesses 0.8 em per character, which is far too wide for proportional
+ * fonts: legends then get truncated ("fashion-mnist/vit…") and take space from the plot.
+ */
+const SANS_WIDTHS = [
+  278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278, // space to /
+  556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, // 0 to ?
+  1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778, // @ to O
+  667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, // P to _
+  333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, // ` to o
+  556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584, // p to ~
+];
+
+interface TextItem {
+  fontSize?: number | string;
+  fontWeight?: number | string;
+}
+
+/**
+ * Estimated rendered width of `text`. Errs wide (browsers fall back to DejaVu Sans, which is
+ * wider than Helvetica) so that labels never overlap in the page.
+ */
+export function estimateTextWidth(item: TextItem, text: string): number {
+  const fontSize = item.fontSize === undefined ? 11 : Number(item.fontSize);
+  const bold = item.fontWeight === 'bold' || Number(item.fontWeight) >= 600;
+  let units = 0;
+  for (const character of String(text)) {
+    const code = character.codePointAt(0) ?? 0;
+    units += code >= 32 && code <= 126 ? (SANS_WIDTHS[code - 32] ?? 600) : 620;
+  }
+  return (units / 1000) * fontSize * (bold ? 1.16 : 1.1);
+}
+
+interface TextMetrics {
+  width: (item: TextItem, text: string) => number;
+}
+
+/** vega exports its (mutable) text measurement, but its typings do not declare it. */
+function vegaTextMetrics(): TextMetrics | null {
+  const candidate: unknown = (vega as unknown as { textMetrics?: unknown }).textMetrics;
+  if (typeof candidate === 'object' && candidate !== null && typeof (candidate as TextMetrics).width === 'function') return candidate as TextMetrics;
+  return null;
+}
+
 /** Renders a Vega-Lite spec to a standalone SVG document in Node (no canvas, no browser). */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const compiled = compile(spec).spec;
+  const metrics = vegaTextMetrics();
+  const previousWidth = metrics?.width;
+  if (metrics !== null) metrics.width = estimateTextWidth;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   try {
     return await view.toSVG();
   } finally {
     view.finalize();
+    // Put vega's own measurement back: other vega users in this process expect it.
+    if (metrics !== null && previousWidth !== undefined) metrics.width = previousWidth;
   }
 }
 

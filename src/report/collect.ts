@@ -4,7 +4,8 @@
 //
 // results.json schema ("masksub-results/1"), all accuracies in percent (0..100):
 //   schema, generated_at (ISO time), directory (absolute path)
-//   setting: what was run, for titles: datasets, models, epochs, seeds, machines, limit_train
+//   setting: what was run, for titles: datasets, models, epochs, seeds, machines, limit_train,
+//            presets
 //            (each the sorted distinct values over all runs)
 //   groups[]: one per (dataset, model, method, ratio), baseline first, then by method and ratio
 //     key, label, dataset, model, method, ratio, is_baseline
@@ -137,6 +138,8 @@ export interface SettingSummary {
   seeds: number[];
   machines: string[];
   limit_train: (number | null)[];
+  /** config.json "preset" (null for runs configured without one). */
+  presets: (string | null)[];
 }
 
 export interface Comparison {
@@ -496,6 +499,7 @@ export function collectComparison(directory: string): Comparison {
       seeds: distinctSorted(runs.map((run) => run.seed)),
       machines,
       limit_train: distinctSorted(runs.map((run) => (typeof run.config.limit_train === 'number' ? run.config.limit_train : null))),
+      presets: distinctSorted(runs.map((run) => (typeof run.config['preset'] === 'string' ? run.config['preset'] : null))),
     },
     groups,
     runs,

@@ -25,6 +25,7 @@ export interface SyntheticComparisonOptions {
   machine?: string;
   limit_train?: number | null;
   steps_per_epoch?: number;
+  preset?: string | null;
 }
 
 const SUB_MODEL_METHODS: ReadonlySet<MethodName> = new Set(['masksub', 'dropsub', 'pathsub']);
@@ -123,6 +124,7 @@ export function writeSyntheticComparison(directory: string, options: SyntheticCo
       threads: 2,
       machine: options.machine ?? 'synthetic fixture (not a real run)',
       optimizer: 'adamw',
+      preset: options.preset ?? null,
     };
     writeFileSync(join(runDirectory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     const epochs = syntheticEpochs(run, options);

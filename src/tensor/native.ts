@@ -23,6 +23,12 @@ export type NativeBinding = Record<string, NativeFunction>;
 const here = dirname(fileURLToPath(import.meta.url));
 const addonPath = join(here, '..', '..', 'build', 'Release', 'masksub_native.node');
 
+// libgomp reads its settings when libtorch is loaded, so they are set before the addon loads.
+// Passive waiting: measured here, a busy 2-core machine (a data worker thread or another process
+// next to libtorch's 2 OpenMP threads) made a small ViT's forward+backward 10-25x slower with
+// the default spin-waiting (550 ms vs 20 ms); a user's own OMP_WAIT_POLICY wins.
+process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+
 function load(): NativeBinding {
   const require = createRequire(import.meta.url);
   try {
