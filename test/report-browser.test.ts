@@ -1,41 +1,21 @@
 // Opens the generated report.html in headless Chromium (Debian's /usr/bin/chromium via
 // playwright-core) to check what a reader sees: every chart rendered with real size and marks, no
 // console errors, no network requests. Leaves a full-page screenshot for a human to look at.
+// The browser launch and measurements live in test/helpers/browser.ts (shared with compare.test.ts).
 
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { chromium } from 'playwright-core';
-
 import { defaultSyntheticRuns, renderReport, writeSyntheticComparison } from '../src/report/index.js';
-
-const CHROMIUM = process.env['MASKSUB_CHROMIUM'] ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-interface ChartGeometry {
-  id: string;
-  width: number;
-  height: number;
-  marks: number;
-  paths: number;
-}
+import { chartGeometry, chromiumMissing, openReport, withBrowser, type ChartGeometry } from './helpers/browser.js';
 
 test('report.html renders every chart in headless Chromium, offline and without errors', { timeout: 60_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} not found (install Debian's chromium package, or set MASKSUB_CHROMIUM)`);
+  const missing = chromiumMissing();
+  if (missing !== null) {
+    t.skip(missing);
     return;
   }
   // Kept after the test on purpose: the screenshot is for a person to look at.
@@ -44,39 +24,10 @@ test('report.html renders every chart in headless Chromium, offline and without 
   const files = await renderReport(directory);
   assert.equal(files.charts.length, 5, 'the fixture has data for every chart');
 
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-    const reportUrl = pathToFileURL(files.html).href;
-    const consoleErrors: string[] = [];
-    const failedRequests: string[] = [];
-    const otherRequests: string[] = [];
-    page.on('console', (message) => {
-      if (message.type() === 'error') consoleErrors.push(message.text());
-    });
-    page.on('pageerror', (error) => consoleErrors.push(error.message));
-    page.on('requestfailed', (request) => failedRequests.push(`${request.url()}: ${request.failure()?.errorText ?? 'failed'}`));
-    page.on('request', (request) => {
-      if (request.url() !== reportUrl && !request.url().startsWith('data:')) otherRequests.push(request.url());
-    });
+  await withBrowser(async (browser) => {
+    const { page, consoleErrors, failedRequests, otherRequests } = await openReport(browser, files.html);
 
-    const response = await page.goto(reportUrl, { waitUntil: 'load' });
-    assert.ok(response === null || response.ok(), 'report.html loads');
-
-    const geometry = await page.$$eval('figure.chart', (figures) =>
-      figures.map((figure) => {
-        const svg = figure.querySelector('svg');
-        const box = svg?.getBoundingClientRect();
-        return {
-          id: figure.id,
-          width: box?.width ?? 0,
-          height: box?.height ?? 0,
-          // vega tags each data mark group "role-mark"; count the drawn shapes inside them.
-          marks: svg?.querySelectorAll('.role-mark path, .role-mark line, .role-mark rect, .role-mark circle').length ?? 0,
-          paths: svg?.querySelectorAll('path, rect').length ?? 0,
-        };
-      }),
-    );
+    const geometry = await chartGeometry(page);
     assert.deepEqual(
       geometry.map((chart: ChartGeometry) => chart.id),
       ['accuracy-curves', 'train-losses', 'grad-norms', 'accuracy-vs-ratio', 'final-accuracy'],
@@ -97,7 +48,5 @@ test('report.html renders every chart in headless Chromium, offline and without 
     assert.deepEqual(consoleErrors, [], 'no console errors');
     assert.deepEqual(failedRequests, [], 'no failed requests');
     assert.deepEqual(otherRequests, [], 'no requests besides the report itself');
-  } finally {
-    await browser.close();
-  }
+  });
 });

@@ -89,7 +89,11 @@ async function commandTrain(flags: Flags): Promise<void> {
   if (resume && overwrite) throw new ConfigError('--resume and --overwrite exclude each other');
   const preset = take(flags, 'preset') ?? null;
   const file = take(flags, 'config') ?? null;
-  const config = buildConfig({ preset, file, flags: settingFlags(flags) });
+  if (resume && (preset || file || Object.keys(flags).length)) {
+    // A resumed run continues with the settings it started with, so that it ends as it would have.
+    throw new ConfigError(`--resume continues ${out} with its saved settings and takes no other settings (got ${[preset ? '--preset' : '', file ? '--config' : '', ...Object.keys(flags).map((name) => `--${name}`)].filter(Boolean).join(', ')}); to change them, edit ${out}/config.json`);
+  }
+  const config = resume ? buildConfig({}) : buildConfig({ preset, file, flags: settingFlags(flags) });
   const result = await train(config, { out, resume, overwrite, log: (line) => console.log(line) });
   if (result.summary) {
     console.log(`finished: final top-1 ${result.summary.final_test_acc1.toFixed(2)}%, best ${result.summary.best_test_acc1.toFixed(2)}% (epoch ${result.summary.best_epoch}); run in ${out}`);
@@ -133,10 +137,13 @@ async function commandCompare(flags: Flags): Promise<void> {
   const methods = parseMethods(take(flags, 'methods') ?? 'baseline,masking,masksub');
   const seeds = parseNumberList('--seeds', take(flags, 'seeds') ?? '0,1', (value) => Number.isInteger(value) && value >= 0, 'a non-negative integer');
   const ratiosText = take(flags, 'ratios');
-  const ratios = ratiosText ? parseNumberList('--ratios', ratiosText, (value) => value > 0 && value < 1, 'in (0, 1)') : null;
+  const ratioText = take(flags, 'ratio');
+  if (ratioText !== undefined && ratiosText !== undefined) throw new ConfigError('--ratio and --ratios exclude each other');
+  // One explicit ratio applies to every method but the baseline, as a one-point sweep.
+  const sweep = ratiosText ?? ratioText;
+  const ratios = sweep !== undefined ? parseNumberList(ratiosText !== undefined ? '--ratios' : '--ratio', sweep, (value) => value > 0 && value < 1, 'in (0, 1)') : null;
   const preset = take(flags, 'preset') ?? null;
   const file = take(flags, 'config') ?? null;
-  if ('ratio' in flags && ratios) throw new ConfigError('--ratio and --ratios exclude each other');
   const base = buildConfig({ preset, file, flags: settingFlags(flags) });
   const started = performance.now();
   const files = await compare(base, { out, methods, seeds, ratios, log: (line) => console.log(line) });

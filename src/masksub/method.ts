@@ -1,7 +1,7 @@
 // The training methods compared in the paper: baseline, single-model regularization
 // (masking, dropout, drop-path) and the sub-model variants (MaskSub, DropSub, PathSub), and
 // the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
-import { noGrad, type Tensor, tidy } from '../tensor/tensor.js';
+import { type DType, noGrad, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
 import type { Classifier, ForwardOptions } from '../models/classifier.js';
 import type { Parameter } from '../nn/module.js';
@@ -58,15 +58,16 @@ export function labelLoss(logits: Tensor, targets: Tensor, criterion: Criterion)
       return F.crossEntropy(logits, targets);
     }
     const classes = logits.size(1);
-    let dense = targets.ndim === 1 ? smoothOneHot(targets, classes, criterion.labelSmoothing) : targets;
+    let dense = targets.ndim === 1 ? smoothOneHot(targets, classes, criterion.labelSmoothing, logits.dtype) : targets;
     if (criterion.bceTargetThreshold !== null) dense = dense.gt(criterion.bceTargetThreshold).to({ dtype: logits.dtype });
     return F.binaryCrossEntropyWithLogits(logits, dense);
   });
 }
 
-function smoothOneHot(labels: Tensor, classes: number, smoothing: number): Tensor {
+function smoothOneHot(labels: Tensor, classes: number, smoothing: number, dtype: DType): Tensor {
   const off = smoothing / classes;
-  return labels.oneHot(classes).to({ dtype: 'float32' }).mul(1 - smoothing).add(off);
+  // in the logits' dtype: a float32 target would pull float64 logits down to float32 precision
+  return labels.oneHot(classes).to({ dtype }).mul(1 - smoothing).add(off);
 }
 
 /**

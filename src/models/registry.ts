@@ -21,6 +21,7 @@ interface Entry { family: 'vit' | 'resnet'; imageSize: number; description: stri
 const entries: Record<string, Entry> = {
   // Small-image models that train on a 2-core CPU (28x28 Fashion-MNIST/MNIST, 32x32 CIFAR).
   vit_micro: { family: 'vit', imageSize: 28, description: 'ViT 64-dim x 2 blocks, patch 7 (tests)', shape: { patchSize: 7, width: 64, depth: 2, heads: 2 } },
+  vit_mini_patch4_28: { family: 'vit', imageSize: 28, description: 'ViT 64-dim x 4 blocks, 2 heads, patch 4 (default compare on CPU)', shape: { patchSize: 4, width: 64, depth: 4, heads: 2 } },
   vit_tiny_patch4_28: { family: 'vit', imageSize: 28, description: 'ViT 96-dim x 4 blocks, 3 heads, patch 4 (quick CPU)', shape: { patchSize: 4, width: 96, depth: 4, heads: 3 } },
   vit_fmnist: { family: 'vit', imageSize: 28, description: 'ViT 192-dim x 6 blocks, 3 heads, patch 4 (fmnist-vit preset)', shape: { patchSize: 4, width: 192, depth: 6, heads: 3 } },
   vit_small_patch4_32: { family: 'vit', imageSize: 32, description: 'ViT 192-dim x 6 blocks, 3 heads, patch 4 (CIFAR)', shape: { patchSize: 4, width: 192, depth: 6, heads: 3 } },

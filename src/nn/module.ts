@@ -128,8 +128,10 @@ export abstract class Module {
     const missingKeys = [...own.keys()].filter((key) => !incoming.has(key));
     const unexpectedKeys = [...incoming.keys()].filter((key) => !own.has(key));
     const problems: string[] = [];
-    if (strict && missingKeys.length) problems.push(`missing keys: ${missingKeys.join(', ')}`);
-    if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${unexpectedKeys.join(', ')}`);
+    // Long key lists are cut: the first few name the problem, a count says how big it is.
+    const list = (keys: string[]): string => (keys.length > 8 ? `${keys.slice(0, 8).join(', ')} and ${keys.length - 8} more` : keys.join(', '));
+    if (strict && missingKeys.length) problems.push(`missing keys: ${list(missingKeys)}`);
+    if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${list(unexpectedKeys)}`);
     for (const [key, target] of own) {
       const source = incoming.get(key);
       if (!source) continue;
@@ -139,7 +141,10 @@ export abstract class Module {
         problems.push(`${key}: shape [${have.join(', ')}] in the state dict, [${want.join(', ')}] in the model`);
       }
     }
-    if (problems.length) throw new Error(`loadStateDict: ${problems.join('; ')}`);
+    if (problems.length) {
+      const shown = problems.length > 10 ? [...problems.slice(0, 10), `${problems.length - 10} more shape mismatches`] : problems;
+      throw new Error(`loadStateDict: ${shown.join('; ')}`);
+    }
     noGrad(() => {
       for (const [key, target] of own) {
         const source = incoming.get(key);

@@ -100,7 +100,7 @@ export function describeSetting(setting: SettingSummary): { headline: string; ma
   parts.push(setting.datasets.length > 0 ? formatList(setting.datasets) : 'no dataset');
   parts.push(setting.models.length > 0 ? formatList(setting.models) : 'no model');
   const [firstEpochs] = setting.epochs;
-  if (setting.epochs.length === 1 && firstEpochs !== undefined) parts.push(`${firstEpochs} epochs`);
+  if (setting.epochs.length === 1 && firstEpochs !== undefined) parts.push(`${firstEpochs} epoch${firstEpochs === 1 ? '' : 's'}`);
   else if (setting.epochs.length > 1) parts.push(`${setting.epochs[0]}–${setting.epochs.at(-1)} epochs (varies by run)`);
   if (setting.seeds.length > 0) parts.push(`${setting.seeds.length} seed${setting.seeds.length === 1 ? '' : 's'} (${formatList(setting.seeds)})`);
   const limits = setting.limit_train.map((limit) => (limit === null ? 'full training set' : `${formatCount(limit)} training images`));
@@ -262,21 +262,32 @@ function gradNorms(comparison: Comparison): TopLevelSpec | string {
     height: 300,
     config: CONFIG,
     data: { values: rows },
-    // No point symbols: with them vega-lite draws the dash legend as invisible filled strokes.
-    mark: { type: 'line', strokeWidth: 2 },
     encoding: {
       x: { field: 'epoch', type: 'quantitative', axis: EPOCH_AXIS, scale: { nice: false } },
       y: { field: 'mean', type: 'quantitative', title: 'gradient norm' },
-      color: { field: 'series', type: 'nominal', title: 'method', scale, sort: scale.domain, legend: LINE_LEGEND },
-      strokeDash: {
-        field: 'term',
-        type: 'nominal',
-        title: 'gradient of',
-        // Without a color of its own the dash legend would draw invisible strokes.
-        legend: { ...LINE_LEGEND, symbolStrokeColor: '#3c4043', symbolSize: 320 },
-        scale: { domain: ['main: w1·L1', 'sub: w2·L2'], range: [[1, 0], [6, 4]] },
-      },
     },
+    layer: [
+      {
+        // No point symbols on the line: with them vega-lite draws the dash legend as invisible filled strokes.
+        mark: { type: 'line', strokeWidth: 2 },
+        encoding: {
+          color: { field: 'series', type: 'nominal', title: 'method', scale, sort: scale.domain, legend: LINE_LEGEND },
+          strokeDash: {
+            field: 'term',
+            type: 'nominal',
+            title: 'gradient of',
+            // Without a color of its own the dash legend would draw invisible strokes.
+            legend: { ...LINE_LEGEND, symbolStrokeColor: '#3c4043', symbolSize: 320 },
+            scale: { domain: ['main: w1·L1', 'sub: w2·L2'], range: [[1, 0], [6, 4]] },
+          },
+        },
+      },
+      {
+        // Points in a layer of their own (same legend, merged): a one-epoch line is a single point and draws nothing.
+        mark: { type: 'circle', size: 22, opacity: 1 },
+        encoding: { color: { field: 'series', type: 'nominal', title: 'method', scale, sort: scale.domain, legend: LINE_LEGEND } },
+      },
+    ],
   };
 }
 

@@ -50,6 +50,8 @@ function formatCost(group: GroupResult): string {
 
 export function formatDuration(seconds: number | null): string {
   if (seconds === null) return '–';
+  // Tiny runs take well under a second; "0 s" would read as "did not run".
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
   if (seconds < 60) return `${seconds.toFixed(0)} s`;
   const minutes = Math.round(seconds / 60);
   if (minutes < 60) return `${minutes} min`;

@@ -33,8 +33,11 @@ export function decodeTensors(bytes: Uint8Array, source = '<buffer>'): { tensors
   return { tensors, metadata: decoded.metadata };
 }
 
-/** Writes bytes to path so that a reader sees either the old file or the whole new one. */
-export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
+/**
+ * Writes bytes to path so that a reader sees either the old file or the whole new one.
+ * `beforeRename` runs once the temporary file is written and synced (a test hook).
+ */
+export function writeFileAtomic(path: string, bytes: Uint8Array | string, options?: { beforeRename?: () => void }): void {
   const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   const fd = openSync(temporary, 'w');
   try {
@@ -46,11 +49,12 @@ export function writeFileAtomic(path: string, bytes: Uint8Array | string): void 
     throw error;
   }
   closeSync(fd);
+  options?.beforeRename?.();
   renameSync(temporary, path);
 }
 
-export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
-  writeFileAtomic(path, encodeTensors(tensors, metadata));
+export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>, options?: { beforeRename?: () => void }): void {
+  writeFileAtomic(path, encodeTensors(tensors, metadata), options);
 }
 
 export function loadSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {

@@ -35,13 +35,13 @@ export interface CheckpointParts {
   state: TrainingState;
 }
 
-export function saveCheckpoint(path: string, parts: CheckpointParts): void {
+export function saveCheckpoint(path: string, parts: CheckpointParts, options?: { beforeRename?: () => void }): void {
   const tensors = new Map<string, Tensor>();
   for (const [name, tensor] of parts.model) tensors.set(`model.${name}`, tensor);
   for (const [name, tensor] of parts.optimizer.tensors) tensors.set(`optimizer.${name}`, tensor);
   if (parts.ema) for (const [name, tensor] of parts.ema) tensors.set(`ema.${name}`, tensor);
   tensors.set('rng.cpu', parts.rngState);
-  saveSafetensors(path, tensors, { [STATE_KEY]: JSON.stringify(parts.state), format: 'masksub-checkpoint' });
+  saveSafetensors(path, tensors, { [STATE_KEY]: JSON.stringify(parts.state), format: 'masksub-checkpoint' }, options);
 }
 
 /** Reads a checkpoint; the caller owns (and must dispose) every returned tensor. */

@@ -6,7 +6,21 @@ import { join } from 'node:path';
 import { isMethod, type Method } from '../masksub/method.js';
 import { renderReport, type ReportFiles } from '../report/index.js';
 import { ConfigError, type ResolvedTrainConfig, resolveConfig } from './config.js';
-import { train } from './trainer.js';
+import { readRunConfig, train } from './trainer.js';
+
+// Settings that may differ between a stored run and the plan without changing what it measures.
+const INCIDENTAL = new Set(['machine', 'threads', 'workers', 'preset', 'dataDir', 'device']);
+
+/** Names the settings in which a run directory's stored config differs from the planned one. */
+export function configDifferences(stored: ResolvedTrainConfig, planned: ResolvedTrainConfig): string[] {
+  const differences: string[] = [];
+  for (const [key, value] of Object.entries(planned)) {
+    if (INCIDENTAL.has(key)) continue;
+    const old = (stored as unknown as Record<string, unknown>)[key];
+    if (JSON.stringify(old) !== JSON.stringify(value)) differences.push(`${key} ${JSON.stringify(old)} -> ${JSON.stringify(value)}`);
+  }
+  return differences;
+}
 
 export interface CompareOptions {
   out: string;
@@ -28,9 +42,16 @@ export function parseMethods(text: string): Method[] {
 }
 
 export function parseNumberList(flag: string, text: string, check: (value: number) => boolean, requirement: string): number[] {
-  const values = text.split(',').map((item) => item.trim()).filter(Boolean).map(Number);
-  if (!values.length) throw new ConfigError(`${flag} needs at least one value`);
-  for (const value of values) if (!check(value)) throw new ConfigError(`${flag}: ${value} is not ${requirement}`);
+  const items = text.split(',').map((item) => item.trim()).filter(Boolean);
+  if (!items.length) throw new ConfigError(`${flag} needs at least one value`);
+  // Name the text as given: Number('a') is NaN, and "NaN is not ..." does not say what was wrong.
+  const values = items.map((item) => {
+    const value = Number(item);
+    if (!check(value)) throw new ConfigError(`${flag}: '${item}' is not ${requirement}`);
+    return value;
+  });
+  // A repeated value would plan the same run directory twice.
+  if (new Set(values).size !== values.length) throw new ConfigError(`${flag} lists a value twice`);
   return values;
 }
 
@@ -60,6 +81,13 @@ export async function compare(base: ResolvedTrainConfig, options: CompareOptions
     const directory = join(options.out, 'runs', run.name);
     const finished = existsSync(join(directory, 'done.json'));
     const started = existsSync(join(directory, 'config.json'));
+    if (started) {
+      const differences = configDifferences(readRunConfig(directory), run.config);
+      if (differences.length) {
+        throw new ConfigError(`${directory} was trained with other settings (${differences.join(', ')}); ` +
+          'use another --out for a different comparison, or delete that run directory to retrain it');
+      }
+    }
     if (finished) {
       log(`[${index}/${runs.length}] ${run.name}: finished earlier, reused`);
       continue;

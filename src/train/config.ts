@@ -215,6 +215,9 @@ export function resolveConfig(config: TrainConfig, preset: string | null = null)
   range(config, 'minLr', 0, config.lr);
   range(config, 'warmupLr', 0, config.lr);
   range(config, 'warmupEpochs', 0, config.epochs);
+  if (config.warmupEpochs > 0 && config.warmupEpochs >= config.epochs) {
+    throw new ConfigError(`warmup-epochs ${config.warmupEpochs} leaves no epoch after the warmup (epochs ${config.epochs}); use fewer warmup-epochs (0 is fine) or more epochs`);
+  }
   range(config, 'weightDecay', 0, 10);
   range(config, 'momentum', 0, 1, true);
   range(config, 'labelSmoothing', 0, 1, true);

@@ -3,6 +3,7 @@
 // checkpoints and exact resume. Short enough to read in one sitting; no hidden globals.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { countBatches } from '../data/batch.js';
 import { BatchLoader, NO_AUGMENTATION } from '../data/loader.js';
 import { type ImageDataset, loadDataset, subsetDataset } from '../data/datasets.js';
 import { deriveSeed, Random } from '../data/random.js';
@@ -14,9 +15,9 @@ import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGrou
 import { writeFileAtomic } from '../tensor/safetensors.js';
 import { saveSafetensors } from '../tensor/safetensors.js';
 import { setNumThreads } from '../tensor/native.js';
-import { Generator, getRngState, manualSeed, noGrad, setRngState, type Tensor, tensor, tidy } from '../tensor/tensor.js';
+import { Generator, getRngState, keep, manualSeed, noGrad, setRngState, type Tensor, tensor, tidy } from '../tensor/tensor.js';
 import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, loadCheckpoint, MODEL_FILE, saveCheckpoint, type TrainingState } from './checkpoint.js';
-import { fromStoredConfig, type ResolvedTrainConfig, toStoredConfig } from './config.js';
+import { fromStoredConfig, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
 import { Progress } from './progress.js';
 import type { EpochMetrics, RunSummary } from './run-format.js';
 
@@ -42,28 +43,70 @@ const DONE_FILE = 'done.json';
 export function readRunConfig(out: string): ResolvedTrainConfig {
   const path = join(out, CONFIG_FILE);
   try {
-    return fromStoredConfig(JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>);
+    const stored = fromStoredConfig(JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>);
+    // The file may have been edited (e.g. a lower lr after a non-finite loss): validate it again.
+    const { machine: _machine, preset, ...settings } = stored;
+    return resolveConfig(settings as TrainConfig, preset ?? null);
   } catch (error) {
     throw new TrainingError(`${path}: cannot read the run's config: ${(error as Error).message}`);
   }
 }
 
-/** Decides what to do with an existing run directory; never deletes a run silently. */
-function prepareRunDirectory(out: string, options: TrainOptions): 'fresh' | 'resume' {
+/** The run's own files, the only ones --overwrite removes. */
+const RUN_FILES = [CONFIG_FILE, METRICS_FILE, SUMMARY_CSV, DONE_FILE, CHECKPOINT_FILE, MODEL_FILE, BEST_FILE];
+
+/** writeFileAtomic's temporary file of a run file (.NAME.PID.tmp) and the writer's process id. */
+function atomicTemporaryPid(entry: string): number | null {
+  const match = /^\.(.+)\.(\d+)\.tmp$/.exec(entry);
+  return match && RUN_FILES.includes(match[1]) ? Number(match[2]) : null;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Temporary files left by a writer that was killed between writing and renaming (a SIGKILL during
+ * a checkpoint write leaves a whole checkpoint-sized one). They are never read; the ones whose
+ * writer is gone are removed so that repeated interruptions do not fill the disk.
+ */
+function staleTemporaries(out: string): string[] {
+  if (!existsSync(out)) return [];
+  return readdirSync(out).filter((entry) => {
+    const pid = atomicTemporaryPid(entry);
+    return pid !== null && pid !== process.pid && !processAlive(pid);
+  });
+}
+
+/** Decides what to do with an existing run directory; never deletes a run silently, touches nothing. */
+function checkRunDirectory(out: string, options: TrainOptions): 'fresh' | 'resume' {
   const hasRun = existsSync(join(out, CONFIG_FILE));
   if (options.resume) {
     if (!hasRun) throw new TrainingError(`--resume: ${out} holds no run to resume (no ${CONFIG_FILE})`);
     return 'resume';
   }
-  if (hasRun || (existsSync(out) && readdirSync(out).length > 0)) {
+  const stale = new Set(staleTemporaries(out));
+  if (hasRun || (existsSync(out) && readdirSync(out).some((entry) => !stale.has(entry)))) {
     if (!options.overwrite) {
       const finished = existsSync(join(out, DONE_FILE));
       throw new TrainingError(`${out} already holds ${hasRun ? (finished ? 'a finished run' : 'an unfinished run') : 'files'}; pass --resume to continue it or --overwrite to replace it`);
     }
-    for (const name of [CONFIG_FILE, METRICS_FILE, SUMMARY_CSV, DONE_FILE, CHECKPOINT_FILE, MODEL_FILE, BEST_FILE]) rmSync(join(out, name), { force: true });
   }
-  mkdirSync(out, { recursive: true });
   return 'fresh';
+}
+
+/** Makes the run directory: removes a replaced run's files (--overwrite was checked) and stale temporaries. */
+function prepareRunDirectory(out: string, mode: 'fresh' | 'resume'): void {
+  for (const entry of staleTemporaries(out)) rmSync(join(out, entry), { force: true });
+  if (mode === 'fresh') {
+    for (const name of RUN_FILES) rmSync(join(out, name), { force: true });
+    mkdirSync(out, { recursive: true });
+  }
 }
 
 function buildOptimizer(model: Classifier, config: ResolvedTrainConfig): Optimizer {
@@ -135,19 +178,36 @@ function writeMetrics(out: string, history: EpochMetrics[]): void {
 export async function train(requested: ResolvedTrainConfig, options: TrainOptions): Promise<TrainResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const out = options.out;
-  const mode = prepareRunDirectory(out, options);
+  const mode = checkRunDirectory(out, options);
   const config = mode === 'resume' ? readRunConfig(out) : requested;
-  if (mode === 'fresh') writeFileAtomic(join(out, CONFIG_FILE), JSON.stringify(toStoredConfig(config), null, 2) + '\n');
-  if (existsSync(join(out, DONE_FILE))) {
+  if (mode === 'resume' && existsSync(join(out, DONE_FILE))) {
     log(`${out}: already finished`);
     const history = readHistory(out);
     return { summary: JSON.parse(readFileSync(join(out, DONE_FILE), 'utf8')) as RunSummary, history, out };
   }
 
-  setNumThreads(config.threads);
-  manualSeed(config.seed);
+  // The data is read before the run directory is made or changed: a wrong --data-dir or a damaged
+  // file must not leave behind a run directory (which a corrected command would then refuse) nor
+  // remove the run that --overwrite would replace.
   const train = loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split: 'train', limit: config.limitTrain ?? undefined });
   const test = loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split: 'test', limit: config.limitTest ?? undefined });
+  // The learning-rate schedule is checked before the run directory is touched too: too few steps
+  // for the warmup (tiny data, one epoch) is a setting to change, not a half-made run.
+  const dropLast = train.count >= config.batchSize * 2;
+  const microPerEpoch = countBatches(train.count, config.batchSize, dropLast);
+  const stepsPerEpoch = Math.max(1, Math.floor(microPerEpoch / config.accumulation));
+  const warmupSteps = Math.round(config.warmupEpochs * stepsPerEpoch);
+  const totalSteps = config.epochs * stepsPerEpoch;
+  if (!(totalSteps > warmupSteps)) {
+    throw new TrainingError(`warmup-epochs ${config.warmupEpochs} leaves no steps after the warmup: ${config.epochs} epoch(s) of ${stepsPerEpoch} step(s) ` +
+      `(${train.count} training images, batch size ${config.batchSize}) make ${totalSteps} steps and the warmup takes ${warmupSteps}; use fewer warmup-epochs or more epochs`);
+  }
+  const schedule = new WarmupCosineSchedule({ baseLr: config.lr, minLr: config.minLr, warmupStartLr: config.warmupLr, warmupSteps, totalSteps });
+  prepareRunDirectory(out, mode);
+  if (mode === 'fresh') writeFileAtomic(join(out, CONFIG_FILE), JSON.stringify(toStoredConfig(config), null, 2) + '\n');
+
+  setNumThreads(config.threads);
+  manualSeed(config.seed);
   // A fixed probe subset of the training images for the paper's Eq. 1 / Eq. 2 losses.
   const order = Int32Array.from({ length: train.count }, (_, index) => index);
   new Random(deriveSeed(config.seed, 777)).shuffle(order);
@@ -160,18 +220,12 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   const optimizer = buildOptimizer(model, config);
   const loader = new BatchLoader(train, {
-    batchSize: config.batchSize, shuffle: true, dropLast: train.count >= config.batchSize * 2, seed: config.seed,
+    batchSize: config.batchSize, shuffle: true, dropLast, seed: config.seed,
     augment: { cropPadding: config.cropPadding, hflip: config.hflip, randomErasing: config.randomErasing },
     mixup: config.mixup > 0 || config.cutmix > 0
       ? { mixupAlpha: config.mixup, cutmixAlpha: config.cutmix, switchProb: config.mixupSwitchProb, prob: config.mixupProb, labelSmoothing: config.labelSmoothing, numClasses: train.numClasses }
       : undefined,
     prefetch: 3, useWorker: config.workers,
-  });
-  const microPerEpoch = loader.batchCount;
-  const stepsPerEpoch = Math.max(1, Math.floor(microPerEpoch / config.accumulation));
-  const schedule = new WarmupCosineSchedule({
-    baseLr: config.lr, minLr: config.minLr, warmupStartLr: config.warmupLr,
-    warmupSteps: Math.round(config.warmupEpochs * stepsPerEpoch), totalSteps: config.epochs * stepsPerEpoch,
   });
   const ema = config.ema ? new ModelEma(model, { decay: config.emaDecay }) : null;
   const stepConfig: StepConfig = {
@@ -197,10 +251,26 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
     } finally {
       disposeCheckpoint(parts);
     }
+    // A kill between the checkpoint's rename and the metrics' leaves metrics.jsonl an epoch behind;
+    // the checkpoint is the record, the metrics files are derived from it.
+    let metricsBehind = true;
+    try {
+      metricsBehind = readHistory(out).length !== state.history.length;
+    } catch {
+      // unreadable metrics are rewritten from the checkpoint as well
+    }
+    if (metricsBehind) writeMetrics(out, state.history);
     log(`resumed ${out} after epoch ${state.epoch} (step ${state.globalStep})`);
   }
 
-  const injectNanStep = Number(process.env.MASKSUB_INJECT_NAN_AT_STEP ?? -1);
+  // Test hooks (fault-injection tests): multiply the input of global step k (0-based) by NaN, once
+  // per process (a skipped step does not advance the step counter); sleep between writing the
+  // checkpoint's temporary file and renaming it, so a test can kill the process mid-write.
+  let injectNanStep = process.env.MASKSUB_INJECT_NAN_AT_STEP ? Number(process.env.MASKSUB_INJECT_NAN_AT_STEP) : -1;
+  const slowCheckpointMs = Number(process.env.MASKSUB_TEST_SLOW_CHECKPOINT_MS ?? 0);
+  const checkpointWrite = slowCheckpointMs > 0
+    ? { beforeRename: () => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, slowCheckpointMs); } }
+    : undefined;
   const started = performance.now();
   const wallBase = state.wallSeconds;
   const progress = new Progress(log);
@@ -218,18 +288,28 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
         const stepStart = performance.now();
         const lr = schedule.lr(state.globalStep);
         applyLr(optimizer, lr);
+        // A skipped step must leave no trace, but its forward pass already folded the bad batch into
+        // BatchNorm's running statistics; keep a copy to put back.
+        const savedBuffers = config.skipNonFinite ? noGrad(() => model.buffers().map((buffer) => keep(buffer.clone()))) : [];
         const result = tidy(() => {
           let { images, labels, soft } = batchTensors(batch.images, batch.labels, batch.softTargets, train, config.device);
-          if (state.globalStep === injectNanStep) images = images.mul(Number.NaN);
+          if (state.globalStep === injectNanStep) {
+            images = images.mul(Number.NaN);
+            injectNanStep = -1;
+          }
           return methodStep(model, images, soft ?? labels, stepConfig);
         });
         microIndex++;
         const finite = result.finite && Number.isFinite(result.gradNormMain) && (result.gradNormSub === null || Number.isFinite(result.gradNormSub));
+        if (!finite && config.skipNonFinite) noGrad(() => model.buffers().forEach((buffer, index) => buffer.copy_(savedBuffers[index])));
+        for (const saved of savedBuffers) saved.dispose();
         if (!finite) {
           optimizer.zeroGrad();
           if (!config.skipNonFinite) {
             throw new TrainingError(`non-finite loss (${result.loss}) at epoch ${epoch}, step ${microIndex} of ${microPerEpoch} (global step ${state.globalStep + 1}); training stopped. ` +
-              `The last good checkpoint (epoch ${state.epoch}) in ${out} was kept; lower the learning rate and run with --resume, or set skip-non-finite to skip such steps`);
+              (state.epoch > 0 ? `The last good checkpoint (epoch ${state.epoch}) in ${out} was kept` : `No epoch had finished, so ${out} holds no checkpoint yet`) +
+              `; to continue, lower lr (or set skip_non_finite: true to skip such steps) ` +
+              `in ${join(out, CONFIG_FILE)} and run train --out ${out} --resume`);
           }
           state.skippedSteps++;
           continue;
@@ -291,7 +371,7 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
         saveCheckpoint(checkpointPath, {
           model: model.stateDict(), optimizer: optimizerState, ema: ema ? new Map(ema.tensors) : null,
           rngState: tensor(rng), state,
-        });
+        }, checkpointWrite);
       });
       writeMetrics(out, state.history);
       progress.finish(row);
