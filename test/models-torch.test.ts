@@ -9,7 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { manualSeed, noGrad, rand, randn, type Tensor, tidy } from '../src/index.js';
+import { manualSeed, noGrad, rand, randn, type Tensor, tensor, tidy } from '../src/index.js';
+import * as F from '../src/nn/functional.js';
+import { AdamW, paramGroupsWithWeightDecay } from '../src/optim/index.js';
 import { type Classifier, createModel, ResNet, VisionTransformer } from '../src/models/index.js';
 import { BatchNorm2d } from '../src/nn/index.js';
 import { saveSafetensors } from '../src/tensor/safetensors.js';
@@ -327,3 +329,54 @@ compare('resnet50', () => {
   const model = createModel('resnet50', { numClasses: 1000 }) as ResNet;
   return { model, config: resnetConfig(model), images: randn([1, 3, 64, 64]), viaJson: false };
 }, null);
+
+// Training dynamics, not only single forwards: the same full-batch AdamW steps from the same
+// weights must follow PyTorch's loss curve (model + loss + backward + optimizer end to end).
+test('vit_micro trained 25 full-batch AdamW steps follows PyTorch\'s loss curve and ends at the same weights', () => {
+  tidy(() => {
+    manualSeed(5);
+    const model = createModel('vit_micro', { inChannels: 1, numClasses: 10 }) as VisionTransformer;
+    const images = randn([48, 1, 28, 28]);
+    const labels = tensor(Array.from({ length: 48 }, (_, i) => (i * 7) % 10), { dtype: 'int64' });
+    const path = join(directory, 'trajectory.safetensors');
+    saveSafetensors(path, model.stateDict());
+    const optimizer = new AdamW(paramGroupsWithWeightDecay(model, 0.05, model.noWeightDecay()), { lr: 2e-3, weightDecay: 0.05 });
+    const steps = 25;
+    const losses: number[] = [];
+    for (let step = 0; step < steps; step++) {
+      tidy(() => {
+        optimizer.zeroGrad();
+        const loss = F.crossEntropy(model.forward(images), labels, { labelSmoothing: 0.1 });
+        loss.backward();
+        optimizer.step();
+        losses.push(loss.item());
+      });
+    }
+    const script = `${MODELS_PY}
+cfg = json.loads(${JSON.stringify(JSON.stringify(vitConfig(model)))})
+m = build(cfg)
+m.load_state_dict(load_safetensors(${JSON.stringify(path)}), strict=True)
+decay, no_decay = [], []
+for name, p in m.named_parameters():
+    (no_decay if p.ndim <= 1 or name in ('pos_embed', 'cls_token') else decay).append(p)
+opt = torch.optim.AdamW([{'params': no_decay, 'weight_decay': 0.0}, {'params': decay, 'weight_decay': 0.05}], lr=2e-3)
+losses = []
+for step in range(${steps}):
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(m(inp['x']), inp['y'], label_smoothing=0.1)
+    loss.backward()
+    opt.step()
+    losses.append(loss.item())
+out['losses'] = torch.tensor(losses, dtype=torch.float64)
+out['head'] = m.head.weight
+`;
+    const result = runTorch(script, { x: images, y: labels });
+    const reference = result.losses.toArray() as number[];
+    const worst = Math.max(...losses.map((value, i) => Math.abs(value - reference[i]) / Math.abs(reference[i])));
+    assert.ok(worst < 1e-4, `loss curves differ by ${worst} (ours ${losses.map((v) => v.toFixed(4)).join(' ')}; PyTorch ${reference.map((v) => v.toFixed(4)).join(' ')})`);
+    assert.ok(losses[steps - 1] < losses[0] - 0.3, `the model learns: ${losses[0]} -> ${losses[steps - 1]}`);
+    assert.ok(relativeError(model.head.weight, result.head) < 1e-3, 'same head weights after training');
+    optimizer.dispose();
+    model.dispose();
+  });
+});
