@@ -4,16 +4,16 @@
 // Usage: node --import tsx bench/child.ts '<json job>'; prints one JSON line (see common.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Classifier, ClassifierInfo, ForwardOptions } from '../src/models/classifier.js';
+import type { Tensor } from '../src/tensor/tensor.js';
 import { procStatusKiB, median, type Job, type LoaderJob, type LoaderResult, type OpCallJob, type OpCallResult, type StepJob, type StepResult } from './common.js';
 
-// Before anything loads libtorch: the memory of a bare Node + tsx process, then of libtorch loaded.
+// Type imports are erased; the package is imported dynamically so that the memory of a bare
+// Node + tsx process is read before libtorch loads, then again after.
 const rssBeforeImport = procStatusKiB('VmRSS');
 const { native, blasLibraries, buildInfo, getNumThreads, setNumThreads, synchronize } = await import('../src/tensor/native.js');
 const { manualSeed, ones, randint, randn, tensor, tidy } = await import('../src/tensor/tensor.js');
 const rssAfterImport = procStatusKiB('VmRSS');
-
-import type { Classifier, ClassifierInfo, ForwardOptions } from '../src/models/classifier.js';
-import type { Tensor } from '../src/tensor/tensor.js';
 
 /** The device's memory this process holds, as nvidia-smi reports it (context + caching allocator). */
 function gpuUsedMiB(): number | null {

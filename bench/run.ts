@@ -24,7 +24,8 @@ const USAGE = `usage: npm run bench -- [options]
   --quick              few steps, one round: a smoke test of every section (~2-3 min on 2 cores)
   --steps N            timed steps per process for the ViT and ResNet step sections
   --warmup N           untimed steps before them
-  --rounds N           repetitions of every configuration (ours and PyTorch back to back)
+  --rounds N           repetitions of every configuration (ours and PyTorch back to back;
+                       default 3, cut by the time budget)
   --device cpu|cuda    where the models run (default cpu)
   --threads N          intra-op threads for both (default $MASKSUB_THREADS or the number of cores)
   --only LIST          sections to run, comma-separated: vit,resnet,overhead,data (default all)
@@ -33,6 +34,10 @@ const USAGE = `usage: npm run bench -- [options]
   --python PATH        python with torch (default $MASKSUB_PYTHON, /usr/bin/python3, python3)
   --name NAME          results file name (default <device>[-quick]-<date>)
   --out DIR            results directory (default bench/results)
+  --budget-minutes M   start no further round once the next would end after M minutes
+                       (default 10 for a full run without --rounds; 0 = no limit)
+  --env KEY=VALUE      set an environment variable in both children (repeatable), e.g. to
+                       compare allocator settings: --env MALLOC_TRIM_THRESHOLD_=0
 `;
 
 // ---------------------------------------------------------------- arguments
@@ -49,13 +54,15 @@ interface Options {
   python: string | null;
   name: string | null;
   out: string;
+  budgetMinutes: number | null;
+  env: Record<string, string>;
 }
 
 function parseArguments(argv: string[]): Options {
   const options: Options = {
     quick: false, steps: null, warmup: null, rounds: null, device: 'cpu', threads: defaultThreads(),
     only: new Set(['vit', 'resnet', 'overhead', 'data']), resnet: null, batchSize: 128, python: null, name: null,
-    out: join(here, 'results'),
+    out: join(here, 'results'), budgetMinutes: null, env: {},
   };
   const integer = (flag: string, value: string | undefined, minimum: number): number => {
     const number = Number(value);
@@ -101,6 +108,19 @@ function parseArguments(argv: string[]): Options {
         break;
       }
       case '--out': options.out = resolve(value()); break;
+      case '--budget-minutes': {
+        const minutes = Number(value());
+        if (!(minutes >= 0)) fail(`--budget-minutes needs a number >= 0`);
+        options.budgetMinutes = minutes;
+        break;
+      }
+      case '--env': {
+        const pair = value();
+        const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(pair);
+        if (!match) fail(`--env needs KEY=VALUE, got ${pair}`);
+        options.env[match[1]] = match[2];
+        break;
+      }
       case '--help': case '-h': process.stdout.write(USAGE); process.exit(0); break;
       default: fail(`unknown option ${argument}\n${USAGE}`);
     }
@@ -121,12 +141,19 @@ function defaultThreads(): number {
 const options = parseArguments(process.argv.slice(2));
 const cuda = options.device !== 'cpu';
 
-/** Steps, warm-up and rounds of each section: sized so a full CPU run takes about 10 minutes on 2 cores. */
+/**
+ * Steps and warm-up of each section, and rounds. One CPU round takes about 4 minutes on 2 busy
+ * cores (ViT ~75% of it), so a full run does 2-3 rounds within the 10-minute budget.
+ */
+const rounds = options.rounds ?? (options.quick ? 1 : 3);
+const budgetMinutes = options.budgetMinutes ?? (options.quick || options.rounds !== null ? 0 : 10);
 const plan = {
-  vit: { warmup: options.warmup ?? (options.quick ? 1 : cuda ? 5 : 2), steps: options.steps ?? (options.quick ? 2 : cuda ? 30 : 4), rounds: options.rounds ?? (options.quick ? 1 : cuda ? 3 : 2) },
-  resnet: { warmup: options.warmup ?? (options.quick ? 1 : cuda ? 5 : 2), steps: options.steps ?? (options.quick ? 2 : cuda ? 30 : 6), rounds: options.rounds ?? (options.quick ? 1 : cuda ? 3 : 2) },
-  overhead: { warmup: options.quick ? 5 : 20, steps: options.quick ? 30 : 200, rounds: options.rounds ?? (options.quick ? 1 : 2), opCalls: options.quick ? 5000 : 50000 },
-  data: { maxBatches: options.quick ? 30 : 200, rounds: options.rounds ?? (options.quick ? 1 : 2) },
+  rounds,
+  budgetMinutes,
+  vit: { warmup: options.warmup ?? (options.quick ? 1 : cuda ? 5 : 2), steps: options.steps ?? (options.quick ? 2 : cuda ? 30 : 4) },
+  resnet: { warmup: options.warmup ?? (options.quick ? 1 : cuda ? 5 : 2), steps: options.steps ?? (options.quick ? 2 : cuda ? 30 : 6) },
+  overhead: { warmup: options.quick ? 5 : 20, steps: options.quick ? 30 : 200, opCalls: options.quick ? 5000 : 50000 },
+  data: { maxBatches: options.quick ? 30 : 200 },
 };
 const RATIOS = [0.25, 0.5, 0.75];
 /** Paper Table A.7 (ViT) and MASKSUB.md (ResNet: the whole image again, x2). */
@@ -136,7 +163,7 @@ const TARGETS = { stepRatio: 1.05, vitMasksubCost: 1.5, peakRssRatio: 1.2, pipel
 // ---------------------------------------------------------------- machine and tools
 // Ours uses PASSIVE unless the user set OMP_WAIT_POLICY (src/tensor/native.ts); PyTorch gets the same.
 const ompWaitPolicy = process.env.OMP_WAIT_POLICY ?? 'PASSIVE';
-const childEnvironment: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: ompWaitPolicy, MASKSUB_THREADS: String(options.threads) };
+const childEnvironment: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: ompWaitPolicy, MASKSUB_THREADS: String(options.threads), ...options.env };
 
 function findPython(): string {
   const candidates = options.python ? [options.python] : process.env.MASKSUB_PYTHON ? [process.env.MASKSUB_PYTHON] : ['/usr/bin/python3', 'python3'];
@@ -285,37 +312,36 @@ const benchStart = performance.now();
 const loadStart = loadavg();
 const firstSeen: { ours?: StepResult; pytorch?: StepResult } = {};
 
-async function stepSection(section: 'vit' | 'resnet', spec: ModelSpec, settings: { warmup: number; steps: number; rounds: number }): Promise<void> {
-  const configs: { method: StepMethod; ratio: number }[] = [{ method: 'baseline', ratio: 0 }, ...RATIOS.map((ratio) => ({ method: 'masksub' as const, ratio }))];
-  for (let round = 0; round < settings.rounds; round++) {
-    for (const { method, ratio } of configs) {
-      // ours and PyTorch back to back, the order flipped every round; the plainly written TS step
-      // (no gradient-norm bookkeeping) for the two headline configurations.
-      const impls: Implementation[] = round % 2 === 0 ? ['ours', 'pytorch'] : ['pytorch', 'ours'];
-      if (method === 'baseline' || ratio === 0.5) impls.push('ours_plain');
-      for (const impl of impls) {
-        const label = `${section} round ${round + 1}/${settings.rounds} ${impl} ${method}${method === 'masksub' ? ` r=${ratio}` : ''}`;
-        const result = runChild(impl === 'pytorch' ? 'pytorch' : 'ours', stepJob(impl, spec, method, ratio, settings), label) as StepResult | null;
-        record({ section, model: spec.name, impl, method, ratio }, round, result);
-        if (result) {
-          if (impl === 'ours') firstSeen.ours ??= result;
-          if (impl === 'pytorch') firstSeen.pytorch ??= result;
-          progress(`${label}: ${result.medianStepSeconds?.toFixed(4)} s/step, peak RSS ${mib(result.peakRssKiB)?.toFixed(0)} MiB`);
-        }
+const STEP_CONFIGS: { method: StepMethod; ratio: number }[] = [{ method: 'baseline', ratio: 0 }, ...RATIOS.map((ratio) => ({ method: 'masksub' as const, ratio }))];
+
+function stepRound(section: 'vit' | 'resnet', spec: ModelSpec, settings: { warmup: number; steps: number }, round: number): void {
+  for (const { method, ratio } of STEP_CONFIGS) {
+    // ours and PyTorch back to back, the order flipped every round; the plainly written TS step
+    // (no gradient-norm bookkeeping) for the two headline configurations.
+    const impls: Implementation[] = round % 2 === 0 ? ['ours', 'pytorch'] : ['pytorch', 'ours'];
+    if (method === 'baseline' || ratio === 0.5) impls.push('ours_plain');
+    for (const impl of impls) {
+      const label = `${section} round ${round + 1}/${rounds} ${impl} ${method}${method === 'masksub' ? ` r=${ratio}` : ''}`;
+      const result = runChild(impl === 'pytorch' ? 'pytorch' : 'ours', stepJob(impl, spec, method, ratio, settings), label) as StepResult | null;
+      record({ section, model: spec.name, impl, method, ratio }, round, result);
+      if (result) {
+        if (impl === 'ours') firstSeen.ours ??= result;
+        if (impl === 'pytorch') firstSeen.pytorch ??= result;
+        progress(`${label}: ${result.medianStepSeconds?.toFixed(4)} s/step, peak RSS ${mib(result.peakRssKiB)?.toFixed(0)} MiB`);
       }
     }
-    if (section === 'vit') {
-      // The trainer's feed: batches from BatchLoader's worker thread, next to libtorch's threads.
-      const label = `${section} round ${round + 1}/${settings.rounds} ours baseline fed by the loader worker`;
-      const result = runChild('ours', stepJob('ours', spec, 'baseline', 0, settings, { feed: 'worker' }), label) as StepResult | null;
-      record({ section, model: spec.name, impl: 'ours', method: 'baseline', ratio: 0, feed: 'worker' }, round, result);
-      if (result) progress(`${label}: ${result.medianStepSeconds?.toFixed(4)} s/step`);
-    }
   }
-  reportSteps(section, spec, configs);
+  if (section === 'vit') {
+    // The trainer's feed: batches from BatchLoader's worker thread, next to libtorch's threads.
+    const label = `${section} round ${round + 1}/${rounds} ours baseline fed by the loader worker`;
+    const result = runChild('ours', stepJob('ours', spec, 'baseline', 0, settings, { feed: 'worker' }), label) as StepResult | null;
+    record({ section, model: spec.name, impl: 'ours', method: 'baseline', ratio: 0, feed: 'worker' }, round, result);
+    if (result) progress(`${label}: ${result.medianStepSeconds?.toFixed(4)} s/step`);
+  }
 }
 
-function reportSteps(section: string, spec: ModelSpec, configs: { method: StepMethod; ratio: number }[]): void {
+function reportSteps(section: string, spec: ModelSpec): void {
+  const configs = STEP_CONFIGS;
   const model = spec.name;
   const key = (impl: Implementation, method: StepMethod, ratio: number, feed?: string): StepKey => ({ section, model, impl, method, ratio, feed });
   for (const { method, ratio } of configs) {
@@ -327,6 +353,9 @@ function reportSteps(section: string, spec: ModelSpec, configs: { method: StepMe
       emit({ metric: 'step_time_s', section, model, impl, method, ratio: method === 'masksub' ? ratio : null, value: round3(value), unit: 's', samples: samples.map(round3), batchSize: options.batchSize, stepsPerProcess: list[0].stepSeconds.length });
       const peaks = list.map((x) => mib(x.peakRssKiB)).filter((x): x is number => x !== null);
       emit({ metric: 'peak_rss_mib', section, model, impl, method, ratio: method === 'masksub' ? ratio : null, value: round3(median(peaks)), unit: 'MiB', samples: peaks.map(round3) });
+      // The training's own memory: peak minus the process right after loading libtorch / torch.
+      const above = list.map((x) => (x.peakRssKiB !== null && x.rssAfterImportKiB !== null ? (x.peakRssKiB - x.rssAfterImportKiB) / 1024 : NaN)).filter(Number.isFinite);
+      emit({ metric: 'peak_rss_above_start_mib', section, model, impl, method, ratio: method === 'masksub' ? ratio : null, value: round3(median(above)), unit: 'MiB', samples: above.map(round3), note: 'peak RSS - RSS after importing the engine' });
       if (cuda) {
         const used = list.map((x) => x.gpuUsedMiB ?? null).filter((x): x is number => x !== null);
         emit({ metric: 'gpu_used_mib', section, model, impl, method, ratio: method === 'masksub' ? ratio : null, value: round3(median(used)), unit: 'MiB', samples: used, note: 'nvidia-smi used_memory of the process at the end (CUDA context + caching allocator)' });
@@ -379,30 +408,33 @@ function reportSteps(section: string, spec: ModelSpec, configs: { method: StepMe
 
 const consumption: { model: string; method: string; ratio: number | null; imagesPerSecond: number }[] = [];
 
-async function overheadSection(): Promise<void> {
+const OVERHEAD_BATCH = 2;
+
+function overheadRound(specs: ModelSpec[], round: number): void {
   const settings = { warmup: plan.overhead.warmup, steps: plan.overhead.steps };
-  const specs = [await modelSpec('mlp_tiny', { width: 16 }), await modelSpec('vit_micro')];
-  const batch = 2;
-  for (let round = 0; round < plan.overhead.rounds; round++) {
-    for (const spec of specs) {
-      const impls: Implementation[] = round % 2 === 0 ? ['ours', 'pytorch', 'ours_plain'] : ['pytorch', 'ours', 'ours_plain'];
-      for (const impl of impls) {
-        const label = `overhead round ${round + 1}/${plan.overhead.rounds} ${impl} ${spec.name} batch ${batch}`;
-        const job = { ...stepJob(impl, spec, 'baseline', 0, settings), batchSize: batch, countCalls: true, maxSeconds: 60 };
-        const result = runChild(impl === 'pytorch' ? 'pytorch' : 'ours', job, label) as StepResult | null;
-        record({ section: 'overhead', model: spec.name, impl, method: 'baseline', ratio: 0 }, round, result);
-        if (result && impl === 'ours') firstSeen.ours ??= result;
-        if (result && impl === 'pytorch') firstSeen.pytorch ??= result;
-        if (result) progress(`${label}: ${((result.medianStepSeconds ?? NaN) * 1000).toFixed(3)} ms/step, ${result.callsPerStep} calls/step`);
-      }
-    }
-    for (const impl of (round % 2 === 0 ? ['ours', 'pytorch'] : ['pytorch', 'ours']) as ('ours' | 'pytorch')[]) {
-      const job: OpCallJob = { kind: 'opcall', impl, iterations: plan.overhead.opCalls, threads: options.threads };
-      const result = runChild(impl, job, `overhead round ${round + 1} ${impl} op call`) as OpCallResult | null;
-      opCalls[impl].push(result?.microsecondsPerCall ?? NaN);
-      if (result) progress(`overhead ${impl} x.add(y) on 1-element tensors: ${result.microsecondsPerCall.toFixed(2)} us/call`);
+  const batch = OVERHEAD_BATCH;
+  for (const spec of specs) {
+    const impls: Implementation[] = round % 2 === 0 ? ['ours', 'pytorch', 'ours_plain'] : ['pytorch', 'ours', 'ours_plain'];
+    for (const impl of impls) {
+      const label = `overhead round ${round + 1}/${rounds} ${impl} ${spec.name} batch ${batch}`;
+      const job = { ...stepJob(impl, spec, 'baseline', 0, settings), batchSize: batch, countCalls: true, maxSeconds: 60 };
+      const result = runChild(impl === 'pytorch' ? 'pytorch' : 'ours', job, label) as StepResult | null;
+      record({ section: 'overhead', model: spec.name, impl, method: 'baseline', ratio: 0 }, round, result);
+      if (result && impl === 'ours') firstSeen.ours ??= result;
+      if (result && impl === 'pytorch') firstSeen.pytorch ??= result;
+      if (result) progress(`${label}: ${((result.medianStepSeconds ?? NaN) * 1000).toFixed(3)} ms/step, ${result.callsPerStep} calls/step`);
     }
   }
+  for (const impl of (round % 2 === 0 ? ['ours', 'pytorch'] : ['pytorch', 'ours']) as ('ours' | 'pytorch')[]) {
+    const job: OpCallJob = { kind: 'opcall', impl, iterations: plan.overhead.opCalls, threads: options.threads };
+    const result = runChild(impl, job, `overhead round ${round + 1} ${impl} op call`) as OpCallResult | null;
+    opCalls[impl].push(result?.microsecondsPerCall ?? NaN);
+    if (result) progress(`overhead ${impl} x.add(y) on 1-element tensors: ${result.microsecondsPerCall.toFixed(2)} us/call`);
+  }
+}
+
+function reportOverhead(specs: ModelSpec[]): void {
+  const batch = OVERHEAD_BATCH;
   for (const spec of specs) {
     const key = (impl: Implementation): StepKey => ({ section: 'overhead', model: spec.name, impl, method: 'baseline', ratio: 0 });
     for (const impl of ['ours', 'ours_plain', 'pytorch'] as Implementation[]) {
@@ -430,19 +462,22 @@ async function overheadSection(): Promise<void> {
 }
 const opCalls = { ours: [] as number[], pytorch: [] as number[] };
 
-async function dataSection(): Promise<void> {
-  const throughput: Record<string, number[]> = { worker: [], inline: [] };
-  let dataset = '';
-  for (let round = 0; round < plan.data.rounds; round++) {
-    for (const useWorker of [true, false]) {
-      const job: LoaderJob = { kind: 'loader', batchSize: options.batchSize, maxBatches: plan.data.maxBatches, useWorker, threads: options.threads };
-      const result = runChild('ours', job, `data round ${round + 1} ${useWorker ? 'worker' : 'in-thread'}`) as LoaderResult | null;
-      if (!result) continue;
-      dataset = result.dataset;
-      throughput[useWorker ? 'worker' : 'inline'].push(result.imagesPerSecond);
-      progress(`data ${useWorker ? 'worker' : 'in-thread'}: ${result.imagesPerSecond.toFixed(0)} images/s over ${result.batches} batches (${result.dataset})`);
-    }
+const throughput: Record<string, number[]> = { worker: [], inline: [] };
+let loaderDataset = '';
+
+function dataRound(round: number): void {
+  for (const useWorker of [true, false]) {
+    const job: LoaderJob = { kind: 'loader', batchSize: options.batchSize, maxBatches: plan.data.maxBatches, useWorker, threads: options.threads };
+    const result = runChild('ours', job, `data round ${round + 1} ${useWorker ? 'worker' : 'in-thread'}`) as LoaderResult | null;
+    if (!result) continue;
+    loaderDataset = result.dataset;
+    throughput[useWorker ? 'worker' : 'inline'].push(result.imagesPerSecond);
+    progress(`data ${useWorker ? 'worker' : 'in-thread'}: ${result.imagesPerSecond.toFixed(0)} images/s over ${result.batches} batches (${result.dataset})`);
   }
+}
+
+function reportData(): void {
+  const dataset = loaderDataset;
   const pipeline: Record<string, number | null> = {};
   for (const [mode, samples] of Object.entries(throughput)) {
     pipeline[mode] = median(samples);
@@ -466,11 +501,37 @@ async function dataSection(): Promise<void> {
 // ---------------------------------------------------------------- main
 const resnetName = options.resnet ?? (cuda ? 'resnet18_small' : 'resnet_tiny');
 progress(`device ${options.device}, ${options.threads} threads, OMP_WAIT_POLICY=${ompWaitPolicy}, python ${python}; sections ${[...options.only].join(',')}` +
-  `; vit ${JSON.stringify(plan.vit)}, resnet ${resnetName} ${JSON.stringify(plan.resnet)}`);
-if (options.only.has('vit')) await stepSection('vit', await modelSpec('vit_fmnist'), plan.vit);
-if (options.only.has('resnet')) await stepSection('resnet', await modelSpec(resnetName, { imageSize: 28 }), plan.resnet);
-if (options.only.has('overhead')) await overheadSection();
-if (options.only.has('data')) await dataSection();
+  `; ${rounds} round(s)${budgetMinutes ? ` within ${budgetMinutes} min` : ''}; vit ${JSON.stringify(plan.vit)}, resnet ${resnetName} ${JSON.stringify(plan.resnet)}`);
+const vitSpec = options.only.has('vit') ? await modelSpec('vit_fmnist') : null;
+const resnetSpec = options.only.has('resnet') ? await modelSpec(resnetName, { imageSize: 28 }) : null;
+const overheadSpecs = options.only.has('overhead') ? [await modelSpec('mlp_tiny', { width: 16 }), await modelSpec('vit_micro')] : [];
+// Round by round over all sections, so that a time budget cuts whole rounds and every section
+// keeps the same number of rounds.
+let roundsCompleted = 0;
+for (let round = 0; round < rounds; round++) {
+  const roundStart = performance.now();
+  if (vitSpec) stepRound('vit', vitSpec, plan.vit, round);
+  if (resnetSpec) stepRound('resnet', resnetSpec, plan.resnet, round);
+  if (overheadSpecs.length) overheadRound(overheadSpecs, round);
+  if (options.only.has('data')) dataRound(round);
+  roundsCompleted++;
+  const elapsed = (performance.now() - benchStart) / 1000;
+  const roundSeconds = (performance.now() - roundStart) / 1000;
+  if (budgetMinutes > 0 && round + 1 < rounds && elapsed + roundSeconds > budgetMinutes * 60) {
+    progress(`round ${round + 1} took ${roundSeconds.toFixed(0)} s; another would end after the ${budgetMinutes}-minute budget, so stopping here (--rounds / --budget-minutes to change)`);
+    break;
+  }
+}
+if (vitSpec) reportSteps('vit', vitSpec);
+if (resnetSpec) reportSteps('resnet', resnetSpec);
+if (overheadSpecs.length) reportOverhead(overheadSpecs);
+if (options.only.has('data')) reportData();
+// The runtimes' own memory: the process right after loading libtorch (Node + tsx + addon) or torch (Python).
+for (const impl of ['ours', 'pytorch'] as const) {
+  const starts = [...stepResults.values()].flat().filter((x): x is StepResult => x !== null && x !== undefined && x.impl === impl)
+    .map((x) => mib(x.rssAfterImportKiB)).filter((x): x is number => x !== null);
+  if (starts.length) emit({ metric: 'rss_after_import_mib', section: 'memory', impl, value: round3(median(starts)), unit: 'MiB', processes: starts.length });
+}
 
 const { blasLibraries, buildInfo } = await import('../src/tensor/native.js');
 const info = buildInfo();
@@ -498,11 +559,16 @@ const machine = {
   gitCommit: gitCommit(),
   resnet: resnetName,
   plan,
+  roundsCompleted,
+  childEnvironment: { OMP_WAIT_POLICY: ompWaitPolicy, MASKSUB_THREADS: String(options.threads), ...options.env },
 };
 emit({ metric: 'machine', section: 'machine', value: null, unit: null, ...machine });
 const wall = (performance.now() - benchStart) / 1000;
 emit({ metric: 'bench_wall_s', section: 'run', value: round3(wall), unit: 's' });
 
+const targetLines = lines.filter((line) => 'target' in line);
+emit({ metric: 'targets_missed', section: 'run', value: targetLines.filter((line) => line.met === false).length, unit: 'count', of: targetLines.length,
+  missed: targetLines.filter((line) => line.met === false).map((line) => `${line.metric} ${line.model ?? ''} ${line.impl ?? ''} ${line.method ?? ''}${line.ratio !== null && line.ratio !== undefined ? ` r=${line.ratio}` : ''}`.replace(/ +/g, ' ').trim()) });
 const targets = lines.filter((line) => 'target' in line).map((line) => ({ metric: line.metric, section: line.section, model: line.model, impl: line.impl, method: line.method, ratio: line.ratio, worker: line.worker, value: line.value, target: line.target, met: line.met }));
 const stamp = machine.date.replace(/[:]/g, '-').replace(/\..*$/, '');
 const name = options.name ?? `${options.device.replace(':', '')}${options.quick ? '-quick' : ''}-${stamp}`;

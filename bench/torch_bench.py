@@ -284,6 +284,22 @@ def gpu_used_mib():
     return None
 
 
+def adamw_foreach(optimizer):
+    """Whether AdamW runs its multi-tensor (foreach) path: None means the version's default."""
+    chosen = optimizer.defaults.get('foreach')
+    if chosen is not None:
+        return bool(chosen)
+    import importlib
+    default = getattr(importlib.import_module('torch.optim.optimizer'), '_default_to_fused_or_foreach', None)
+    if default is None:
+        return False  # torch 1.x: single-tensor unless asked
+    params = [p for group in optimizer.param_groups for p in group['params']]
+    try:
+        return bool(default(params, differentiable=False, use_fused=False)[1])
+    except TypeError:
+        return None
+
+
 def median(values):
     s = sorted(values)
     n = len(s)
@@ -407,7 +423,7 @@ def main():
         'blas': blas_libraries(),
         'torchVersion': torch.__version__,
         'cuda': torch.version.cuda,
-        'adamwForeach': optimizer.defaults.get('foreach'),
+        'adamwForeach': adamw_foreach(optimizer),
         'ompWaitPolicy': os.environ.get('OMP_WAIT_POLICY'),
         'pid': os.getpid(),
         'wallSeconds': time.perf_counter() - started,

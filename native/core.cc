@@ -467,7 +467,11 @@ OP(setNumThreads) at::set_num_threads(static_cast<int>(I(0))); return env.Undefi
 OP(getNumThreads) return Napi::Number::New(env, at::get_num_threads()); END
 OP(cudaAvailable) return Napi::Boolean::New(env, at::hasCUDA()); END
 OP(cudaDeviceCount)
-  return Napi::Number::New(env, at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0);
+#ifdef MASKSUB_CUDA
+  return Napi::Number::New(env, at::hasCUDA() ? static_cast<int>(c10::cuda::device_count()) : 0);
+#else
+  return Napi::Number::New(env, 0);
+#endif
 END
 OP(synchronize)
 #ifdef MASKSUB_CUDA
