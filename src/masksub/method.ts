@@ -1,7 +1,7 @@
 // The training methods compared in the paper: baseline, single-model regularization
 // (masking, dropout, drop-path) and the sub-model variants (MaskSub, DropSub, PathSub), and
 // the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
-import { type DType, noGrad, type Tensor, tidy } from '../tensor/tensor.js';
+import { type DType, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
 import type { Classifier, ForwardOptions } from '../models/classifier.js';
 import type { Parameter } from '../nn/module.js';
@@ -108,9 +108,10 @@ function gradients(parameters: Parameter[]): (Tensor | null)[] {
 
 function norm(grads: (Tensor | null)[]): number {
   return tidy(() => {
-    const squares = grads.filter((g): g is Tensor => g !== null).map((g) => g.to({ dtype: 'float32' }).square().sum());
-    if (!squares.length) return 0;
-    return squares.reduce((a, b) => a.add(b)).sqrt().item();
+    // One vector norm per gradient (in float32 for reduced-precision ones), then the norm of norms.
+    const norms = grads.filter((g): g is Tensor => g !== null).map((g) => (g.dtype === 'float32' || g.dtype === 'float64' ? g : g.float()).norm());
+    if (!norms.length) return 0;
+    return stack(norms.map((n) => n.to({ dtype: 'float64' }))).norm().item();
   });
 }
 
@@ -155,7 +156,9 @@ export function methodStep(model: Classifier, images: Tensor, targets: Tensor, c
   }
   main.teacher.dispose();
 
-  noGrad(() => {
+  // With a single branch and nothing accumulated before, .grad already holds the result.
+  const onlyMain = !hasSubModel(method) && previous.every((g) => g === null);
+  if (!onlyMain) noGrad(() => {
     parameters.forEach((parameter, index) => {
       const parts = [previous[index], mainGrads[index], subGrads[index] ?? null].filter((g): g is Tensor => g !== null);
       if (!parts.length) {
