@@ -104,6 +104,7 @@ Napi::Value guard(const Napi::CallbackInfo& info, const char* op, Body body) {
 #define W(x) ::masksub::wrap(env, x)
 #define ISTENSOR(i) ::masksub::is_tensor(info, i)
 
+void install_caching_allocator();
 void register_core(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 

@@ -509,6 +509,7 @@ void register_core(Napi::Env env, Napi::Object exports) {
 }  // namespace masksub
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
+  masksub::install_caching_allocator();
   masksub::register_core(env, exports);
   masksub::register_ops(env, exports);
   return exports;
