@@ -10,17 +10,10 @@ import fc from 'fast-check';
 import { CIFAR_LAYOUTS, CIFAR_PIXELS, parseCifarRecords, type CifarVariant } from '../src/data/cifar.js';
 import { combineIdx, parseIdx, parseIdxMaybeGzip, type IdxArray } from '../src/data/idx.js';
 import { balancedPrefixIndices } from '../src/data/datasets.js';
+import { idxFile } from './helpers/idx.js';
 
 const SOURCE = '/data/prop-file';
 
-function idxFile(magic: number, dims: number[], data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, magic, false);
-  dims.forEach((size, axis) => view.setUint32(4 + 4 * axis, size, false));
-  out.set(data, 4 + 4 * dims.length);
-  return out;
-}
 
 /** Runs a reader; an Error must name the file; a success must satisfy `check`. */
 function readsOrExplains<T>(read: () => T, check: (value: T) => void): void {

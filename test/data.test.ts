@@ -29,6 +29,7 @@ import {
 import { BatchLoader, measureLoaderThroughput, type Batch } from '../src/data/loader.js';
 import { mixBatch, mixTargets, randomBox, type MixupOptions } from '../src/data/mixup.js';
 import { deriveSeed, Random, sampleBeta, sampleGamma } from '../src/data/random.js';
+import { idxFile } from './helpers/idx.js';
 
 const FASHION_DIR = '/usr/share/datasets/fashion-mnist';
 const temporaryRoot = mkdtempSync(join(tmpdir(), 'masksub-data-test-'));
@@ -41,14 +42,6 @@ function freshDirectory(): string {
   return directory;
 }
 
-function idxFile(magic: number, dims: number[], data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, magic, false);
-  dims.forEach((size, axis) => view.setUint32(4 + 4 * axis, size, false));
-  out.set(data, 4 + 4 * dims.length);
-  return out;
-}
 
 /** A small valid MNIST-like split (28x28) written into `directory`, gzip or raw. */
 function writeIdxSplit(

@@ -120,14 +120,16 @@ test('autograd: backward, accumulation across two backward calls, noGrad, detach
     assert.equal(w.grad, null);
     const y = w.mul(2);
     y.backward(tensor([1.0, 0.0, -1.0]));
-    assert.deepEqual(w.grad?.toArray(), [2, 0, -2]);
+    // (a fresh read of the getter: TypeScript narrowed w.grad to null above)
+    const gradient = (): Tensor | null => w.grad;
+    assert.deepEqual(gradient()?.toArray(), [2, 0, -2]);
     const z = noGrad(() => w.mul(2));
     assert.equal(z.requiresGrad, false);
     assert.equal(w.mul(2).detach().requiresGrad, false);
     // stop gradient: d/dw of (w * detach(w)) is detach(w)
     w.zeroGrad();
     w.mul(w.detach()).sum().backward();
-    assert.deepEqual(w.grad?.toArray(), [1, 2, 3]);
+    assert.deepEqual(gradient()?.toArray(), [1, 2, 3]);
   });
 });
 

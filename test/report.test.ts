@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { integratedPValue } from './helpers/compare.js';
 
 import {
   collectComparison,
@@ -50,26 +51,6 @@ function referenceStd(values: number[]): number {
   return Math.sqrt(values.reduce((total, value) => total + (value - average) ** 2, 0) / (values.length - 1));
 }
 
-/**
- * Two-sided p-value of Student's t by numerical integration of the (unnormalised) density,
- * p = ∫_{|t|}^∞ f / ∫_0^∞ f, with x = tan θ so the infinite tail becomes a finite interval.
- * Composite Simpson with many panels; no special functions, so it checks the library's betainc.
- */
-function integratedPValue(t: number, degreesOfFreedom: number): number {
-  const integrand = (theta: number): number => {
-    const x = Math.tan(theta);
-    const cosine = Math.cos(theta);
-    return (1 + (x * x) / degreesOfFreedom) ** (-(degreesOfFreedom + 1) / 2) / (cosine * cosine);
-  };
-  const simpson = (from: number, to: number, panels: number): number => {
-    const width = (to - from) / panels;
-    let total = integrand(from) + integrand(to);
-    for (let index = 1; index < panels; index++) total += integrand(from + index * width) * (index % 2 === 1 ? 4 : 2);
-    return (total * width) / 3;
-  };
-  const end = Math.PI / 2 - 1e-12;
-  return simpson(Math.atan(Math.abs(t)), end, 200_000) / simpson(0, end, 200_000);
-}
 
 function referenceWelch(a: number[], b: number[]): { t: number; df: number; p: number } {
   const shareA = referenceStd(a) ** 2 / a.length;
