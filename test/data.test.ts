@@ -30,6 +30,7 @@ import { BatchLoader, measureLoaderThroughput, type Batch } from '../src/data/lo
 import { mixBatch, mixTargets, randomBox, type MixupOptions } from '../src/data/mixup.js';
 import { deriveSeed, Random, sampleBeta, sampleGamma } from '../src/data/random.js';
 import { idxFile } from './helpers/idx.js';
+import { errorMessage } from './helpers/errors.js';
 
 const FASHION_DIR = '/usr/share/datasets/fashion-mnist';
 const temporaryRoot = mkdtempSync(join(tmpdir(), 'masksub-data-test-'));
@@ -59,16 +60,6 @@ function writeIdxSplit(
   writeFileSync(join(directory, `${split}-images-idx3-ubyte${suffix}`), encode(imageBytes));
   writeFileSync(join(directory, `${split}-labels-idx1-ubyte${suffix}`), encode(labelBytes));
   return { images: pixels, labels };
-}
-
-function errorMessage(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    assert.ok(error instanceof Error, 'must throw an Error');
-    return error.message;
-  }
-  assert.fail('expected an error');
 }
 
 describe('Random', () => {

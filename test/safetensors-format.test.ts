@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { errorMessage } from './helpers/errors.js';
 
 import {
   decodeSafetensors,
@@ -86,16 +87,6 @@ function sampleEntries(): Map<string, SafeTensorEntry> {
     ['mask', { dtype: 'BOOL', shape: [3], data: Uint8Array.from([1, 0, 1]) }],
     ['empty', { dtype: 'F32', shape: [0, 4], data: new Uint8Array(0) }],
   ]);
-}
-
-function errorMessage(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    assert.ok(error instanceof Error, 'must throw an Error');
-    return error.message;
-  }
-  assert.fail('expected an error');
 }
 
 /** Builds a file image from a header object and a data buffer, exactly as given. */

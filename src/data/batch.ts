@@ -8,19 +8,10 @@
 import { augmentSample, blackFill, normalizeInto, type AugmentOptions } from './augment.js';
 import { mixBatch, type MixupOptions } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
+import type { ImageDataset } from './datasets.js';
 
 /** The part of an ImageDataset the batch builder needs (structured-clone friendly). */
-export interface LoaderData {
-  images: Uint8Array;
-  labels: Int32Array;
-  count: number;
-  channels: number;
-  height: number;
-  width: number;
-  numClasses: number;
-  mean: number[];
-  std: number[];
-}
+export type LoaderData = Pick<ImageDataset, 'images' | 'labels' | 'count' | 'channels' | 'height' | 'width' | 'numClasses' | 'mean' | 'std'>;
 
 /** Everything that decides the content of a batch besides the data. */
 export interface BatchRecipe {
