@@ -21,188 +21,9 @@ const TOLERANCE = 1e-5;
 const directory = mkdtempSync(join(tmpdir(), 'masksub-models-torch-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
 
-const MODELS_PY = String.raw`
-import struct
-import torch.nn as nn
-
-# ---- timm VisionTransformer (class token, global_pool='token', no fc_norm), written out ----
-class Attention(nn.Module):
-    def __init__(self, dim, heads, qkv_bias):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-    def forward(self, x):
-        B, N, C = x.shape
-        h, d = self.heads, C // self.heads
-        q, k, v = self.qkv(x).split(C, dim=-1)          # timm layout: [q | k | v], heads contiguous
-        q, k, v = (t.reshape(B, N, h, d) for t in (q, k, v))
-        a = torch.einsum('bnhd,bmhd->bhnm', q, k) / math.sqrt(d)
-        y = torch.einsum('bhnm,bmhd->bnhd', a.softmax(-1), v).reshape(B, N, C)
-        return self.proj(y)
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-class LayerScale(nn.Module):
-    def __init__(self, dim, init):
-        super().__init__()
-        self.gamma = nn.Parameter(init * torch.ones(dim))
-    def forward(self, x):
-        return x * self.gamma
-
-class Block(nn.Module):
-    def __init__(self, dim, heads, mlp_ratio, qkv_bias, ls):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads, qkv_bias)
-        self.ls1 = LayerScale(dim, ls) if ls is not None else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.ls2 = LayerScale(dim, ls) if ls is not None else nn.Identity()
-    def forward(self, x):
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
-
-class PatchEmbed(nn.Module):
-    def __init__(self, patch, chans, dim):
-        super().__init__()
-        self.proj = nn.Conv2d(chans, dim, patch, stride=patch)
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-class VisionTransformer(nn.Module):
-    def __init__(self, img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, init_values=None):
-        super().__init__()
-        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
-        self.num_patches = (img_size // patch_size) ** 2
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, embed_dim))
-        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio, qkv_bias, init_values) for _ in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.head = nn.Linear(embed_dim, num_classes)
-    def forward(self, x, noise=None, ratio=0.0):
-        x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        if noise is not None:                           # MAE random_masking on the patch tokens
-            keep = int(self.num_patches * (1 - ratio))
-            ids = torch.argsort(noise, dim=1)[:, :keep]
-            patches = torch.gather(x[:, 1:], 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-            x = torch.cat([x[:, :1], patches], dim=1)
-        x = self.norm(self.blocks(x))
-        return self.head(x[:, 0])
-
-# ---- timm / torchvision ResNet, written out ----
-class BasicBlock(nn.Module):
-    expansion = 1
-    def __init__(self, inplanes, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-class Bottleneck(nn.Module):
-    expansion = 4
-    def __init__(self, inplanes, planes, stride):
-        super().__init__()
-        out = planes * 4
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out)
-        self.downsample = None
-        if stride != 1 or inplanes != out:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride, bias=False), nn.BatchNorm2d(out))
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-class ResNet(nn.Module):
-    def __init__(self, block, layers, widths, stem, in_chans, num_classes):
-        super().__init__()
-        Block = BasicBlock if block == 'basic' else Bottleneck
-        if stem == 'imagenet':
-            inplanes = 64
-            self.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-        else:
-            inplanes = widths[0]
-            self.conv1 = nn.Conv2d(in_chans, inplanes, 3, 1, 1, bias=False)
-            self.maxpool = nn.Identity()
-        self.bn1 = nn.BatchNorm2d(inplanes)
-        for i, (count, planes) in enumerate(zip(layers, widths)):
-            blocks = []
-            for j in range(count):
-                blocks.append(Block(inplanes, planes, 2 if (j == 0 and i > 0) else 1))
-                inplanes = planes * Block.expansion
-            setattr(self, 'layer%d' % (i + 1), nn.Sequential(*blocks))
-        self.fc = nn.Linear(inplanes, num_classes)
-    def forward(self, x, noise=None, ratio=0.0, patch=None):
-        if noise is not None:                           # zero int(n*r) random patches per sample
-            B, _, H, W = x.shape
-            rows, cols = H // patch, W // patch
-            masked = int(rows * cols * ratio)
-            ids = torch.argsort(noise, dim=1)[:, :masked]
-            keep = torch.ones(B, rows * cols).scatter(1, ids, 0.0).reshape(B, 1, rows, cols)
-            x = x * keep.repeat_interleave(patch, 2).repeat_interleave(patch, 3)
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        for i in range(4):
-            x = getattr(self, 'layer%d' % (i + 1))(x)
-        return self.fc(x.mean((2, 3)))
-
-def build(cfg):
-    if cfg['family'] == 'vit':
-        return VisionTransformer(cfg['imageSize'], cfg['patchSize'], cfg['inChannels'], cfg['numClasses'], cfg['width'],
-                                 cfg['depth'], cfg['heads'], cfg['mlpRatio'], cfg['qkvBias'], cfg['layerScale'])
-    return ResNet(cfg['block'], cfg['layers'], cfg['widths'], cfg['stem'], cfg['inChannels'], cfg['numClasses'])
-
-_ST = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16, 'I64': torch.int64,
-       'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8, 'BOOL': torch.bool}
-def load_safetensors(path):
-    data = open(path, 'rb').read()
-    (n,) = struct.unpack('<Q', data[:8])
-    header = json.loads(data[8:8 + n].decode('utf-8'))
-    base = 8 + n
-    tensors = {}
-    for name, info in header.items():
-        if name == '__metadata__':
-            continue
-        begin, end = info['data_offsets']
-        dtype = _ST[info['dtype']]
-        flat = torch.frombuffer(bytearray(data[base + begin:base + end]), dtype=dtype) if end > begin else torch.empty(0, dtype=dtype)
-        tensors[name] = flat.reshape(info['shape']).clone()
-    return tensors
-
-def check_keys(model, weights, where):
-    want = model.state_dict()
-    missing = sorted(set(want) - set(weights))
-    extra = sorted(set(weights) - set(want))
-    shapes = ['%s: ours %s, torch %s' % (k, list(weights[k].shape), list(want[k].shape))
-              for k in want if k in weights and weights[k].shape != want[k].shape]
-    dtypes = ['%s: ours %s, torch %s' % (k, weights[k].dtype, want[k].dtype)
-              for k in want if k in weights and weights[k].dtype != want[k].dtype]
-    if missing or extra or shapes or dtypes:
-        raise SystemExit('%s: state dict differs from the PyTorch module: missing %s, unexpected %s, shapes %s, dtypes %s'
-                         % (where, missing, extra, shapes, dtypes))
-    return len(want)
+// The PyTorch side: the project's one reference module (reference/torch_models.py).
+const MODELS_PY = `
+from torch_models import build_model as build, check_keys, load_safetensors, param_groups
 `;
 
 interface ModelCase {
@@ -253,10 +74,8 @@ function compare(name: string, build: () => ModelCase, maskRatio: number | null)
       if (viaJson) for (const [key, value] of state) inputs[`w:${key}`] = value;
       const logits = noGrad(() => model.forward(images));
       let masked: Tensor | null = null;
-      let patch = 0;
       if (maskRatio) {
         const tokens = model instanceof VisionTransformer ? model.numPatches : (images.size(2) / (model as ResNet).config.maskPatchSize) ** 2;
-        patch = model instanceof ResNet ? model.config.maskPatchSize : 0;
         manualSeed(77);
         inputs.noise = rand([images.size(0), tokens]);
         manualSeed(77);
@@ -280,7 +99,7 @@ with torch.no_grad():
         out['st_vs_json'] = max(float((from_file[k].double() - ours[k].double()).abs().max()) if ours[k].numel() else 0.0 for k in ours)
         out['logits'] = m(inp['x'])
     if 'noise' in inp:
-        out['masked'] = m2(inp['x'], noise=inp['noise'], ratio=${maskRatio ?? 0}${patch ? `, patch=${patch}` : ''})
+        out['masked'] = m2(inp['x'], ratio=${maskRatio ?? 0}, noise=inp['noise'])
 `;
       const result = runTorch(script, inputs);
       assert.equal(result.keys.item(), state.size, `${name}: same number of state dict entries`);
@@ -356,10 +175,7 @@ test('vit_micro trained 25 full-batch AdamW steps follows PyTorch\'s loss curve 
 cfg = json.loads(${JSON.stringify(JSON.stringify(vitConfig(model)))})
 m = build(cfg)
 m.load_state_dict(load_safetensors(${JSON.stringify(path)}), strict=True)
-decay, no_decay = [], []
-for name, p in m.named_parameters():
-    (no_decay if p.ndim <= 1 or name in ('pos_embed', 'cls_token') else decay).append(p)
-opt = torch.optim.AdamW([{'params': no_decay, 'weight_decay': 0.0}, {'params': decay, 'weight_decay': 0.05}], lr=2e-3)
+opt = torch.optim.AdamW(param_groups(m, 0.05), lr=2e-3)
 losses = []
 for step in range(${steps}):
     opt.zero_grad(set_to_none=True)

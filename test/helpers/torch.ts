@@ -1,18 +1,28 @@
 // Runs a PyTorch snippet in Debian's python3-torch (/usr/bin/python3) on tensors from this
 // process, for cross-checks on the same inputs and weights. Values travel as JSON: float32
-// values survive the float64 round trip exactly.
+// values survive the float64 round trip exactly. The snippet can `import torch_models`: the
+// project's one PyTorch reference (reference/torch_models.py) is on its sys.path.
+//
+// PyTorch runs the same libtorch kernels as our addon, so these cross-checks verify argument
+// plumbing and composition (names, shapes, op order, masking, loss weights, optimizer
+// arithmetic), not the kernels; finite differences and hand computations are the independent
+// references.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type DType, type Tensor, tensor } from '../../src/tensor/tensor.js';
 
 export const PYTHON = process.env.MASKSUB_PYTHON ?? '/usr/bin/python3';
+/** The directory of reference/torch_models.py. */
+export const REFERENCE_DIRECTORY = fileURLToPath(new URL('../../reference', import.meta.url));
 
 interface Payload { shape: number[]; dtype: DType; data: number[] }
 
 const prelude = `
 import json, sys, math, torch
+sys.path.insert(0, ${JSON.stringify(REFERENCE_DIRECTORY)})
 import torch.nn.functional as F
 torch.set_num_threads(1)
 _DT = {'float32': torch.float32, 'float64': torch.float64, 'int64': torch.int64, 'int32': torch.int32, 'uint8': torch.uint8, 'bool': torch.bool}
