@@ -3,42 +3,13 @@
 // the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
 import { type DType, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
-import type { Classifier, ForwardOptions } from '../models/classifier.js';
+import type { Classifier } from '../models/classifier.js';
 import type { Parameter } from '../nn/module.js';
+import { hasSubModel, type Method, regularizer } from './methods.js';
 
-export const METHODS = ['baseline', 'masking', 'dropout', 'droppath', 'masksub', 'dropsub', 'pathsub'] as const;
-export type Method = (typeof METHODS)[number];
-
-export function isMethod(name: string): name is Method {
-  return (METHODS as readonly string[]).includes(name);
-}
-
-export function hasSubModel(method: Method): boolean {
-  return method === 'masksub' || method === 'dropsub' || method === 'pathsub';
-}
-
-/**
- * The default regularizer strength of each method (paper: masking 0.5, dropout 0.2, drop-path
- * main rate + 0.1).
- */
-export function defaultRatio(method: Method, mainDropPathRate = 0): number {
-  switch (method) {
-    case 'masking': case 'masksub': return 0.5;
-    case 'dropout': case 'dropsub': return 0.2;
-    case 'droppath': case 'pathsub': return Math.min(0.95, mainDropPathRate + 0.1);
-    default: return 0;
-  }
-}
-
-/** The forward options that apply the method's regularizer at strength r. */
-export function regularizer(method: Method, ratio: number): ForwardOptions {
-  switch (method) {
-    case 'masking': case 'masksub': return { maskRatio: ratio };
-    case 'dropout': case 'dropsub': return { dropoutRate: ratio };
-    case 'droppath': case 'pathsub': return { dropPathRate: ratio };
-    default: return {};
-  }
-}
+// The methods themselves (names, sub-model or not, default strengths, regularizers) are one
+// table in methods.ts; re-exported here for the step's existing importers.
+export { defaultRatio, hasSubModel, isMethod, type Method, METHODS, regularizer } from './methods.js';
 
 export type LossKind = 'ce' | 'bce';
 
