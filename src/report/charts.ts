@@ -5,6 +5,7 @@
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
+import type { Method } from '../masksub/methods.js';
 import type { Comparison, GroupResult, SettingSummary } from './collect.js';
 import { mean } from './stats.js';
 
@@ -35,7 +36,10 @@ export interface ChartSet {
 
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
 
-/** Base color per method, used by every chart (colorblind-friendly hues, baseline neutral gray). */
+/**
+ * Base color per method, used by every chart (colorblind-friendly hues, baseline neutral gray).
+ * Keyed by the method table's names, so a new method does not compile until it has a color.
+ */
 const METHOD_COLORS: Readonly<Record<string, string>> = {
   baseline: '#555555',
   masking: '#e1812c',
@@ -44,7 +48,7 @@ const METHOD_COLORS: Readonly<Record<string, string>> = {
   masksub: '#2f6eba',
   dropsub: '#3a923a',
   pathsub: '#c03d3e',
-};
+} satisfies Record<Method, string>;
 const SPARE_COLORS = ['#1aa3b5', '#b5b02a', '#d17ab8', '#7f7f7f'];
 
 function hexToRgb(hex: string): [number, number, number] {
