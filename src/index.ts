@@ -9,7 +9,7 @@ export * as models from './models/index.js';
 export * as masksub from './masksub/index.js';
 export { loadSafetensors, saveSafetensors, encodeTensors, decodeTensors } from './tensor/safetensors.js';
 export { train, evaluate } from './train/trainer.js';
-export { compare } from './train/compare.js';
+export { compare } from './experiment/compare.js';
 export { buildConfig, PRESETS, DEFAULTS, type TrainConfig, type ResolvedTrainConfig } from './train/config.js';
 export { loadDataset } from './data/datasets.js';
 export { renderReport } from './report/index.js';

@@ -11,7 +11,7 @@ import { after, test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { loadDataset } from '../src/data/datasets.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
-import { disposeCheckpoint, loadCheckpoint } from '../src/train/checkpoint.js';
+import { disposeCheckpoint, loadCheckpoint } from '../src/run/checkpoint.js';
 import {
   changedFiles, cifar10Bytes, type CliResult, describe, idxBytes, joinSafetensors, lastTensor, metricsLines, runCli,
   seededRandom, sleep, snapshot, splitSafetensors, startCli, stopStragglers, tempFiles, TINY, waitFor, writeFakeIdx,

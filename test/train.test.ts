@@ -9,7 +9,7 @@ import { liveTensors } from '../src/tensor/native.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
 import { buildConfig, ConfigError } from '../src/train/config.js';
 import { train } from '../src/train/trainer.js';
-import type { EpochMetrics } from '../src/train/run-format.js';
+import type { EpochMetrics } from '../src/run/format.js';
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-train-'));
 after(() => rmSync(root, { recursive: true, force: true }));

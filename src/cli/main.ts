@@ -8,10 +8,45 @@ import { createModel, describeModel, modelNames } from '../models/registry.js';
 import { renderReport } from '../report/index.js';
 import { blasLibraries, buildInfo, getNumThreads, setNumThreads } from '../tensor/native.js';
 import { loadSafetensors } from '../tensor/safetensors.js';
-import { BEST_FILE, MODEL_FILE } from '../train/checkpoint.js';
-import { compare, parseMethods, parseNumberList } from '../train/compare.js';
+import { compare, parseMethods, parseNumberList } from '../experiment/compare.js';
+import { BEST_FILE, MODEL_FILE, RunError } from '../run/index.js';
 import { buildConfig, ConfigError, configKey, PRESETS } from '../train/config.js';
-import { evaluate, readRunConfig, train, TrainingError } from '../train/trainer.js';
+import { evaluate, type FaultHooks, readRunConfig, train, TrainingError } from '../train/trainer.js';
+
+/**
+ * SIGINT / SIGTERM stop training after the current step (the last finished epoch's checkpoint is
+ * what a resume continues from); a second signal ends the process at once.
+ */
+function interruptionSignal(): { signal: AbortSignal; received: () => NodeJS.Signals | null; dispose: () => void } {
+  const controller = new AbortController();
+  let received: NodeJS.Signals | null = null;
+  const handler = (name: NodeJS.Signals): void => {
+    if (received) process.exit(name === 'SIGINT' ? 130 : 143);
+    received = name;
+    process.stderr.write(`\nmasksub: ${name} received; stopping after the current step (send it again to stop at once)\n`);
+    controller.abort();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: controller.signal,
+    received: () => received,
+    dispose: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+/** Test-only fault injection (test/faults.test.ts); the library itself never reads the environment for it. */
+function faultHooksFromEnvironment(): FaultHooks {
+  const nan = process.env.MASKSUB_INJECT_NAN_AT_STEP;
+  const slowMs = Number(process.env.MASKSUB_TEST_SLOW_CHECKPOINT_MS ?? 0);
+  return {
+    nanAtStep: nan ? Number(nan) : undefined,
+    beforeCheckpointRename: slowMs > 0 ? () => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, slowMs); } : undefined,
+  };
+}
 
 const USAGE = `masksub — MaskSub (masked sub-model) training on libtorch
 
@@ -94,7 +129,18 @@ async function commandTrain(flags: Flags): Promise<void> {
     throw new ConfigError(`--resume continues ${out} with its saved settings and takes no other settings (got ${[preset ? '--preset' : '', file ? '--config' : '', ...Object.keys(flags).map((name) => `--${name}`)].filter(Boolean).join(', ')}); to change them, edit ${out}/config.json`);
   }
   const config = resume ? buildConfig({}) : buildConfig({ preset, file, flags: settingFlags(flags) });
-  const result = await train(config, { out, resume, overwrite, log: (line) => console.log(line) });
+  const stop = interruptionSignal();
+  let result;
+  try {
+    result = await train(config, { out, resume, overwrite, log: (line) => console.log(line), signal: stop.signal, faults: faultHooksFromEnvironment() });
+  } finally {
+    stop.dispose();
+  }
+  if (result.interrupted) {
+    console.log(`stopped by ${stop.received() ?? 'a signal'} after epoch ${result.history.length}; continue with: masksub train --out ${out} --resume`);
+    process.exitCode = stop.received() === 'SIGTERM' ? 143 : 130;
+    return;
+  }
   if (result.summary) {
     console.log(`finished: final top-1 ${result.summary.final_test_acc1.toFixed(2)}%, best ${result.summary.best_test_acc1.toFixed(2)}% (epoch ${result.summary.best_epoch}); run in ${out}`);
   }
@@ -146,7 +192,18 @@ async function commandCompare(flags: Flags): Promise<void> {
   const file = take(flags, 'config') ?? null;
   const base = buildConfig({ preset, file, flags: settingFlags(flags) });
   const started = performance.now();
-  const files = await compare(base, { out, methods, seeds, ratios, log: (line) => console.log(line) });
+  const stop = interruptionSignal();
+  let files;
+  try {
+    files = await compare(base, { out, methods, seeds, ratios, log: (line) => console.log(line), signal: stop.signal });
+  } finally {
+    stop.dispose();
+  }
+  if (!files) {
+    console.log(`stopped by ${stop.received() ?? 'a signal'}; run the same command again to continue the comparison`);
+    process.exitCode = stop.received() === 'SIGTERM' ? 143 : 130;
+    return;
+  }
   console.log(`compare finished in ${((performance.now() - started) / 1000).toFixed(0)} s; report: ${files.html}`);
 }
 
@@ -185,7 +242,7 @@ main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
-    const userError = error instanceof ConfigError || error instanceof TrainingError;
+    const userError = error instanceof ConfigError || error instanceof RunError;
     console.error(`masksub: ${message}`);
     if (!userError && process.env.MASKSUB_DEBUG && error instanceof Error) console.error(error.stack);
     process.exitCode = error instanceof ConfigError ? 2 : 1;

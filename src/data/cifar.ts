@@ -59,6 +59,7 @@ export interface CifarRecords {
 /** Parses the records of one CIFAR binary file. */
 export function parseCifarRecords(bytes: Uint8Array, variant: CifarVariant, source: string): CifarRecords {
   const layout = CIFAR_LAYOUTS[variant];
+  if (bytes.length === 0) throw new Error(`${variant}: ${source}: file is empty (0 bytes); it holds no images`);
   if (bytes.length % layout.recordBytes !== 0) {
     const whole = Math.floor(bytes.length / layout.recordBytes);
     throw new Error(

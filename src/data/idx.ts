@@ -95,6 +95,7 @@ export function combineIdx(
   expectedSize?: { height: number; width: number },
 ): IdxSplit {
   const [count, height, width] = images.dims as [number, number, number];
+  if (count === 0) throw new Error(`${label}: ${imagesPath}: the file holds no images (count 0 in its header)`);
   if (height === 0 || width === 0) {
     throw new Error(`${label}: ${imagesPath}: images have an empty size ${height}x${width}`);
   }

@@ -16,6 +16,10 @@ export interface AdamWOptions {
 
 export class AdamW extends Optimizer {
   readonly kind = 'adamw';
+
+  protected override stateBufferNames(): readonly string[] {
+    return ['exp_avg', 'exp_avg_sq'];
+  }
   readonly betas: readonly [number, number];
   readonly eps: number;
 

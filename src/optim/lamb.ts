@@ -27,6 +27,10 @@ export interface LambOptions {
 
 export class Lamb extends Optimizer {
   readonly kind = 'lamb';
+
+  protected override stateBufferNames(): readonly string[] {
+    return ['exp_avg', 'exp_avg_sq'];
+  }
   readonly betas: readonly [number, number];
   readonly eps: number;
   readonly maxGradNorm: number | null;

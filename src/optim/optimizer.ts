@@ -131,6 +131,11 @@ export abstract class Optimizer {
     for (const param of this.parameterList) param.zeroGrad();
   }
 
+  /** The moment tensors every parameter with state has (checked when a state dict is loaded). */
+  protected stateBufferNames(): readonly string[] {
+    return [];
+  }
+
   /** The optimizer-specific constants, stored in state dicts and checked on load. */
   protected abstract hyperparameters(): Record<string, number | boolean | null>;
 
@@ -229,6 +234,12 @@ export abstract class Optimizer {
     }
     for (const key of Object.keys(scalars.steps)) {
       if (!/^\d+$/.test(key) || Number(key) >= count) problems.push(`step count for unknown parameter ${key}`);
+    }
+    // A parameter that has taken steps has every moment tensor: one missing would silently restart
+    // that moment from zero (a damaged or hand-edited checkpoint).
+    const required = this.stateBufferNames();
+    for (const key of Object.keys(scalars.steps)) {
+      for (const name of required) if (!tensors.has(`${key}.${name}`)) problems.push(`missing ${key}.${name}`);
     }
     if (problems.length) throw new Error(`loadStateDict: ${problems.join('; ')}`);
 

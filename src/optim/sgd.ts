@@ -18,6 +18,10 @@ export interface SGDOptions {
 
 export class SGD extends Optimizer {
   readonly kind = 'sgd';
+
+  protected override stateBufferNames(): readonly string[] {
+    return this.momentum !== 0 ? ['momentum_buffer'] : [];
+  }
   readonly momentum: number;
   readonly dampening: number;
   readonly nesterov: boolean;

@@ -1,5 +1,5 @@
 // Reads a comparison directory (DIR/runs/<method>[-r<ratio>]-s<seed>/, each in the run format of
-// src/train/run-format.ts), groups the runs by (dataset, model, method, ratio) and computes the
+// src/run/format.ts), groups the runs by (dataset, model, method, ratio) and computes the
 // statistics the report shows. writeResults() stores them as DIR/results.json.
 //
 // results.json schema ("masksub-results/1"), all accuracies in percent (0..100):
@@ -29,7 +29,8 @@
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import type { MethodName, ResolvedConfigCore, RunSummary } from '../train/run-format.js';
+import { CONFIG_FILE, DONE_FILE, METRICS_FILE, type ResolvedConfigCore, type RunSummary } from '../run/format.js';
+import type { Method as MethodName } from '../masksub/method.js';
 import { mean, sampleStd, welchTTest } from './stats.js';
 
 export const RESULTS_SCHEMA = 'masksub-results/1';
@@ -296,16 +297,16 @@ export function readMetrics(path: string, finished: boolean): MetricsReadResult 
 }
 
 function readRun(directory: string, name: string, notes: string[]): RunRecord | null {
-  const configPath = join(directory, 'config.json');
+  const configPath = join(directory, CONFIG_FILE);
   if (!existsSync(configPath)) {
     notes.push(`runs/${name}: no config.json yet (not started?); skipped`);
     return null;
   }
   const config = readConfig(configPath);
-  const donePath = join(directory, 'done.json');
+  const donePath = join(directory, DONE_FILE);
   const summary = existsSync(donePath) ? readSummary(donePath) : null;
   const finished = summary !== null;
-  const metrics = readMetrics(join(directory, 'metrics.jsonl'), finished);
+  const metrics = readMetrics(join(directory, METRICS_FILE), finished);
   notes.push(...metrics.notes);
   const { epochs } = metrics;
 

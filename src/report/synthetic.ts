@@ -5,7 +5,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { EpochMetrics, MethodName, ResolvedConfigCore, RunSummary } from '../train/run-format.js';
+import { CONFIG_FILE, DONE_FILE, type EpochMetrics, METRICS_FILE, type ResolvedConfigCore, type RunSummary } from '../run/format.js';
+import type { Method as MethodName } from '../masksub/method.js';
 
 export interface SyntheticRun {
   method: MethodName;
@@ -126,9 +127,9 @@ export function writeSyntheticComparison(directory: string, options: SyntheticCo
       optimizer: 'adamw',
       preset: options.preset ?? null,
     };
-    writeFileSync(join(runDirectory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    writeFileSync(join(runDirectory, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
     const epochs = syntheticEpochs(run, options);
-    writeFileSync(join(runDirectory, 'metrics.jsonl'), epochs.map((row) => `${JSON.stringify(row)}\n`).join(''));
+    writeFileSync(join(runDirectory, METRICS_FILE), epochs.map((row) => `${JSON.stringify(row)}\n`).join(''));
     const last = epochs.at(-1);
     if (last === undefined || epochs.length < options.epochs) continue;
     const best = epochs.reduce((top, row) => (row.test_acc1 > top.test_acc1 ? row : top));
@@ -141,7 +142,7 @@ export function writeSyntheticComparison(directory: string, options: SyntheticCo
       wall_s: last.wall_s + 1.5,
       mean_step_time_s: epochs.reduce((total, row) => total + row.step_time_s, 0) / epochs.length,
     };
-    writeFileSync(join(runDirectory, 'done.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    writeFileSync(join(runDirectory, DONE_FILE), `${JSON.stringify(summary, null, 2)}\n`);
   }
 }
 

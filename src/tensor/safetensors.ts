@@ -1,7 +1,7 @@
-// safetensors files of tensors: save (atomically: temp file, fsync, rename) and load, on top of
+// safetensors files of tensors: save (atomically, through io/atomic.ts) and load, on top of
 // the byte-level format in safetensors-format.ts.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { type AtomicWriteOptions, writeFileAtomic } from '../io/atomic.js';
 import { DTYPE_NAME_TO_SAFE, decodeSafetensors, encodeSafetensors, SAFE_DTYPE_TO_NAME, type SafeTensorEntry } from './safetensors-format.js';
 import { fromBytes, keep, type Tensor } from './tensor.js';
 
@@ -33,27 +33,7 @@ export function decodeTensors(bytes: Uint8Array, source = '<buffer>'): { tensors
   return { tensors, metadata: decoded.metadata };
 }
 
-/**
- * Writes bytes to path so that a reader sees either the old file or the whole new one.
- * `beforeRename` runs once the temporary file is written and synced (a test hook).
- */
-export function writeFileAtomic(path: string, bytes: Uint8Array | string, options?: { beforeRename?: () => void }): void {
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(temporary, 'w');
-  try {
-    writeSync(fd, typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
-    fsyncSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    rmSync(temporary, { force: true });
-    throw error;
-  }
-  closeSync(fd);
-  options?.beforeRename?.();
-  renameSync(temporary, path);
-}
-
-export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>, options?: { beforeRename?: () => void }): void {
+export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>, options?: AtomicWriteOptions): void {
   writeFileAtomic(path, encodeTensors(tensors, metadata), options);
 }
 

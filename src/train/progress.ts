@@ -1,5 +1,5 @@
 // Training progress: a live bar (loss, images/s, ETA) on a terminal, plain lines otherwise.
-import type { EpochMetrics } from './run-format.js';
+import type { EpochMetrics } from '../run/format.js';
 
 const format = (seconds: number): string => {
   if (!Number.isFinite(seconds)) return '?';

@@ -2,14 +2,27 @@
 // and `report` read. Everything a report shows must be recoverable from these files alone.
 //
 // RUN_DIR/
-//   config.json        ResolvedConfig (below), written before the first step
-//   metrics.jsonl      one EpochMetrics JSON object per line, one line per finished epoch
-//   summary.csv        the same rows as metrics.jsonl, as CSV with a header line
-//   checkpoint/        last good checkpoint (model.safetensors, state.json, ...)
-//   best/              checkpoint of the epoch with the best test_acc1
-//   done.json          RunSummary, written once the last epoch finished (its presence = finished)
+//   config.json              the resolved settings (snake_case keys), written before the first step
+//   metrics.jsonl            one EpochMetrics JSON object per line, one line per finished epoch
+//   summary.csv              the same rows as metrics.jsonl, as CSV with a header line
+//   checkpoint.safetensors   the whole training state of the last finished epoch (run/checkpoint.ts)
+//   model.safetensors        the weights of the last finished epoch (timm names)
+//   best.safetensors         the weights of the epoch with the best test_acc1
+//   done.json                RunSummary, written once the last epoch finished (its presence = finished)
+//   run.lock                 held while a process trains in the directory (run/lock.ts)
+//   .NAME.PID.tmp            a file being written atomically (io/atomic.ts); stale ones are removed
 
-export type MethodName = 'baseline' | 'masking' | 'dropout' | 'droppath' | 'masksub' | 'dropsub' | 'pathsub';
+export const CONFIG_FILE = 'config.json';
+export const METRICS_FILE = 'metrics.jsonl';
+export const SUMMARY_CSV = 'summary.csv';
+export const DONE_FILE = 'done.json';
+export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+export const MODEL_FILE = 'model.safetensors';
+export const BEST_FILE = 'best.safetensors';
+export const LOCK_FILE = 'run.lock';
+
+/** The run's own files: the only ones --overwrite removes. */
+export const RUN_FILES: readonly string[] = [CONFIG_FILE, METRICS_FILE, SUMMARY_CSV, DONE_FILE, CHECKPOINT_FILE, MODEL_FILE, BEST_FILE];
 
 export interface EpochMetrics {
   epoch: number;                 // 1-based
@@ -41,11 +54,12 @@ export interface RunSummary {
   mean_step_time_s: number;
 }
 
-// config.json holds at least these keys (and every other resolved training setting).
+// config.json holds at least these keys (and every other resolved training setting). The method is
+// a plain string here: this layer sits below src/masksub, which owns the list of methods.
 export interface ResolvedConfigCore {
   dataset: string;
   model: string;
-  method: MethodName;
+  method: string;
   ratio: number;          // the regularizer strength of the method (0 for baseline)
   sub_weight: number;     // w2; w1 = 1 - w2
   epochs: number;

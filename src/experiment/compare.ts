@@ -1,12 +1,17 @@
 // `compare`: trains every method with every seed (and ratio) into DIR/runs/<name>/, skipping
 // finished runs and resuming unfinished ones, so an interrupted comparison continues where it
 // stopped; then writes results.json, report.md and report.html from the run directories alone.
-import { existsSync, mkdirSync } from 'node:fs';
+// It sits above both train and report (src/experiment). One compare at a time per DIR (a lock).
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMethod, type Method } from '../masksub/method.js';
 import { renderReport, type ReportFiles } from '../report/index.js';
-import { ConfigError, type ResolvedTrainConfig, resolveConfig } from './config.js';
-import { readRunConfig, train } from './trainer.js';
+import { DirectoryLock, RunDirectory, RunError } from '../run/index.js';
+import { ConfigError, type ResolvedTrainConfig, resolveConfig } from '../train/config.js';
+import { readRunConfig, train } from '../train/trainer.js';
+
+/** The lock file of a comparison directory (each run directory below has its own). */
+export const COMPARE_LOCK_FILE = 'compare.lock';
 
 // Settings that may differ between a stored run and the plan without changing what it measures.
 const INCIDENTAL = new Set(['machine', 'threads', 'workers', 'preset', 'dataDir', 'device']);
@@ -29,6 +34,8 @@ export interface CompareOptions {
   /** Regularizer strengths to sweep; null = each method's default ratio. */
   ratios: number[] | null;
   log?: (line: string) => void;
+  /** Aborting it (SIGINT/SIGTERM) stops after the current step; the comparison resumes when run again. */
+  signal?: AbortSignal;
 }
 
 export interface PlannedRun { name: string; config: ResolvedTrainConfig }
@@ -71,31 +78,41 @@ export function planRuns(base: ResolvedTrainConfig, options: CompareOptions): Pl
   return runs;
 }
 
-export async function compare(base: ResolvedTrainConfig, options: CompareOptions): Promise<ReportFiles> {
+/** Trains what is missing and writes the report; null when options.signal stopped it first. */
+export async function compare(base: ResolvedTrainConfig, options: CompareOptions): Promise<ReportFiles | null> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const runs = planRuns(base, options);
-  mkdirSync(join(options.out, 'runs'), { recursive: true });
-  let index = 0;
-  for (const run of runs) {
-    index++;
-    const directory = join(options.out, 'runs', run.name);
-    const finished = existsSync(join(directory, 'done.json'));
-    const started = existsSync(join(directory, 'config.json'));
-    if (started) {
-      const differences = configDifferences(readRunConfig(directory), run.config);
-      if (differences.length) {
-        throw new ConfigError(`${directory} was trained with other settings (${differences.join(', ')}); ` +
-          'use another --out for a different comparison, or delete that run directory to retrain it');
-      }
-    }
-    if (finished) {
-      log(`[${index}/${runs.length}] ${run.name}: finished earlier, reused`);
-      continue;
-    }
-    log(`[${index}/${runs.length}] ${run.name}: ${started ? 'resuming' : 'training'} (${run.config.method}, ratio ${run.config.ratio}, seed ${run.config.seed})`);
-    await train(run.config, { out: directory, resume: started, log: (line) => log(`  ${run.name}: ${line}`) });
+  try {
+    mkdirSync(join(options.out, 'runs'), { recursive: true });
+  } catch (error) {
+    throw new RunError(`cannot create ${join(options.out, 'runs')}: ${(error as Error).message}`);
   }
-  const files = await renderReport(options.out);
-  log(`wrote ${files.results}, ${files.markdown}, ${files.html}`);
-  return files;
+  const lock = DirectoryLock.acquire(options.out, `compare --out ${options.out}`, COMPARE_LOCK_FILE);
+  try {
+    let index = 0;
+    for (const run of runs) {
+      index++;
+      const directory = new RunDirectory(join(options.out, 'runs', run.name));
+      const started = directory.hasRun();
+      if (started) {
+        const differences = configDifferences(readRunConfig(directory.path), run.config);
+        if (differences.length) {
+          throw new ConfigError(`${directory.path} was trained with other settings (${differences.join(', ')}); ` +
+            'use another --out for a different comparison, or delete that run directory to retrain it');
+        }
+      }
+      if (directory.isFinished()) {
+        log(`[${index}/${runs.length}] ${run.name}: finished earlier, reused`);
+        continue;
+      }
+      log(`[${index}/${runs.length}] ${run.name}: ${started ? 'resuming' : 'training'} (${run.config.method}, ratio ${run.config.ratio}, seed ${run.config.seed})`);
+      const result = await train(run.config, { out: directory.path, resume: started, log: (line) => log(`  ${run.name}: ${line}`), signal: options.signal });
+      if (result.interrupted || options.signal?.aborted) return null;
+    }
+    const files = await renderReport(options.out);
+    log(`wrote ${files.results}, ${files.markdown}, ${files.html}`);
+    return files;
+  } finally {
+    lock.release();
+  }
 }

@@ -1,0 +1,51 @@
+// Evaluation (timm's `validate`): loss, top-1 and top-5 of a model on a dataset, in eval mode and
+// without gradients; and the conversion of a loader batch to tensors on the training device.
+import { BatchLoader, NO_AUGMENTATION } from '../data/loader.js';
+import type { ImageDataset } from '../data/datasets.js';
+import type { Classifier, ForwardOptions } from '../models/classifier.js';
+import * as F from '../nn/functional.js';
+import { noGrad, type Tensor, tensor, tidy } from '../tensor/tensor.js';
+
+export interface Evaluation { loss: number; acc1: number; acc5: number }
+
+/** A batch as tensors on `device`: images [B, C, H, W], labels [B], soft (mixup) targets [B, K] or null. */
+export function batchTensors(images: Float32Array, labels: Int32Array, soft: Float32Array | null, dataset: ImageDataset, device: string): { images: Tensor; labels: Tensor; soft: Tensor | null } {
+  const size = labels.length;
+  let x = tensor(images, { shape: [size, dataset.channels, dataset.height, dataset.width] });
+  let y = tensor(labels).long();
+  let s = soft ? tensor(soft, { shape: [size, dataset.numClasses] }) : null;
+  if (device !== 'cpu') {
+    x = x.to({ device: device as 'cuda' });
+    y = y.to({ device: device as 'cuda' });
+    s = s ? s.to({ device: device as 'cuda' }) : null;
+  }
+  return { images: x, labels: y, soft: s };
+}
+
+/** Loss, top-1 and top-5 (percent) of the model (eval mode, no masking unless options say so). */
+export function evaluate(model: Classifier, dataset: ImageDataset, batchSize: number, device: string, options: ForwardOptions = {}): Evaluation {
+  if (dataset.count === 0) throw new Error(`cannot evaluate on ${dataset.name} ${dataset.split} (${dataset.source}): it holds no images`);
+  const loader = new BatchLoader(dataset, { batchSize, augment: NO_AUGMENTATION });
+  const wasTraining = model.training;
+  model.eval();
+  let loss = 0;
+  let correct1 = 0;
+  let correct5 = 0;
+  try {
+    noGrad(() => {
+      for (const batch of loader.batchesSync(0)) {
+        tidy(() => {
+          const { images, labels } = batchTensors(batch.images, batch.labels, null, dataset, device);
+          const logits = model.forward(images, options);
+          loss += F.crossEntropy(logits, labels, { reduction: 'sum' }).item();
+          const hits = logits.topk(Math.min(5, logits.size(1)), 1)[1].eq(labels.unsqueeze(1));
+          correct1 += hits.slice(1, 0, 1).sum().item();
+          correct5 += hits.sum().item();
+        });
+      }
+    });
+  } finally {
+    model.train(wasTraining);
+  }
+  return { loss: loss / dataset.count, acc1: (100 * correct1) / dataset.count, acc5: (100 * correct5) / dataset.count };
+}
