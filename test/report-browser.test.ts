@@ -11,13 +11,10 @@ import assert from 'node:assert/strict';
 
 import { defaultSyntheticRuns, renderReport, writeSyntheticComparison } from '../src/report/index.js';
 import { chartGeometry, chromiumMissing, openReport, withBrowser, type ChartGeometry } from './helpers/browser.js';
+import { skipWithout } from './helpers/skip.js';
 
 test('report.html renders every chart in headless Chromium, offline and without errors', { timeout: 60_000 }, async (t) => {
-  const missing = chromiumMissing();
-  if (missing !== null) {
-    t.skip(missing);
-    return;
-  }
+  if (skipWithout(t, chromiumMissing())) return;
   // Kept after the test on purpose: the screenshot is for a person to look at.
   const directory = mkdtempSync(join(tmpdir(), 'masksub-report-browser-'));
   writeSyntheticComparison(directory, { epochs: 10, runs: defaultSyntheticRuns() });

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { integratedPValue } from './helpers/compare.js';
+import { skipWithout } from './helpers/skip.js';
+import { axisLabels, type MarkGroup, markGroups, type PlottedMark } from './helpers/svg-chart.js';
 
 import {
   collectComparison,
@@ -142,10 +144,7 @@ describe('stats', () => {
   });
 
   test('agrees with numpy (mean, ddof=1 std, Welch t, df) and a numpy-integrated p', (t) => {
-    if (!existsSync('/usr/bin/python3') || !pythonWithNumpy()) {
-      t.skip('/usr/bin/python3 with numpy not available');
-      return;
-    }
+    if (skipWithout(t, existsSync('/usr/bin/python3') && pythonWithNumpy() ? null : '/usr/bin/python3 with numpy not available')) return;
     const samples: [number[], number[]][] = [
       [[86.12, 85.71, 86.43], [84.98, 85.33, 85.07]],
       [[91.2, 90.1, 92.7, 90.8, 91.9], [89.9, 90.0]],
@@ -359,6 +358,144 @@ describe('collect, results.json and the report on a synthetic comparison', () =>
     assert.equal(results.groups.length, comparison.groups.length);
     assert.ok(!('epochs' in (results.runs[0] ?? {})), 'per-epoch rows stay in metrics.jsonl');
     assert.equal(typeof results.runs[0]?.config.machine, 'string');
+  });
+
+  test('each chart plots the numbers of results.json and the run files: right fields, axis consistent with the points', () => {
+    const results = JSON.parse(readFileSync(join(directory, 'results.json'), 'utf8')) as ResultsFile;
+    const chart = (id: string): MarkGroup[] => markGroups(readFileSync(join(directory, 'charts', `${id}.svg`), 'utf8'));
+    const group = (label: string): ResultsFile['groups'][number] => {
+      const found = results.groups.find((entry) => entry.label === label);
+      assert.ok(found !== undefined, `a plotted series '${label}' is a group of results.json`);
+      return found;
+    };
+    // Per-epoch rows of each run, read with plain JSON.parse (not collect.ts).
+    const rowsOf = (run: string): Record<string, number | null>[] => readFileSync(join(directory, 'runs', run, 'metrics.jsonl'), 'utf8')
+      .split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Record<string, number | null>);
+    /** Per series and epoch: [mean, min, max] of a field over the group's runs that logged it. */
+    const perEpoch = (field: string, labels: string[] = results.groups.map((entry) => entry.label)): Map<string, [number, number, number]> => {
+      const table = new Map<string, [number, number, number]>();
+      for (const label of labels) {
+        const byEpoch = new Map<number, number[]>();
+        for (const run of group(label).runs) {
+          for (const row of rowsOf(run)) {
+            const value = row[field];
+            if (typeof value === 'number') byEpoch.set(row.epoch as number, [...(byEpoch.get(row.epoch as number) ?? []), value]);
+          }
+        }
+        for (const [epoch, values] of byEpoch) table.set(`${label}|${epoch}`, [referenceMean(values), Math.min(...values), Math.max(...values)]);
+      }
+      return table;
+    };
+    const close = (actual: string | undefined, expected: number, what: string): void => {
+      assert.ok(actual !== undefined, `${what}: the mark carries the value`);
+      // vega prints 12 significant digits, results.json rounds to 12 too
+      assertClose(Number(actual), expected, 1e-9, what);
+    };
+    /** The points' pixel y is one linear map of their values, and the y axis is labelled with the same map. */
+    const assertAxis = (id: string, marks: PlottedMark[], valueOf: (mark: PlottedMark) => number, axisIndex: number): void => {
+      const sorted = [...marks].sort((left, right) => valueOf(left) - valueOf(right));
+      const low = sorted[0];
+      const high = sorted[sorted.length - 1];
+      assert.ok(low !== undefined && high !== undefined && valueOf(high) > valueOf(low), `${id}: points with different values`);
+      const slope = (high.y - low.y) / (valueOf(high) - valueOf(low));
+      assert.ok(slope < 0, `${id}: larger values are drawn higher`);
+      for (const mark of marks) assertClose(mark.y, low.y + slope * (valueOf(mark) - valueOf(low)), 1e-6, `${id}: pixel y of ${JSON.stringify(mark.fields)}`);
+      const labels = axisLabels(readFileSync(join(directory, 'charts', `${id}.svg`), 'utf8'))[axisIndex] ?? [];
+      const first = labels[0];
+      const last = labels[labels.length - 1];
+      assert.ok(first !== undefined && last !== undefined && labels.length >= 3, `${id}: a y axis with labels`);
+      const labelValue = (text: string): number => Number(text.replace(/,/g, ''));
+      // Label positions follow the same map, up to vega's few-pixel text baseline offset.
+      assertClose((last.y - first.y) / (labelValue(last.text) - labelValue(first.text)), slope, 1e-9, `${id}: axis scale`);
+      for (const label of labels) {
+        const offset = label.y - (low.y + slope * (labelValue(label.text) - valueOf(low)));
+        assert.ok(Math.abs(offset) <= 4, `${id}: label ${label.text} sits ${offset.toFixed(2)} px from where the points put that value`);
+      }
+      const values = labels.map((label) => labelValue(label.text));
+      assert.ok(Math.min(...values) <= valueOf(low) && Math.max(...values) >= valueOf(high), `${id}: the axis (${values[0]}..${values[values.length - 1]}) spans the plotted values`);
+    };
+
+    // accuracy-curves: the line's points are the mean test_acc1 over seeds, the band its min and max.
+    const accuracy = perEpoch('test_acc1');
+    const curves = chart('accuracy-curves');
+    const points = curves.find((entry) => entry.kind === 'symbol')?.marks ?? [];
+    assert.equal(points.length, accuracy.size, 'one point per series and epoch');
+    for (const point of points) {
+      const key = `${point.fields.method}|${point.fields.epoch}`;
+      const expected = accuracy.get(key);
+      assert.ok(expected !== undefined, `accuracy-curves: point ${key} has data`);
+      close(point.fields.mean, expected[0], `accuracy-curves ${key} mean test_acc1`);
+    }
+    for (const band of curves.filter((entry) => entry.kind === 'area').flatMap((entry) => entry.marks)) {
+      const expected = accuracy.get(`${band.fields.series}|${band.fields.epoch}`);
+      assert.ok(expected !== undefined);
+      close(band.fields['test top-1 (%)'], expected[1], `accuracy-curves band ${band.fields.series} min`);
+      close(band.fields.max, expected[2], `accuracy-curves band ${band.fields.series} max`);
+    }
+    // At the last epoch only finished runs remain: the curve ends at results.json's final top-1.
+    for (const entry of results.groups) {
+      const lastEpoch = Math.max(...points.filter((point) => point.fields.method === entry.label).map((point) => Number(point.fields.epoch)));
+      const last = points.find((point) => point.fields.method === entry.label && Number(point.fields.epoch) === lastEpoch);
+      assert.ok(entry.final_test_acc1.mean !== null);
+      close(last?.fields.mean, entry.final_test_acc1.mean, `accuracy-curves ${entry.label} last point vs results.json final_test_acc1`);
+    }
+    assertAxis('accuracy-curves', points, (point) => Number(point.fields.mean), 1);
+
+    // final-accuracy: bars at the group means, whiskers at mean ± std, dots at the seeds' values.
+    const finals = chart('final-accuracy');
+    const bars = finals.find((entry) => entry.kind === 'rect')?.marks ?? [];
+    assert.deepEqual(bars.map((bar) => bar.fields.series), results.groups.map((entry) => entry.label));
+    for (const bar of bars) {
+      const final = group(bar.fields.series ?? '').final_test_acc1;
+      close(bar.fields['final test top-1 (%)'], final.mean ?? Number.NaN, `final-accuracy bar ${bar.fields.series}`);
+    }
+    for (const whisker of finals.find((entry) => entry.kind === 'rule')?.marks ?? []) {
+      const final = group(whisker.fields.series ?? '').final_test_acc1;
+      close(whisker.fields.low, (final.mean ?? Number.NaN) - (final.std ?? 0), `final-accuracy whisker ${whisker.fields.series} low`);
+      close(whisker.fields.high, (final.mean ?? Number.NaN) + (final.std ?? 0), `final-accuracy whisker ${whisker.fields.series} high`);
+    }
+    const dots = finals.find((entry) => entry.kind === 'symbol')?.marks ?? [];
+    const seedValues = results.groups.flatMap((entry) => entry.final_test_acc1.per_seed.map((seed) => `${entry.label}|${seed.value}`)).sort();
+    assert.deepEqual(dots.map((dot) => `${dot.fields.series}|${Number(dot.fields.value)}`).sort(), seedValues, 'one dot per finished seed, at its value');
+    assertAxis('final-accuracy', dots, (dot) => Number(dot.fields.value), 1);
+
+    // accuracy-vs-ratio: one point per method and ratio at the final mean; the baseline's rule.
+    const versus = chart('accuracy-vs-ratio');
+    const ratioPoints = versus.find((entry) => entry.kind === 'symbol')?.marks ?? [];
+    const swept = results.groups.filter((entry) => !entry.is_baseline);
+    assert.equal(ratioPoints.length, swept.length);
+    for (const point of ratioPoints) {
+      const ratio = Number(point.fields['ratio r (share masked / drop probability)']);
+      const entry = swept.find((candidate) => candidate.method === point.fields.method && candidate.ratio === ratio);
+      assert.ok(entry !== undefined, `accuracy-vs-ratio: ${point.fields.method} at r=${ratio} is a group`);
+      close(point.fields.mean, entry.final_test_acc1.mean ?? Number.NaN, `accuracy-vs-ratio ${entry.label}`);
+    }
+    const baselineRule = versus.filter((entry) => entry.kind === 'rule').flatMap((entry) => entry.marks).find((mark) => Object.keys(mark.fields).length === 1);
+    close(baselineRule?.fields.mean, group('baseline').final_test_acc1.mean ?? Number.NaN, 'accuracy-vs-ratio baseline rule');
+    assertAxis('accuracy-vs-ratio', ratioPoints, (point) => Number(point.fields.mean), 1);
+
+    // train-losses: the two panels plot the probe losses of Eq. 1 and Eq. 2, in that order.
+    const panels = chart('train-losses').filter((entry) => entry.kind === 'symbol');
+    assert.equal(panels.length, 2);
+    for (const [panel, field] of [[panels[0], 'probe_loss_standard'], [panels[1], 'probe_loss_masked']] as const) {
+      const expected = perEpoch(field);
+      assert.equal(panel?.marks.length, expected.size, `train-losses ${field}: one point per series and epoch`);
+      for (const point of panel?.marks ?? []) close(point.fields.loss, expected.get(`${point.fields.method}|${point.fields.epoch}`)?.[0] ?? Number.NaN, `train-losses ${field} ${point.fields.method} epoch ${point.fields.epoch}`);
+    }
+
+    // grad-norms: the main and the sub term of every method with a sub-model.
+    const withSub = results.groups.filter((entry) => entry.method === 'masksub').map((entry) => entry.label);
+    // The points carry no term field: each one must take up one expected (series, epoch, norm) of either term.
+    const expectedNorms = [...perEpoch('grad_norm_main', withSub), ...perEpoch('grad_norm_sub', withSub)].map(([key, [value]]) => ({ key, value }));
+    const plottedNorms = chart('grad-norms').find((entry) => entry.kind === 'symbol')?.marks ?? [];
+    assert.equal(plottedNorms.length, expectedNorms.length, 'grad-norms: one point per series, epoch and term');
+    for (const point of plottedNorms) {
+      const key = `${point.fields.method}|${point.fields.epoch}`;
+      const value = Number(point.fields['gradient norm']);
+      const index = expectedNorms.findIndex((entry) => entry.key === key && Math.abs(entry.value - value) <= 1e-9 * Math.max(1, Math.abs(value)));
+      assert.ok(index >= 0, `grad-norms: point ${key} at ${value} is the mean norm of one of the terms`);
+      expectedNorms.splice(index, 1);
+    }
   });
 });
 

@@ -51,7 +51,17 @@ export function runTorch(script: string, inputs: Record<string, Tensor>): Record
     const scriptPath = join(directory, 'script.py');
     writeFileSync(inputPath, JSON.stringify(payload));
     writeFileSync(scriptPath, prelude + script + epilogue);
-    const stdout = execFileSync(PYTHON, [scriptPath, inputPath], { encoding: 'utf8', maxBuffer: 256 << 20 });
+    let stdout: string;
+    try {
+      stdout = execFileSync(PYTHON, [scriptPath, inputPath], { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (error) {
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '');
+      // These cross-checks never skip: without PyTorch they fail with what to install.
+      if (/No module named 'torch'|ENOENT/.test(stderr + String(error))) {
+        throw new Error(`${PYTHON} cannot import torch: install Debian's python3-torch (bash scripts/setup.sh does) or point MASKSUB_PYTHON at a python3 with torch`);
+      }
+      throw new Error(`the PyTorch side failed:\n${stderr.trim() || String(error)}`);
+    }
     const result = JSON.parse(stdout) as Record<string, Payload | number>;
     const tensors: Record<string, Tensor> = {};
     for (const [name, value] of Object.entries(result)) {
