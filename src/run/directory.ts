@@ -1,8 +1,8 @@
 // The run directory's single owner: which files a run has, reading and writing them (config,
 // metrics, summary), deciding whether a directory may be started, resumed or replaced, stale
 // temporary files, and the lock. The trainer, compare, eval and report go through here.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { parseTemporaryName, staleTemporaries, writeFileAtomic } from '../io/atomic.js';
 import { RunError } from './errors.js';
 import { CONFIG_FILE, DONE_FILE, type EpochMetrics, LOCK_FILE, METRICS_FILE, RUN_FILES, type RunSummary, SUMMARY_CSV } from './format.js';
@@ -18,6 +18,18 @@ export type RunMode = 'fresh' | 'resume';
 
 function csvLine(values: unknown[]): string {
   return values.map((value) => (value === null || value === undefined ? '' : String(value))).join(',');
+}
+
+/** Why the nearest existing ancestor of `path` cannot be written to (an errno code), or null. */
+function nearestParentProblem(path: string): string | null {
+  let parent = dirname(resolve(path));
+  while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent);
+  try {
+    accessSync(parent, constants.W_OK);
+    return null;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? null;
+  }
 }
 
 function readText(path: string): string {
@@ -83,7 +95,8 @@ export class RunDirectory {
       try {
         mkdirSync(this.path, { recursive: true });
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
+        // A recursive mkdir under a read-only mount reports ENOENT; ask the nearest existing parent why.
+        const code = (error as NodeJS.ErrnoException).code === 'ENOENT' ? nearestParentProblem(this.path) ?? 'ENOENT' : (error as NodeJS.ErrnoException).code;
         const reason = code === 'EROFS' ? 'read-only file system' : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
           : code === 'ENOTDIR' ? 'a parent is a file' : code === 'ENOSPC' ? 'disk full' : (error as Error).message;
         throw new RunError(`cannot create run directory ${this.path}: ${reason}`);

@@ -321,16 +321,19 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
   const run = new RunDirectory(options.out);
   const mode: RunMode = run.plan(options);
   const config = mode === 'resume' ? readRunConfig(run.path) : requested;
-  if (mode === 'resume' && run.isFinished()) {
+  const alreadyFinished = (): TrainResult => {
     log(`${run.path}: already finished`);
     return { summary: run.readSummary(), history: run.readHistory(), out: run.path, epochsTrained: 0, stepsTaken: 0, interrupted: false };
-  }
+  };
+  if (mode === 'resume' && run.isFinished()) return alreadyFinished();
   const plan = planTraining(config);
 
   const lock = run.lock(`train --out ${run.path}`);
   let session: Session | null = null;
   try {
-    run.plan(options); // again, now that no other process can change the directory
+    // Again, now that no other process can change the directory (one may have finished it meanwhile).
+    run.plan(options);
+    if (mode === 'resume' && run.isFinished()) return alreadyFinished();
     run.prepare(mode);
     if (mode === 'fresh') run.writeStoredConfig(toStoredConfig(config));
     setNumThreads(config.threads);
