@@ -29,18 +29,19 @@ const random = seededRandom(FAULT_SEED);
 
 const train = (seed: number, out: string, ...extra: string[]): string[] => ['train', ...TINY, '--seed', String(seed), '--out', out, ...extra];
 
-/** Uninterrupted runs, one per seed, made on first use and shared by the tests that compare with them. */
-const aloneRuns = new Map<number, Promise<string>>();
-function aloneRun(seed: number): Promise<string> {
-  let run = aloneRuns.get(seed);
+/** Uninterrupted runs, one per seed and extra flags, made on first use and shared by the tests that compare with them. */
+const aloneRuns = new Map<string, Promise<string>>();
+function aloneRun(seed: number, ...extra: string[]): Promise<string> {
+  const key = [seed, ...extra].join(' ');
+  let run = aloneRuns.get(key);
   if (!run) {
     run = (async () => {
-      const out = join(root, `alone-seed${seed}`);
-      const result = await runCli(train(seed, out));
+      const out = join(root, `alone-seed${seed}${extra.map((arg) => arg.replace(/^-+/, '-')).join('')}`);
+      const result = await runCli(train(seed, out, ...extra));
       assert.equal(result.code, 0, describe(result));
       return out;
     })();
-    aloneRuns.set(seed, run);
+    aloneRuns.set(key, run);
   }
   return run;
 }
@@ -91,8 +92,8 @@ function checkKilledRun(out: string, options: { allowMetricsBehind?: boolean } =
   }
 }
 
-/** Resumes a run and checks it ends exactly like the uninterrupted run of the same seed. */
-async function resumeAndCompare(t: TestContext, out: string, epoch: number, seed: number): Promise<void> {
+/** Resumes a run and checks it ends exactly like the uninterrupted run of the same seed (and extra flags). */
+async function resumeAndCompare(t: TestContext, out: string, epoch: number, seed: number, extra: string[] = []): Promise<void> {
   // A kill can also land after done.json was written, while the process shuts down.
   const finished = existsSync(join(out, 'done.json'));
   const resumed = await runCli(['train', '--out', out, '--resume']);
@@ -101,7 +102,7 @@ async function resumeAndCompare(t: TestContext, out: string, epoch: number, seed
   if (finished) assert.match(resumed.stdout, /already finished/);
   else if (epoch > 0) assert.match(resumed.stdout, new RegExp(`resumed .* after epoch ${epoch} \\(step ${epoch * 8}\\)`));
   assert.ok(existsSync(join(out, 'done.json')), 'the resumed run finished');
-  const reference = await aloneRun(seed);
+  const reference = await aloneRun(seed, ...extra);
   assertSameFile(join(out, 'model.safetensors'), join(reference, 'model.safetensors'), 'final weights after kill + resume');
   const rows = (dir: string): unknown[] => metricsLines(dir).map((line) => {
     const { test_acc1, test_loss, train_loss, probe_loss_masked } = JSON.parse(line) as Record<string, number>;
@@ -111,13 +112,14 @@ async function resumeAndCompare(t: TestContext, out: string, epoch: number, seed
   assert.deepEqual(tempFiles(out), [], 'no temporary files remain after the resume');
 }
 
-test('SIGKILL at a random moment after the first checkpoint: the last checkpoint loads, --resume ends bit-identical', async (t) => {
-  await aloneRun(3);
-  const out = join(root, 'killed-random');
+/** Kills a training run at a random moment after its first checkpoint, then resumes and compares. */
+async function killAtRandomThenResume(t: TestContext, name: string, seed: number, extra: string[] = []): Promise<void> {
+  await aloneRun(seed, ...extra);
+  const out = join(root, name);
   let maxDelay = 500;
   for (let attempt = 0; ; attempt++) {
     const delay = Math.floor(random() * maxDelay);
-    const run = startCli(train(3, out, ...(attempt ? ['--overwrite'] : [])));
+    const run = startCli(train(seed, out, ...extra, ...(attempt ? ['--overwrite'] : [])));
     await waitFor(() => existsSync(join(out, 'checkpoint.safetensors')), 'the first checkpoint', { stop: run.done });
     await sleep(delay);
     run.child.kill('SIGKILL');
@@ -134,9 +136,19 @@ test('SIGKILL at a random moment after the first checkpoint: the last checkpoint
     const phase = existsSync(join(out, 'done.json')) ? 'after done.json (during shutdown)' : `checkpoint at epoch ${epoch}${metricsBehind}`;
     t.diagnostic(`seed ${FAULT_SEED}: killed ${delay} ms after the first checkpoint (attempt ${attempt + 1}): ${phase}, temporaries left: ${tempFiles(out).join(', ') || 'none'}`);
     assert.ok(epoch >= 1, 'the first checkpoint survived');
-    await resumeAndCompare(t, out, epoch, 3);
+    await resumeAndCompare(t, out, epoch, seed, extra);
     return;
   }
+}
+
+test('SIGKILL at a random moment after the first checkpoint: the last checkpoint loads, --resume ends bit-identical', async (t) => {
+  await killAtRandomThenResume(t, 'killed-random', 3);
+});
+
+// The sub-model branch draws masking noise from the RNG that the checkpoint carries: a resumed
+// MaskSub run must continue the same noise sequence to end bit-identical.
+test('MaskSub: SIGKILL at a random moment, --resume ends bit-identical to the uninterrupted MaskSub run', async (t) => {
+  await killAtRandomThenResume(t, 'killed-random-masksub', 3, ['--method', 'masksub']);
 });
 
 test('SIGKILL in the middle of a checkpoint write: the previous checkpoint stays, the half-written file does not break --resume', async (t) => {

@@ -41,15 +41,25 @@ test('one epoch of MaskSub on 2,048 Fashion-MNIST images learns well above chanc
   assert.ok(csv[0].startsWith('epoch,lr,train_loss'));
 });
 
-test('a run stopped after epoch 1 and resumed ends with the same weights as an uninterrupted run', async () => {
+test('a run stopped after epoch 1 and resumed runs only epoch 2 and ends with the same weights as an uninterrupted run', async () => {
   const flags = { ...small, method: 'masksub', epochs: 2, limitTrain: 512, limitTest: 256, probeSize: 64, batchSize: 64 };
   const straight = join(root, 'straight');
   const resumed = join(root, 'resumed');
   await train(buildConfig({ flags }), { out: straight, log: quiet });
   const first = await train(buildConfig({ flags }), { out: resumed, log: quiet, stopAfterEpochs: 1 });
   assert.equal(first.summary, null, 'stopped run is unfinished');
-  const second = await train(buildConfig({ flags }), { out: resumed, resume: true, log: quiet });
+  const rowsAfterStop = readFileSync(join(resumed, 'metrics.jsonl'), 'utf8');
+  const lines: string[] = [];
+  const second = await train(buildConfig({ flags }), { out: resumed, resume: true, log: (line) => lines.push(line) });
   assert.ok(second.summary?.finished);
+  // Training is deterministic, so equal weights alone would also pass a resume that silently
+  // retrained from scratch: the resumed call must have run epoch 2 only (8 steps of 64 images).
+  assert.ok(lines.some((line) => /^resumed \S+ after epoch 1 \(step 8\)$/.test(line)), `the resume is logged: ${lines.join(' | ')}`);
+  assert.deepEqual(lines.filter((line) => /^epoch \d+\/2 loss/.test(line)).map((line) => line.split(' ')[1]), ['2/2'], `only epoch 2 ran: ${lines.join(' | ')}`);
+  assert.equal(second.epochsTrained, 1);
+  assert.equal(second.stepsTaken, 8);
+  // Epoch 1's metrics row comes from the checkpoint, byte for byte (a rerun would change its timings).
+  assert.ok(readFileSync(join(resumed, 'metrics.jsonl'), 'utf8').startsWith(rowsAfterStop), 'epoch 1 metrics kept as written before the stop');
   const a = loadSafetensors(join(straight, 'model.safetensors')).tensors;
   const b = loadSafetensors(join(resumed, 'model.safetensors')).tensors;
   assert.deepEqual([...a.keys()], [...b.keys()]);
