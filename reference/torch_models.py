@@ -546,15 +546,17 @@ def method_step(model, images, targets, method='masksub', ratio=0.5, sub_weight=
     logits = _forward(model, images, main_options, None if sub else noise, generator)
     loss_main = label_loss(logits, targets, label_smoothing)
     (loss_main * main_weight).backward()
-    result = {'loss_main': loss_main.item(), 'loss_sub': None, 'loss': loss_main.item()}
+    loss_sub = None
     if sub:
         teacher = logits.detach()
         sub_logits = _forward(model, images, regularizer(method, ratio), noise, generator)
         loss_sub = sub_loss(sub_logits, teacher)
         (loss_sub * sub_weight).backward()
-        result['loss_sub'] = loss_sub.item()
-        result['loss'] = main_weight * result['loss_main'] + sub_weight * result['loss_sub']
-    return result
+    # the values are read once, at the end: on a GPU each .item() waits for the device
+    main_value = loss_main.item()
+    sub_value = None if loss_sub is None else loss_sub.item()
+    total = main_value if sub_value is None else main_weight * main_value + sub_weight * sub_value
+    return {'loss': total, 'loss_main': main_value, 'loss_sub': sub_value}
 
 
 # ---------------------------------------------------------------- safetensors and state dicts

@@ -188,7 +188,7 @@ for (const [index, spec] of CASES.entries()) {
         }
       }
       t.diagnostic(`${spec.name}: loss ${ours.losses[0].toFixed(4)} -> ${ours.losses[STEPS - 1].toFixed(4)}; worst relative difference: loss ${lossError.toExponential(2)}, ` +
-        `L1 ${mainError.toExponential(2)}, L2 ${subError.toExponential(2)}, weights ${weightError.toExponential(2)} (${worstName})`);
+        `L1 ${mainError.toExponential(2)}, L2 ${subError.toExponential(2)}, weights ${weightError.toExponential(2)}${worstName ? ` (${worstName})` : ''}`);
       assert.ok(mainError < LOSS_TOLERANCE, `main loss (L1) curves differ by ${mainError}`);
       assert.ok(subError < LOSS_TOLERANCE, `sub loss (L2) curves differ by ${subError}`);
       assert.ok(lossError < LOSS_TOLERANCE, `total loss curves differ by ${lossError}`);
