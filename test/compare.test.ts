@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 
 import type { GroupResult, ResultsFile } from '../src/report/index.js';
 import { chartGeometry, chromiumMissing, openReport, withBrowser } from './helpers/browser.js';
+import { skipWithout } from './helpers/skip.js';
 import {
   close,
   fingerprint,
@@ -337,11 +338,7 @@ test('a ratio sweep runs each ratio into <method>-r<ratio>-s<seed> and draws acc
 });
 
 test('the real comparisons render in headless Chromium: every chart drawn, no errors', { timeout: 90_000 }, async (t) => {
-  const missing = chromiumMissing();
-  if (missing !== null) {
-    t.skip(missing);
-    return;
-  }
+  if (skipWithout(t, chromiumMissing())) return;
   assert.ok(mainComparison !== null && sweepComparison !== null, 'the comparison tests above finished');
   const cases = [
     { name: 'main', directory: mainComparison, charts: ALL_CHARTS.filter((id) => id !== 'accuracy-vs-ratio'), series: ['baseline', 'masksub r=0.5'] },
