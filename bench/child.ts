@@ -50,7 +50,7 @@ function countNativeCalls<T>(fn: () => T): { result: T; calls: number } {
 }
 
 async function buildModel(job: StepJob): Promise<Classifier> {
-  const { createModel } = await import('../src/models/registry.js');
+  const { createModel } = await import('../src/models/factory.js');
   if (job.model.family === 'mlp') {
     const { Classifier: Base } = await import('../src/models/classifier.js');
     const { Linear } = await import('../src/nn/layers.js');

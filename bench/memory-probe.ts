@@ -11,7 +11,7 @@ const steps = Number(process.argv.find((argument) => /^\d+$/.test(argument)) ?? 
 const collect = process.argv.includes('--gc');
 const { liveTensors, setNumThreads } = await import('../src/tensor/native.js');
 const { manualSeed, randint, randn, tidy } = await import('../src/tensor/tensor.js');
-const { createModel } = await import('../src/models/registry.js');
+const { createModel } = await import('../src/models/factory.js');
 const F = await import('../src/nn/functional.js');
 const { AdamW, paramGroupsWithWeightDecay } = await import('../src/optim/index.js');
 

@@ -201,7 +201,7 @@ function gpuName(): string | null {
 // cannot drift apart.
 async function modelSpec(name: string, overrides: { imageSize?: number; width?: number } = {}): Promise<ModelSpec> {
   if (name === 'mlp_tiny') return { name, family: 'mlp', imageSize: 28, inChannels: 1, numClasses: 10, width: overrides.width ?? 16 };
-  const { createModel } = await import('../src/models/registry.js');
+  const { createModel } = await import('../src/models/factory.js');
   const model = createModel(name, { inChannels: 1, numClasses: 10, imageSize: overrides.imageSize ?? 28 });
   try {
     const config = (model as unknown as { config: Record<string, unknown> }).config;

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/datasets.js';
-import { createModel, describeModel, modelNames } from '../models/registry.js';
+import { createModel, describeModel, modelNames } from '../models/factory.js';
 import { renderReport } from '../report/index.js';
 import { blasLibraries, buildInfo, getNumThreads, setNumThreads } from '../tensor/native.js';
 import { loadSafetensors } from '../tensor/safetensors.js';

@@ -2,4 +2,5 @@
 export * from './classifier.js';
 export * from './vit.js';
 export * from './resnet.js';
-export * from './registry.js';
+export { type ModelInfo, type ModelOverrides, registerModel, type RegisteredModel } from './registry.js';
+export * from './factory.js';

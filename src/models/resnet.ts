@@ -1,11 +1,13 @@
 // ResNet (timm's names: conv1/bn1, layer1..4 with basic or bottleneck blocks, fc), with a 3x3
 // stem for small images. MaskSub for CNNs zeroes a random r fraction of fixed square patches
 // of the normalized input per sample (the masked set, unlike the official code's defect).
+// Registers the ResNet configs.
 import { Generator, rand, type Tensor, tidy } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Dropout, DropPath, Layer, Linear, ModuleList, Sequential } from '../nn/index.js';
 import * as F from '../nn/functional.js';
 import { constant_, kaimingNormal_ } from '../nn/init.js';
 import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions } from './classifier.js';
+import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface ResNetConfig {
   block: 'basic' | 'bottleneck';
@@ -175,3 +177,29 @@ export function defaultMaskPatchSize(imageSize: number): number {
   }
   return best;
 }
+
+// ---- named configs (timm names where timm has the model) ----
+
+type ResNetShape = Pick<ResNetConfig, 'block' | 'layers' | 'widths' | 'stem'>;
+
+function registerResNet(name: string, imageSize: number, description: string, shape: ResNetShape): void {
+  registerModel(name, {
+    family: 'resnet', imageSize, description,
+    build: (overrides: ModelOverrides) => {
+      const size = overrides.imageSize ?? imageSize;
+      return new ResNet({
+        ...shape, imageSize: size, inChannels: overrides.inChannels ?? 3, numClasses: overrides.numClasses ?? 1000,
+        dropPathRate: overrides.dropPathRate ?? 0, dropRate: overrides.dropRate ?? 0, maskPatchSize: overrides.maskPatchSize ?? defaultMaskPatchSize(size),
+      });
+    },
+  });
+}
+
+// Small-image models that train on a 2-core CPU (28x28 Fashion-MNIST/MNIST, 32x32 CIFAR).
+registerResNet('resnet_micro', 28, 'ResNet basic [1,1,1,1] widths 8-64, small stem (tests)', { block: 'basic', layers: [1, 1, 1, 1], widths: [8, 16, 32, 64], stem: 'small' });
+registerResNet('resnet_tiny', 28, 'ResNet basic [1,1,1,1] widths 16-128, small stem (quick CPU)', { block: 'basic', layers: [1, 1, 1, 1], widths: [16, 32, 64, 128], stem: 'small' });
+registerResNet('resnet18_small', 32, 'ResNet-18 shape with a 3x3 stride-1 stem (28/32 px)', { block: 'basic', layers: [2, 2, 2, 2], widths: [64, 128, 256, 512], stem: 'small' });
+// The standard ImageNet models (224 px).
+registerResNet('resnet18', 224, 'ResNet-18', { block: 'basic', layers: [2, 2, 2, 2], widths: [64, 128, 256, 512], stem: 'imagenet' });
+registerResNet('resnet34', 224, 'ResNet-34', { block: 'basic', layers: [3, 4, 6, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
+registerResNet('resnet50', 224, 'ResNet-50', { block: 'bottleneck', layers: [3, 4, 6, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });

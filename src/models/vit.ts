@@ -1,10 +1,11 @@
 // Vision Transformer (timm's VisionTransformer names and init) with MAE-style token dropping:
 // a forward with maskRatio r keeps int(L*(1-r)) random patch tokens per sample after the
-// position embedding, so the sub-model really runs on fewer tokens.
+// position embedding, so the sub-model really runs on fewer tokens. Registers the ViT configs.
 import { cat, Generator, linspace, rand, type Tensor, tidy, zeros } from '../tensor/tensor.js';
 import { Attention, Conv2d, Dropout, DropPath, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
 import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions } from './classifier.js';
+import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface VitConfig {
   imageSize: number;
@@ -159,10 +160,28 @@ export class VisionTransformer extends Classifier {
   }
 }
 
-export function createVit(config: Partial<VitConfig> & Pick<VitConfig, 'imageSize' | 'patchSize' | 'width' | 'depth' | 'heads'>): VisionTransformer {
-  return new VisionTransformer({
-    inChannels: 3, numClasses: 1000, mlpRatio: 4, qkvBias: true, layerScale: null, dropPathRate: 0,
-    dropPathSchedule: 'linear', dropRate: 0, ...config,
+// ---- named configs (timm names where timm has the model) ----
+
+type VitShape = Pick<VitConfig, 'patchSize' | 'width' | 'depth' | 'heads'>;
+
+function registerVit(name: string, imageSize: number, description: string, shape: VitShape): void {
+  registerModel(name, {
+    family: 'vit', imageSize, description,
+    build: (overrides: ModelOverrides) => new VisionTransformer({
+      mlpRatio: 4, qkvBias: true, dropPathSchedule: 'linear', ...shape,
+      imageSize: overrides.imageSize ?? imageSize, inChannels: overrides.inChannels ?? 3, numClasses: overrides.numClasses ?? 1000,
+      dropPathRate: overrides.dropPathRate ?? 0, dropRate: overrides.dropRate ?? 0, layerScale: overrides.layerScale ?? null,
+    }),
   });
 }
 
+// Small-image models that train on a 2-core CPU (28x28 Fashion-MNIST/MNIST, 32x32 CIFAR).
+registerVit('vit_micro', 28, 'ViT 64-dim x 2 blocks, patch 7 (tests)', { patchSize: 7, width: 64, depth: 2, heads: 2 });
+registerVit('vit_mini_patch4_28', 28, 'ViT 64-dim x 4 blocks, 2 heads, patch 4 (default compare on CPU)', { patchSize: 4, width: 64, depth: 4, heads: 2 });
+registerVit('vit_tiny_patch4_28', 28, 'ViT 96-dim x 4 blocks, 3 heads, patch 4 (quick CPU)', { patchSize: 4, width: 96, depth: 4, heads: 3 });
+registerVit('vit_fmnist', 28, 'ViT 192-dim x 6 blocks, 3 heads, patch 4 (fmnist-vit preset)', { patchSize: 4, width: 192, depth: 6, heads: 3 });
+registerVit('vit_small_patch4_32', 32, 'ViT 192-dim x 6 blocks, 3 heads, patch 4 (CIFAR)', { patchSize: 4, width: 192, depth: 6, heads: 3 });
+// The standard ImageNet models (224 px).
+registerVit('vit_tiny_patch16_224', 224, 'ViT-Ti/16', { patchSize: 16, width: 192, depth: 12, heads: 3 });
+registerVit('vit_small_patch16_224', 224, 'ViT-S/16', { patchSize: 16, width: 384, depth: 12, heads: 6 });
+registerVit('vit_base_patch16_224', 224, 'ViT-B/16', { patchSize: 16, width: 768, depth: 12, heads: 12 });

@@ -5,7 +5,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { DATASET_INFO, isDatasetName, type DatasetName } from '../data/datasets.js';
 import { defaultRatio, isMethod, METHODS, type Method } from '../masksub/method.js';
-import { describeModel, modelNames } from '../models/registry.js';
+import { describeModel, modelNames } from '../models/factory.js';
 
 export interface TrainConfig {
   dataset: DatasetName;

@@ -7,7 +7,7 @@ import { BatchLoader } from '../data/loader.js';
 import { type ImageDataset, loadDataset, subsetDataset } from '../data/datasets.js';
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
-import { createModel } from '../models/registry.js';
+import { createModel } from '../models/factory.js';
 import { hasSubModel, methodStep, type StepConfig } from '../masksub/method.js';
 import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
 import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, type EpochMetrics, loadCheckpoint, MODEL_FILE, RunDirectory, RunError, type RunMode, type RunSummary, saveCheckpoint, type TrainingState } from '../run/index.js';
