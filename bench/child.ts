@@ -1,12 +1,15 @@
 // One measured configuration of this project, in its own process (so its peak resident memory is
 // its own): a training step (methodStep + AdamW, as the trainer runs it, or the same step written
-// plainly), the data pipeline's throughput, or the cost of one tiny op call.
+// plainly), the in-memory batch assembly's throughput, or the cost of one tiny op call.
 // Usage: node --import tsx bench/child.ts '<json job>'; prints one JSON line (see common.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Classifier, ClassifierInfo, ForwardOptions } from '../src/models/classifier.js';
 import type { Tensor } from '../src/tensor/tensor.js';
-import { procStatusKiB, median, type Job, type LoaderJob, type LoaderResult, type OpCallJob, type OpCallResult, type StepJob, type StepResult } from './common.js';
+import {
+  mappedMalloc, median, procStatusKiB, type Job, type LoaderJob, type LoaderResult, type OpCallJob, type OpCallResult, type ProcessFacts,
+  type StepJob, type StepResult,
+} from './common.js';
 
 // Type imports are erased; the package is imported dynamically so that the memory of a bare
 // Node + tsx process is read before libtorch loads, then again after.
@@ -14,6 +17,17 @@ const rssBeforeImport = procStatusKiB('VmRSS');
 const { native, blasLibraries, buildInfo, getNumThreads, setNumThreads, synchronize } = await import('../src/tensor/native.js');
 const { manualSeed, ones, randint, randn, tensor, tidy } = await import('../src/tensor/tensor.js');
 const rssAfterImport = procStatusKiB('VmRSS');
+
+/** What every result carries about this process (read at the end, so CPU time and peak memory are final). */
+function processFacts(): ProcessFacts {
+  const usage = process.cpuUsage();
+  return {
+    cpuSeconds: (usage.user + usage.system) / 1e6,
+    malloc: mappedMalloc(),
+    peakRssKiB: procStatusKiB('VmHWM'),
+    ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null,
+  };
+}
 
 /** The device's memory this process holds, as nvidia-smi reports it (context + caching allocator). */
 function gpuUsedMiB(): number | null {
@@ -31,7 +45,7 @@ function gpuUsedMiB(): number | null {
 
 /** Counts calls into the addon: every Tensor method and functional reaches libtorch through `native`. */
 function countNativeCalls<T>(fn: () => T): { result: T; calls: number } {
-  const binding = native as Record<string, (...args: unknown[]) => unknown>;
+  const binding = native as unknown as Record<string, (...args: unknown[]) => unknown>;
   const originals = new Map<string, (...args: unknown[]) => unknown>();
   let calls = 0;
   for (const [name, value] of Object.entries(binding)) {
@@ -50,14 +64,14 @@ function countNativeCalls<T>(fn: () => T): { result: T; calls: number } {
 }
 
 async function buildModel(job: StepJob): Promise<Classifier> {
-  const { createModel } = await import('../src/models/factory.js');
+  const { createModel } = await import('../src/models/index.js');
   if (job.model.family === 'mlp') {
     const { Classifier: Base } = await import('../src/models/classifier.js');
     const { Linear } = await import('../src/nn/layers.js');
     const spec = job.model;
     const features = spec.inChannels * spec.imageSize * spec.imageSize;
-    const width = spec.width ?? 16;
-    // The per-call overhead probe: three Linear layers with GELU (torch_bench.py's TinyMlp).
+    const width = Number(spec.config.width ?? 16);
+    // The per-call overhead probe: three Linear layers with GELU (reference/torch_models.py's TinyMlp).
     class TinyMlp extends Base {
       readonly info: ClassifierInfo = { family: 'vit', imageSize: spec.imageSize, inChannels: spec.inChannels, numClasses: spec.numClasses };
       readonly fc1 = this.registerModule('fc1', new Linear(features, width));
@@ -101,7 +115,7 @@ async function runStep(job: StepJob): Promise<StepResult> {
     synchronize();
     return result.loss;
   });
-  // The same step written plainly, line for line as torch_bench.py's.
+  // The same step written plainly: the official MaskSub step, as reference/torch_models.py's method_step.
   const plainTrainStep = (images: Tensor, labels: Tensor): number => tidy(() => {
     optimizer.zeroGrad();
     const logits = model.forward(images);
@@ -123,7 +137,7 @@ async function runStep(job: StepJob): Promise<StepResult> {
     synchronize();
     return value;
   });
-  const trainStep = job.impl === 'ours_plain' ? plainTrainStep : methodTrainStep;
+  const trainStep = job.step === 'plain' ? plainTrainStep : methodTrainStep;
 
   // Batches: one fixed random batch, or the real loader with its worker (as the trainer feeds it).
   let nextBatch: () => Promise<{ images: Tensor; labels: Tensor }>;
@@ -175,11 +189,13 @@ async function runStep(job: StepJob): Promise<StepResult> {
   const times: number[] = [];
   let finalLoss: number | null = null;
   const timedStart = performance.now();
-  for (let index = 0; index < job.steps; index++) {
+  // Timed by duration, not by count: every process gets at least job.seconds of steps, whatever
+  // one step costs, so that a slow step does not leave only a handful of samples.
+  while (job.maxSteps === null || times.length < job.maxSteps) {
     const { seconds, loss } = await timedStep();
     times.push(seconds);
     finalLoss = loss;
-    if (job.maxSeconds !== null && (performance.now() - timedStart) / 1000 > job.maxSeconds && times.length >= 3) break;
+    if ((performance.now() - timedStart) / 1000 >= job.seconds && times.length >= job.minSteps) break;
   }
   let callsPerStep: number | null = null;
   if (job.countCalls) callsPerStep = countNativeCalls(() => trainStep(fixedImages, fixedLabels)).calls;
@@ -191,15 +207,15 @@ async function runStep(job: StepJob): Promise<StepResult> {
     medianStepSeconds: median(times),
     finalLoss,
     callsPerStep,
-    peakRssKiB: procStatusKiB('VmHWM'),
     rssAfterImportKiB: rssAfterImport,
     numParameters: model.numParameters(),
     threads: getNumThreads(),
     blas: blasLibraries(),
     torchVersion: buildInfo().torchVersion,
     cuda: buildInfo().cuda,
-    ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? null,
+    cachingAllocator: process.env.MASKSUB_CACHING_ALLOCATOR !== '0',
     wallSeconds: (performance.now() - started) / 1000,
+    ...processFacts(),
   };
   if (datasetName) result.dataset = datasetName;
   if (device !== 'cpu') result.gpuUsedMiB = gpuUsedMiB();
@@ -217,12 +233,15 @@ async function loadTrainingImages() {
 async function runLoader(job: LoaderJob): Promise<LoaderResult> {
   const { measureLoaderThroughput } = await import('../src/data/loader.js');
   const dataset = await loadTrainingImages();
-  // The trainer's recipe: shuffled, crop with padding 2 + horizontal flip, prefetch 3.
+  // The trainer's recipe: shuffled, crop with padding 2 + horizontal flip, prefetch 3. The dataset is
+  // already decoded in memory (loadTrainingImages above, untimed): what is timed is gathering the
+  // shuffled samples, normalizing them to float32, augmenting and packing batches (Float32Array);
+  // no file read or decode, and no tensor is made.
   const result = await measureLoaderThroughput(dataset, {
     batchSize: job.batchSize, shuffle: true, dropLast: true, seed: 0,
     augment: { cropPadding: 2, hflip: true, randomErasing: 0 }, prefetch: 3, useWorker: job.useWorker,
   }, { maxBatches: job.maxBatches });
-  return { ...result, dataset: `${dataset.name} (${dataset.count} images)`, peakRssKiB: procStatusKiB('VmHWM') };
+  return { ...result, dataset: `${dataset.name} (${dataset.count} images)`, ...processFacts() };
 }
 
 function runOpCall(job: OpCallJob): OpCallResult {
@@ -237,7 +256,7 @@ function runOpCall(job: OpCallJob): OpCallResult {
   loop(Math.min(2000, job.iterations));
   const samples: number[] = [];
   for (let repeat = 0; repeat < 5; repeat++) samples.push((loop(job.iterations) * 1000) / job.iterations);
-  return { microsecondsPerCall: median(samples) as number, iterations: job.iterations };
+  return { microsecondsPerCall: median(samples) as number, iterations: job.iterations, ...processFacts() };
 }
 
 const job = JSON.parse(process.argv[2] ?? '{}') as Job;

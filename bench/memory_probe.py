@@ -10,8 +10,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_bench  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'reference'))
+import torch_models as reference  # noqa: E402
 
 
 def kib(field):
@@ -24,8 +24,9 @@ def kib(field):
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 torch.set_num_threads(int(os.environ.get('MASKSUB_THREADS', 2)))
 torch.manual_seed(0)
-model = torch_bench.build_model(dict(family='vit', imageSize=28, patchSize=4, inChannels=1, numClasses=10, width=192, depth=6, heads=3))
-optimizer = torch.optim.AdamW(torch_bench.param_groups(model, 0.05), lr=1e-3)
+# vit_fmnist's shape (src/models/registry.ts), built by the project's PyTorch reference
+model = reference.build_model(dict(family='vit', imageSize=28, patchSize=4, inChannels=1, numClasses=10, width=192, depth=6, heads=3))
+optimizer = torch.optim.AdamW(reference.param_groups(model, 0.05), lr=1e-3)
 images = torch.randn(128, 1, 28, 28)
 labels = torch.randint(0, 10, (128,))
 for step in range(steps):

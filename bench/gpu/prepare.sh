@@ -5,7 +5,7 @@
 #   node.xz                the node binary running this script (debug info stripped), xz-compressed
 #   node-headers.tar.xz    include/node (node-gyp builds the addon against it, no download)
 #   node_modules.tar.xz    node-addon-api, node-gyp and tsx with their dependencies (bench/gpu/deps.mjs)
-#   sources.tar.xz         package.json, binding.gyp, native/, scripts/, src/, bench/ (the code)
+#   sources.tar.xz         package.json, binding.gyp, native/, scripts/, src/, reference/, bench/ (the code)
 #   run-on-device.sh       a copy of the script that unpacks, builds and runs on the device
 #   MANIFEST.json          versions, sizes and checksums
 # Then, on the device (the `run` tool copies the working tree; carry the ignored payload):
@@ -40,7 +40,8 @@ fi
 [ -n "$NODE_HEADERS" ] && [ -f "$NODE_HEADERS/node_api.h" ] || die "node headers not found (set NODE_HEADERS to the include/node folder)"
 headers_version="$(sed -n 's/^#define NODE_\(MAJOR\|MINOR\|PATCH\)_VERSION \([0-9]*\)$/\2/p' "$NODE_HEADERS/node_version.h" | paste -sd. -)"
 [ "v$headers_version" = "$node_version" ] || log "warning: headers in $NODE_HEADERS are v$headers_version, the node binary is $node_version"
-for path in package.json package-lock.json binding.gyp native scripts src bench/run.ts bench/child.ts bench/common.ts bench/torch_bench.py; do
+for path in package.json package-lock.json binding.gyp native scripts src reference/torch_models.py bench/run.ts bench/child.ts bench/common.ts \
+    bench/machine.ts bench/plan.ts bench/summary.ts bench/torch_bench.py; do
   [ -e "$ROOT/$path" ] || die "$ROOT/$path is missing"
 done
 
@@ -69,7 +70,7 @@ log "sources"
   cd "$ROOT"
   # bench/ without its results and the GPU payload/output; everything the addon build and the
   # benchmark read, nothing else (no dist/, build/, runs/).
-  find package.json package-lock.json tsconfig.json binding.gyp native scripts src bench \
+  find package.json package-lock.json tsconfig.json binding.gyp native scripts src reference bench \
     \( -path bench/results -o -path bench/gpu/payload -o -path bench/gpu/out \) -prune -o -type f -print \
     | LC_ALL=C sort > "$scratch/sources.txt"
   tar -cJf "$PAYLOAD/sources.tar.xz" -T "$scratch/sources.txt"

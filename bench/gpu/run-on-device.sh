@@ -11,8 +11,9 @@
 # Usage (from the repository root, with the payload carried along):
 #   run(command="bash bench/gpu/run-on-device.sh", carry=["bench/gpu/payload"], timeout_s=600)
 # Environment: OUT (default bench/gpu/out), PAYLOAD (default bench/gpu/payload), PYTHON3
-# (default python3), BENCH_MINUTES (the benchmark's time budget, default 5), BENCH_ARGS (more
-# arguments for bench/run.ts, e.g. "--quick"), SKIP_BENCH=1 (build and check only), and for a dry
+# (default python3), BENCH_ROUNDS (default 2) and BENCH_SECONDS (timed seconds of steps per
+# process, default 3), sized for a 10-minute device call; BENCH_ARGS (more arguments for
+# bench/run.ts, e.g. "--quick"), SKIP_BENCH=1 (build and check only), and for a dry
 # run on a machine without a GPU: REQUIRE_CUDA=0 BENCH_DEVICE=cpu. KEEP_WORK=1 keeps the unpacked tree.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -134,9 +135,12 @@ fi
 if [ "${SKIP_BENCH:-0}" = "1" ]; then log "SKIP_BENCH=1: done"; exit 0; fi
 stamp="$(date -u +%Y-%m-%dT%H-%M-%S)"
 device="${BENCH_DEVICE:-cuda}"
-log "benchmark --device $device (budget ${BENCH_MINUTES:-5} min)"
+log "benchmark --device $device (${BENCH_ROUNDS:-2} rounds, ${BENCH_SECONDS:-3} s of steps per process)"
+# The unpacked tree has no .git: the result file takes its commit from the payload's manifest.
+MASKSUB_BENCH_COMMIT="$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("gitCommit", ""))' "$PAYLOAD/MANIFEST.json" 2>/dev/null || true)"
+export MASKSUB_BENCH_COMMIT
 # shellcheck disable=SC2086
-node --import tsx bench/run.ts --device "$device" --out "$OUT" --name "$device-$stamp" --budget-minutes "${BENCH_MINUTES:-5}" ${BENCH_ARGS:-} \
+node --import tsx bench/run.ts --device "$device" --out "$OUT" --name "$device-$stamp" --rounds "${BENCH_ROUNDS:-2}" --seconds "${BENCH_SECONDS:-3}" ${BENCH_ARGS:-} \
   > "$OUT/bench-$device.jsonl" 2> "$OUT/bench-$device.log" || { tail -30 "$OUT/bench-$device.log"; die "the benchmark failed (bench-$device.log)"; }
 tail -5 "$OUT/bench-$device.log"
 grep -E '"metric":"(step_time_ratio|masksub_cost|peak_rss_ratio|gpu_used_mib)"' "$OUT/bench-$device.jsonl" | cut -c1-240 || true
