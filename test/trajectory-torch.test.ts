@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { getNumThreads, manualSeed, masksub, models, optim, rand, randint, randn, saveSafetensors, setNumThreads, type Tensor, tidy } from '../src/index.js';
+import { getNumThreads, keep, loadSafetensors, manualSeed, masksub, models, optim, rand, randint, randn, saveSafetensors, setNumThreads, type Tensor, tidy } from '../src/index.js';
 import { relativeError, runTorch } from './helpers/torch.js';
 
 // One intra-op thread, as runTorch's PyTorch: the same kernels on the same thread count give
@@ -70,6 +70,40 @@ function makeOptimizer(spec: Case, groups: optim.ParamGroupSpec[]): optim.Optimi
   }
 }
 
+/** What both sides start from and see: initial weights (a file), batches and per-step masking noise. */
+interface Prepared {
+  initial: string;
+  config: Record<string, unknown>;
+  images: Tensor[];
+  labels: Tensor[];
+  noise: Tensor[];
+  noiseSeed: (step: number) => number;
+}
+
+function prepare(index: number, spec: Case): Prepared {
+  return tidy(() => {
+    manualSeed(5);
+    const model = models.createModel(spec.model, { inChannels: 1, numClasses: 10 });
+    const initial = join(directory, `${index}.safetensors`);
+    saveSafetensors(initial, model.stateDict());
+    const tokens = model instanceof models.VisionTransformer ? model.numPatches : (28 / (model as models.ResNet).config.maskPatchSize) ** 2;
+    const config = { family: model.info.family, ...(model as models.VisionTransformer | models.ResNet).config };
+    model.dispose();
+    manualSeed(100 + index);
+    // A learnable task (noise around one pattern per class), so that the trajectory goes somewhere.
+    const patterns = randn([10, 1, 28, 28]);
+    const labels = Array.from({ length: BATCHES }, () => keep(randint(0, 10, [BATCH])));
+    const images = labels.map((y) => keep(randn([BATCH, 1, 28, 28]).add(patterns.indexSelect(0, y))));
+    const noiseSeed = (step: number): number => 1000 * (index + 1) + step;
+    // The noise our sub forward draws in step s: the first draw after manualSeed(noiseSeed(s)).
+    const noise = Array.from({ length: STEPS }, (_, step) => {
+      manualSeed(noiseSeed(step));
+      return keep(rand([BATCH, tokens]));
+    });
+    return { initial, config, images, labels, noise, noiseSeed };
+  });
+}
+
 interface Trajectory {
   losses: number[];
   mainLosses: number[];
@@ -78,11 +112,11 @@ interface Trajectory {
 }
 
 /** Trains `spec` for STEPS MaskSub steps; returns the per-step losses and the final state dict. */
-function trainOurs(spec: Case, initial: string, images: Tensor[], labels: Tensor[], noiseSeed: (step: number) => number): Trajectory {
-  manualSeed(5);
+function trainOurs(spec: Case, prepared: Prepared): Trajectory {
   const model = models.createModel(spec.model, { inChannels: 1, numClasses: 10 });
-  const saved = model.stateDict();
-  saveSafetensors(initial, saved);
+  const initial = loadSafetensors(prepared.initial).tensors;
+  model.loadStateDict(initial);
+  for (const value of initial.values()) value.dispose();
   const optimizer = makeOptimizer(spec, optim.paramGroupsWithWeightDecay(model, spec.weightDecay, model.noWeightDecay()));
   const schedule = new optim.WarmupCosineSchedule({ baseLr: spec.baseLr, minLr: spec.minLr, warmupStartLr: spec.warmupStartLr, warmupSteps: WARMUP, totalSteps: STEPS });
   const trajectory: Trajectory = { losses: [], mainLosses: [], subLosses: [], final: new Map() };
@@ -92,9 +126,9 @@ function trainOurs(spec: Case, initial: string, images: Tensor[], labels: Tensor
       optim.applyLr(optimizer, schedule.lr(step));
       optimizer.zeroGrad();
       // The sub forward's masking noise is the first draw after this seed (the main forward of
-      // these models draws nothing), which is how the same noise reaches PyTorch below.
-      manualSeed(noiseSeed(step));
-      const result = masksub.methodStep(model, images[step % BATCHES], labels[step % BATCHES], {
+      // these models draws nothing): prepared.noise[step], which PyTorch is given.
+      manualSeed(prepared.noiseSeed(step));
+      const result = masksub.methodStep(model, prepared.images[step % BATCHES], prepared.labels[step % BATCHES], {
         method: 'masksub', ratio: RATIO, subWeight: 0.5, criterion: { kind: 'ce', labelSmoothing: SMOOTHING, bceTargetThreshold: null },
       });
       optimizer.step();
@@ -103,35 +137,55 @@ function trainOurs(spec: Case, initial: string, images: Tensor[], labels: Tensor
       trajectory.subLosses.push(result.lossSub ?? Number.NaN);
     });
   }
-  for (const [name, value] of model.stateDict()) trajectory.final.set(name, value.clone());
+  for (const [name, value] of model.stateDict()) trajectory.final.set(name, keep(value.clone()));
   optimizer.dispose();
   model.dispose();
   return trajectory;
 }
 
+// Every case in one Python process (importing torch costs more than a case's steps).
 const TORCH_SCRIPT = `
 import torch_models as ref
-case = json.loads(CASE)
-cfg = json.loads(CONFIG)
-m = ref.build_model(cfg)
-m.load_state_dict(ref.load_safetensors(INITIAL), strict=True)
-m.train()
-opt = ref.make_optimizer(case['optimizer'], ref.param_groups(m, case['weightDecay']), case['baseLr'],
-                         weight_decay=case['weightDecay'], momentum=0.9, nesterov=True)
-losses, mains, subs = [], [], []
-for step in range(STEPS):
-    ref.set_lr(opt, ref.warmup_cosine_lr(step, case['baseLr'], STEPS, WARMUP, case['minLr'], case['warmupStartLr']))
-    opt.zero_grad(set_to_none=True)
-    b = step % BATCHES
-    r = ref.method_step(m, inp[f'x{b}'], inp[f'y{b}'], 'masksub', RATIO, 0.5, SMOOTHING, noise=inp[f'noise{step}'])
-    opt.step()
-    losses.append(r['loss']); mains.append(r['loss_main']); subs.append(r['loss_sub'])
-out['losses'] = torch.tensor(losses, dtype=torch.float64)
-out['mains'] = torch.tensor(mains, dtype=torch.float64)
-out['subs'] = torch.tensor(subs, dtype=torch.float64)
-for name, value in m.state_dict().items():
-    out['w:' + name] = value
+for index, (case, cfg, initial) in enumerate(json.loads(CASES)):
+    m = ref.build_model(cfg)
+    m.load_state_dict(ref.load_safetensors(initial), strict=True)
+    m.train()
+    opt = ref.make_optimizer(case['optimizer'], ref.param_groups(m, case['weightDecay']), case['baseLr'],
+                             weight_decay=case['weightDecay'], momentum=0.9, nesterov=True)
+    losses, mains, subs = [], [], []
+    for step in range(STEPS):
+        ref.set_lr(opt, ref.warmup_cosine_lr(step, case['baseLr'], STEPS, WARMUP, case['minLr'], case['warmupStartLr']))
+        opt.zero_grad(set_to_none=True)
+        b = step % BATCHES
+        r = ref.method_step(m, inp[f'{index}:x{b}'], inp[f'{index}:y{b}'], 'masksub', RATIO, 0.5, SMOOTHING,
+                            noise=inp[f'{index}:noise{step}'])
+        opt.step()
+        losses.append(r['loss']); mains.append(r['loss_main']); subs.append(r['loss_sub'])
+    out[f'{index}:losses'] = torch.tensor(losses, dtype=torch.float64)
+    out[f'{index}:mains'] = torch.tensor(mains, dtype=torch.float64)
+    out[f'{index}:subs'] = torch.tensor(subs, dtype=torch.float64)
+    for name, value in m.state_dict().items():
+        out[f'{index}:w:{name}'] = value
 `;
+
+let prepared: Prepared[] | null = null;
+let torchResults: Record<string, Tensor> | null = null;
+/** PyTorch's trajectories of every case, computed on first use. */
+function pytorchTrajectories(): { prepared: Prepared[]; theirs: Record<string, Tensor> } {
+  if (prepared === null || torchResults === null) {
+    prepared = CASES.map((spec, index) => prepare(index, spec));
+    const inputs: Record<string, Tensor> = {};
+    prepared.forEach((entry, index) => {
+      entry.images.forEach((x, b) => { inputs[`${index}:x${b}`] = x; inputs[`${index}:y${b}`] = entry.labels[b]; });
+      entry.noise.forEach((noise, step) => { inputs[`${index}:noise${step}`] = noise; });
+    });
+    const cases = JSON.stringify(CASES.map((spec, index) => [spec, prepared?.[index].config, prepared?.[index].initial]));
+    const constants = `CASES = ${JSON.stringify(cases)}\nSTEPS, WARMUP, BATCHES, RATIO, SMOOTHING = ${STEPS}, ${WARMUP}, ${BATCHES}, ${RATIO}, ${SMOOTHING}\n`;
+    torchResults = runTorch(constants + TORCH_SCRIPT, inputs);
+    for (const value of Object.values(torchResults)) keep(value);
+  }
+  return { prepared, theirs: torchResults };
+}
 
 function worstRelative(ours: number[], theirs: number[]): number {
   return Math.max(...ours.map((value, i) => Math.abs(value - theirs[i]) / Math.max(1, Math.abs(theirs[i]))));
@@ -140,28 +194,10 @@ function worstRelative(ours: number[], theirs: number[]): number {
 for (const [index, spec] of CASES.entries()) {
   test(`MaskSub ${spec.name}: ${STEPS} steps with warmup + cosine follow PyTorch (losses of both terms, final weights)`, (t) => {
     tidy(() => {
-      manualSeed(100 + index);
-      // A learnable task (noise around one pattern per class), so that the trajectory goes somewhere.
-      const patterns = randn([10, 1, 28, 28]);
-      const labels = Array.from({ length: BATCHES }, () => randint(0, 10, [BATCH]));
-      const images = labels.map((y) => randn([BATCH, 1, 28, 28]).add(patterns.indexSelect(0, y)));
-      const initial = join(directory, `${index}.safetensors`);
-      const noiseSeed = (step: number): number => 1000 * (index + 1) + step;
-      const ours = trainOurs(spec, initial, images, labels, noiseSeed);
-
-      const probe = models.createModel(spec.model, { inChannels: 1, numClasses: 10 });
-      const tokens = probe instanceof models.VisionTransformer ? probe.numPatches : (28 / (probe as models.ResNet).config.maskPatchSize) ** 2;
-      const config = { family: probe.info.family, ...(probe as models.VisionTransformer | models.ResNet).config };
-      probe.dispose();
-      const inputs: Record<string, Tensor> = {};
-      images.forEach((x, b) => { inputs[`x${b}`] = x; inputs[`y${b}`] = labels[b]; });
-      for (let step = 0; step < STEPS; step++) {
-        manualSeed(noiseSeed(step));
-        inputs[`noise${step}`] = rand([BATCH, tokens]);
-      }
-      const constants = `CASE = ${JSON.stringify(JSON.stringify(spec))}\nCONFIG = ${JSON.stringify(JSON.stringify(config))}\n` +
-        `INITIAL = ${JSON.stringify(initial)}\nSTEPS, WARMUP, BATCHES, RATIO, SMOOTHING = ${STEPS}, ${WARMUP}, ${BATCHES}, ${RATIO}, ${SMOOTHING}\n`;
-      const theirs = runTorch(constants + TORCH_SCRIPT, inputs);
+      const all = pytorchTrajectories();
+      const ours = trainOurs(spec, all.prepared[index]);
+      const theirs: Record<string, Tensor> = {};
+      for (const [key, value] of Object.entries(all.theirs)) if (key.startsWith(`${index}:`)) theirs[key.slice(`${index}:`.length)] = value;
 
       const lossError = worstRelative(ours.losses, theirs.losses.toArray() as number[]);
       const mainError = worstRelative(ours.mainLosses, theirs.mains.toArray() as number[]);
