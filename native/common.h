@@ -11,16 +11,24 @@
 
 namespace masksub {
 
-// A JS-visible tensor handle. `alive` goes false on dispose(); the at::Tensor is then released
-// even though the JS object may live on until garbage collection.
+// A JS-visible tensor handle (an External carrying the tensor type tag). `alive` goes false on
+// dispose(); the at::Tensor is then released even though the JS object may live on until
+// garbage collection.
 struct Holder {
   at::Tensor tensor;
   bool alive = true;
 };
 
+// A JS-visible generator handle (an External carrying the generator type tag).
 struct GeneratorHolder {
   at::Generator generator;
 };
+
+// The handle behind a JS value, or nullptr when the value is not a handle of that kind: the
+// N-API type tag is checked before the External's pointer is read, so a generator passed as a
+// tensor (or any other External) is never misread.
+Holder* tensor_holder(Napi::Value value);
+GeneratorHolder* generator_holder(Napi::Value value);
 
 extern std::atomic<int64_t> live_tensors;
 
@@ -105,7 +113,11 @@ Napi::Value guard(const Napi::CallbackInfo& info, const char* op, Body body) {
 #define ISTENSOR(i) ::masksub::is_tensor(info, i)
 
 void install_caching_allocator();
-void register_core(Napi::Env env, Napi::Object exports);
-void register_ops(Napi::Env env, Napi::Object exports);
+
+// Every function of the addon, declared from the one list (ops.def); core.cc registers the same
+// list. An OP body missing from the list fails to compile (-Werror=missing-declarations).
+#define NATIVE_OP(NAME, ...) Napi::Value NAME(const Napi::CallbackInfo& info);
+#include "ops.def"
+#undef NATIVE_OP
 
 }  // namespace masksub

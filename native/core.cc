@@ -3,9 +3,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/util/Logging.h>
 #include <torch/version.h>
 
+#include <pthread.h>
+
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 
 #include "common.h"
@@ -18,6 +23,44 @@ namespace masksub {
 
 std::atomic<int64_t> live_tensors{0};
 
+// N-API type tags (random 128-bit values) that mark an External as ours and say which struct its
+// pointer holds; nothing else can carry them.
+static const napi_type_tag tensor_tag = {0x4a7e44a73f584c04ULL, 0x00aa34f72024590aULL};
+static const napi_type_tag generator_tag = {0xb343c6330c786561ULL, 0x7f83ad43500b61e0ULL};
+
+static bool has_tag(Napi::Value value, const napi_type_tag& tag) {
+  // Only Externals are checked: napi_check_object_type_tag would coerce a primitive to an object
+  // and, for null or undefined, leave a pending exception behind.
+  if (!value.IsExternal()) return false;
+  bool tagged = false;
+  return napi_check_object_type_tag(value.Env(), value, &tag, &tagged) == napi_ok && tagged;
+}
+
+Holder* tensor_holder(Napi::Value value) {
+  if (!has_tag(value, tensor_tag)) return nullptr;
+  return value.As<Napi::External<Holder>>().Data();
+}
+
+GeneratorHolder* generator_holder(Napi::Value value) {
+  if (!has_tag(value, generator_tag)) return nullptr;
+  return value.As<Napi::External<GeneratorHolder>>().Data();
+}
+
+// What a JS value is, for errors that say what was passed instead of a handle.
+static std::string kind_of(Napi::Value value) {
+  if (tensor_holder(value)) return "a tensor";
+  if (generator_holder(value)) return "a generator";
+  if (value.IsExternal()) return "a foreign native handle";
+  if (value.IsUndefined()) return "undefined";
+  if (value.IsNull()) return "null";
+  if (value.IsNumber()) return "a number";
+  if (value.IsString()) return "a string";
+  if (value.IsBoolean()) return "a boolean";
+  if (value.IsArray()) return "an array";
+  if (value.IsFunction()) return "a function";
+  return "an object";
+}
+
 static void finalize_holder(Napi::Env, Holder* holder) {
   if (holder->alive) live_tensors--;
   delete holder;
@@ -26,8 +69,9 @@ static void finalize_holder(Napi::Env, Holder* holder) {
 Napi::Value wrap(Napi::Env env, at::Tensor tensor) {
   auto* holder = new Holder{std::move(tensor), true};
   live_tensors++;
-  // The external memory hint lets V8 collect forgotten handles sooner; tidy() is the real tool.
-  return Napi::External<Holder>::New(env, holder, finalize_holder);
+  auto external = Napi::External<Holder>::New(env, holder, finalize_holder);
+  external.TypeTag(&tensor_tag);
+  return external;
 }
 
 Napi::Value wrap_list(Napi::Env env, const std::vector<at::Tensor>& tensors) {
@@ -47,13 +91,18 @@ static bool absent(const Napi::CallbackInfo& info, size_t index) {
 
 static std::string position(size_t index) { return "argument " + std::to_string(index); }
 
+// Picks an op's overload (tensor or number); tensor_arg then checks the tag, so another handle
+// kind here still ends in a TypeError naming the argument.
 bool is_tensor(const Napi::CallbackInfo& info, size_t index) {
   return index < info.Length() && info[index].IsExternal();
 }
 
 at::Tensor& tensor_arg(const Napi::CallbackInfo& info, size_t index) {
-  if (!is_tensor(info, index)) throw ArgumentError(position(index) + " must be a tensor");
-  auto* holder = info[index].As<Napi::External<Holder>>().Data();
+  Holder* holder = index < info.Length() ? tensor_holder(info[index]) : nullptr;
+  if (!holder) {
+    throw ArgumentError(position(index) + " must be a tensor, got " +
+                        (index < info.Length() ? kind_of(info[index]) : "nothing"));
+  }
   if (!holder->alive) {
     throw ArgumentError(position(index) + " is a tensor that was already disposed");
   }
@@ -73,9 +122,11 @@ std::vector<at::Tensor> tensor_list_arg(const Napi::CallbackInfo& info, size_t i
   std::vector<at::Tensor> tensors;
   tensors.reserve(array.Length());
   for (uint32_t i = 0; i < array.Length(); i++) {
-    Napi::Value value = array.Get(i);
-    if (!value.IsExternal()) throw ArgumentError(position(index) + " must hold only tensors");
-    auto* holder = value.As<Napi::External<Holder>>().Data();
+    Holder* holder = tensor_holder(array.Get(i));
+    if (!holder) {
+      throw ArgumentError(position(index) + " must hold only tensors, but item " +
+                          std::to_string(i) + " is " + kind_of(array.Get(i)));
+    }
     if (!holder->alive) throw ArgumentError(position(index) + " holds a disposed tensor");
     tensors.push_back(holder->tensor);
   }
@@ -216,8 +267,11 @@ c10::Device device_arg(const Napi::CallbackInfo& info, size_t index) {
 
 c10::optional<at::Generator> generator_arg(const Napi::CallbackInfo& info, size_t index) {
   if (absent(info, index)) return c10::nullopt;
-  if (!info[index].IsExternal()) throw ArgumentError(position(index) + " must be a generator");
-  return info[index].As<Napi::External<GeneratorHolder>>().Data()->generator;
+  GeneratorHolder* holder = generator_holder(info[index]);
+  if (!holder) {
+    throw ArgumentError(position(index) + " must be a generator, got " + kind_of(info[index]));
+  }
+  return holder->generator;
 }
 
 at::TensorOptions options_arg(const Napi::CallbackInfo& info, size_t dtype_index,
@@ -227,13 +281,13 @@ at::TensorOptions options_arg(const Napi::CallbackInfo& info, size_t dtype_index
   return options.dtype(dtype.value_or(at::kFloat));
 }
 
+// Runs while an error is being reported, so it reads handles only through their tags.
 std::string describe_arguments(const Napi::CallbackInfo& info) {
   std::ostringstream out;
   for (size_t i = 0; i < info.Length(); i++) {
     if (i) out << ", ";
     Napi::Value value = info[i];
-    if (value.IsExternal()) {
-      auto* holder = value.As<Napi::External<Holder>>().Data();
+    if (Holder* holder = tensor_holder(value)) {
       if (!holder->alive) {
         out << "<disposed tensor>";
       } else if (!holder->tensor.defined()) {
@@ -242,6 +296,10 @@ std::string describe_arguments(const Napi::CallbackInfo& info) {
         out << "tensor" << holder->tensor.sizes() << " " << dtype_name(holder->tensor.scalar_type());
         if (!holder->tensor.is_cpu()) out << " " << holder->tensor.device();
       }
+    } else if (generator_holder(value)) {
+      out << "<generator>";
+    } else if (value.IsExternal()) {
+      out << "<foreign native handle>";
     } else if (value.IsNumber()) {
       out << value.As<Napi::Number>().DoubleValue();
     } else if (value.IsString()) {
@@ -256,8 +314,7 @@ std::string describe_arguments(const Napi::CallbackInfo& info) {
         Napi::Value item = array.Get(j);
         if (item.IsNumber()) {
           out << item.As<Napi::Number>().DoubleValue();
-        } else if (item.IsExternal()) {
-          auto* holder = item.As<Napi::External<Holder>>().Data();
+        } else if (Holder* holder = tensor_holder(item)) {
           if (holder->alive) out << "tensor" << holder->tensor.sizes();
           else out << "<disposed>";
         } else {
@@ -276,21 +333,27 @@ std::string describe_arguments(const Napi::CallbackInfo& info) {
 }
 
 // ---- handles and metadata ----
+// Reads the handle without tensor_arg, which refuses disposed tensors: disposing twice is fine.
+static Holder* handle_arg(const Napi::CallbackInfo& info, size_t index) {
+  Holder* holder = index < info.Length() ? tensor_holder(info[index]) : nullptr;
+  if (!holder) {
+    throw ArgumentError(position(index) + " must be a tensor, got " +
+                        (index < info.Length() ? kind_of(info[index]) : "nothing"));
+  }
+  return holder;
+}
+
 OP(dispose)
-  if (info[0].IsExternal()) {
-    auto* holder = info[0].As<Napi::External<Holder>>().Data();
-    if (holder->alive) {
-      holder->alive = false;
-      holder->tensor.reset();
-      live_tensors--;
-    }
+  Holder* holder = handle_arg(info, 0);
+  if (holder->alive) {
+    holder->alive = false;
+    holder->tensor.reset();
+    live_tensors--;
   }
   return env.Undefined();
 END
 
-OP(isAlive)
-  return Napi::Boolean::New(env, info[0].As<Napi::External<Holder>>().Data()->alive);
-END
+OP(isAlive) return Napi::Boolean::New(env, handle_arg(info, 0)->alive); END
 
 OP(liveTensors) return Napi::Number::New(env, static_cast<double>(live_tensors.load())); END
 
@@ -428,8 +491,10 @@ END
 OP(newGenerator)
   auto* holder = new GeneratorHolder{at::make_generator<at::CPUGeneratorImpl>(
       static_cast<uint64_t>(I(0)))};
-  return Napi::External<GeneratorHolder>::New(env, holder,
-                                              [](Napi::Env, GeneratorHolder* h) { delete h; });
+  auto external = Napi::External<GeneratorHolder>::New(
+      env, holder, [](Napi::Env, GeneratorHolder* unused) { delete unused; });
+  external.TypeTag(&generator_tag);
+  return external;
 END
 
 static at::Generator generator_or_default(const Napi::CallbackInfo& info, size_t index) {
@@ -463,7 +528,54 @@ OP(setRngState)
 END
 
 // ---- threads, devices, build ----
-OP(setNumThreads) at::set_num_threads(static_cast<int>(I(0))); return env.Undefined(); END
+// Starts `count` threads that all wait at a gate, then lets them go. libtorch's thread pools
+// (OpenMP's team and the pthreadpool behind NNPACK/XNNPACK) wait forever for a worker that
+// pthread_create could not start (seen under `ulimit -u 100`), so we find out first and fail.
+static void probe_threads(int64_t count) {
+  struct Gate {
+    std::mutex mutex;
+    std::condition_variable opened;
+    bool open = false;
+  } gate;
+  auto wait_at_gate = [](void* argument) -> void* {
+    auto* shared = static_cast<Gate*>(argument);
+    std::unique_lock<std::mutex> lock(shared->mutex);
+    shared->opened.wait(lock, [shared] { return shared->open; });
+    return nullptr;
+  };
+  std::vector<pthread_t> started;
+  started.reserve(static_cast<size_t>(count));
+  int failure = 0;
+  for (int64_t i = 0; i < count; i++) {
+    pthread_t thread;
+    failure = pthread_create(&thread, nullptr, wait_at_gate, &gate);
+    if (failure != 0) break;
+    started.push_back(thread);
+  }
+  {
+    std::lock_guard<std::mutex> lock(gate.mutex);
+    gate.open = true;
+  }
+  gate.opened.notify_all();
+  for (pthread_t thread : started) pthread_join(thread, nullptr);
+  if (failure != 0) {
+    throw std::runtime_error(
+        "cannot start " + std::to_string(count) + " threads (only " +
+        std::to_string(started.size()) + " started; pthread_create: " + std::strerror(failure) +
+        "): use fewer threads (--threads or MASKSUB_THREADS) or raise the process limit (ulimit -u)");
+  }
+}
+
+OP(setNumThreads)
+  int64_t threads = I(0);
+  if (threads < 1 || threads > 4096) {
+    throw ArgumentError("the thread count must be in [1, 4096], got " + std::to_string(threads));
+  }
+  // Each of the two pools libtorch sizes here runs threads - 1 workers next to the caller.
+  probe_threads(2 * (threads - 1));
+  at::set_num_threads(static_cast<int>(threads));
+  return env.Undefined();
+END
 OP(getNumThreads) return Napi::Number::New(env, at::get_num_threads()); END
 OP(cudaAvailable) return Napi::Boolean::New(env, at::hasCUDA()); END
 OP(cudaDeviceCount)
@@ -492,27 +604,29 @@ OP(buildInfo)
   return object;
 END
 
-void register_core(Napi::Env env, Napi::Object exports) {
-#define REG(NAME) exports.Set(#NAME, Napi::Function::New(env, NAME, #NAME));
-  REG(dispose) REG(isAlive) REG(liveTensors) REG(shape) REG(dtype) REG(device) REG(numel)
-  REG(dim) REG(isContiguous) REG(item) REG(fromBytes) REG(toBytes) REG(empty) REG(zeros)
-  REG(ones) REG(full) REG(arange) REG(linspace) REG(eye) REG(rand) REG(randn) REG(randint)
-  REG(randperm) REG(bernoulli) REG(zerosLike) REG(onesLike) REG(fullLike) REG(randLike)
-  REG(randnLike) REG(to) REG(contiguous) REG(clone) REG(detach) REG(alias) REG(requiresGrad)
-  REG(setRequiresGrad) REG(isLeaf) REG(grad) REG(setGrad) REG(retainGrad) REG(setData) REG(backward)
-  REG(setGradEnabled) REG(isGradEnabled) REG(manualSeed) REG(newGenerator) REG(generatorSeed)
-  REG(getRngState) REG(setRngState) REG(setNumThreads) REG(getNumThreads) REG(cudaAvailable)
-  REG(cudaDeviceCount) REG(synchronize) REG(buildInfo)
-#undef REG
-}
-
 }  // namespace masksub
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
   masksub::install_caching_allocator();
-  masksub::register_core(env, exports);
-  masksub::register_ops(env, exports);
+  // libtorch 1.13 symbolizes a C++ stack trace for every error it raises (measured: 22 ms per
+  // failed op), and our messages never show it (what_without_backtrace); PyTorch's own switch
+  // TORCH_SHOW_CPP_STACKTRACES=1 keeps the traces for debugging.
+  const char* traces = std::getenv("TORCH_SHOW_CPP_STACKTRACES");
+  if (!traces || std::string(traces) != "1") {
+    c10::SetStackTraceFetcher([] {
+      return std::string("(C++ stack trace not collected: set TORCH_SHOW_CPP_STACKTRACES=1)");
+    });
+  }
+  // The registration comes from the same list as the declarations and the TypeScript interface.
+#define NATIVE_OP(NAME, ...) \
+  exports.Set(#NAME, Napi::Function::New(env, masksub::NAME, #NAME));
+#include "ops.def"
+#undef NATIVE_OP
   return exports;
 }
 
+// Node's module macro defines its own undeclared entry points.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-declarations"
 NODE_API_MODULE(masksub_native, init)
+#pragma GCC diagnostic pop

@@ -251,27 +251,4 @@ OP(nllLoss)
 END
 OP(klDiv) return W(at::kl_div(T(0), T(1), reduction_arg(info, 2), B(3))); END
 
-void register_ops(Napi::Env env, Napi::Object exports) {
-#define REG(NAME) exports.Set(#NAME, Napi::Function::New(env, NAME, #NAME));
-  REG(add) REG(sub) REG(mul) REG(div) REG(pow) REG(remainder) REG(eq) REG(ne) REG(lt) REG(le)
-  REG(gt) REG(ge) REG(rsub) REG(maximum) REG(minimum) REG(logicalAnd) REG(logicalOr)
-  REG(logicalNot) REG(neg) REG(exp) REG(log) REG(log1p) REG(expm1) REG(sqrt) REG(rsqrt) REG(abs)
-  REG(sign) REG(sin) REG(cos) REG(erf) REG(erfinv) REG(reciprocal) REG(square) REG(floor)
-  REG(ceil) REG(round) REG(isfinite) REG(isnan) REG(relu) REG(sigmoid) REG(tanh) REG(silu)
-  REG(gelu) REG(leakyRelu) REG(softplus) REG(clamp) REG(where) REG(lerp) REG(add_) REG(mul_)
-  REG(div_) REG(sub_) REG(addcmul_) REG(addcdiv_) REG(lerp_) REG(copy_) REG(zero_) REG(sqrt_)
-  REG(erfinv_) REG(fill_) REG(clamp_) REG(normal_) REG(uniform_) REG(maskedFill_) REG(matmul)
-  REG(mm) REG(bmm) REG(linear) REG(addmm) REG(view) REG(reshape) REG(permute) REG(transpose)
-  REG(flatten) REG(squeeze) REG(unsqueeze) REG(expand) REG(repeat) REG(cat) REG(stack) REG(split)
-  REG(chunk) REG(unbind) REG(narrow) REG(select) REG(slice) REG(indexSelect) REG(gather)
-  REG(scatter) REG(scatterAdd) REG(maskedFill) REG(maskedSelect) REG(flip) REG(roll) REG(pad)
-  REG(oneHot) REG(embedding) REG(tril) REG(triu) REG(conv2d) REG(maxPool2d) REG(avgPool2d)
-  REG(adaptiveAvgPool2d) REG(adaptiveMaxPool2d) REG(layerNorm) REG(batchNorm) REG(groupNorm)
-  REG(dropout) REG(softmax) REG(logSoftmax) REG(sum) REG(mean) REG(prod) REG(var) REG(std)
-  REG(norm) REG(logsumexp) REG(cumsum) REG(all) REG(any) REG(amax) REG(amin) REG(max) REG(min)
-  REG(argmax) REG(argmin) REG(argsort) REG(sort) REG(topk) REG(crossEntropy)
-  REG(binaryCrossEntropyWithLogits) REG(mseLoss) REG(nllLoss) REG(klDiv)
-#undef REG
-}
-
 }  // namespace masksub

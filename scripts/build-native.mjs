@@ -33,4 +33,19 @@ const args = [gyp, 'rebuild', '-j', 'max'];
 // Build against the installed Node headers when present, so no header download is needed.
 if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) args.push('--nodedir=/usr');
 const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
-process.exit(result.status ?? 1);
+if (result.status !== 0) process.exit(result.status ?? 1);
+
+// A shared library may link with undefined symbols, so a function listed in native/ops.def
+// without an OP body would only fail when the addon is loaded; catch it here, naming it.
+const addon = join(root, 'build', 'Release', 'masksub_native.node');
+const symbols = spawnSync('nm', ['-C', '--undefined-only', addon], { encoding: 'utf8' });
+if (symbols.status === 0) {
+  const missing = symbols.stdout.split('\n')
+    .map((line) => /\bmasksub::(\w+)\(/.exec(line)?.[1])
+    .filter((name) => name !== undefined);
+  if (missing.length > 0) {
+    console.error(`masksub: native/ops.def lists functions without an OP body: ${[...new Set(missing)].join(', ')}`);
+    process.exit(1);
+  }
+}
+process.exit(0);

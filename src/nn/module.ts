@@ -7,7 +7,7 @@ import { type Device, type DType, keep, noGrad, Tensor } from '../tensor/tensor.
 export class Parameter extends Tensor {
   constructor(data: Tensor, requiresGrad = true) {
     // A detached alias of `data`: the caller may dispose its own handle afterwards.
-    super(native.detach(data.handle) as Tensor['handle']);
+    super(native.detach(data.handle));
     keep(this);
     this.requiresGrad_(requiresGrad);
   }

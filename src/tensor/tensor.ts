@@ -73,7 +73,7 @@ export function keep<T extends Tensor>(tensor: T): T {
 
 /** Runs fn with gradient recording off (torch.no_grad). */
 export function noGrad<T>(fn: () => T): T {
-  const previous = native.setGradEnabled(false) as boolean;
+  const previous = native.setGradEnabled(false);
   try {
     return fn();
   } finally {
@@ -82,7 +82,7 @@ export function noGrad<T>(fn: () => T): T {
 }
 
 export function isGradEnabled(): boolean {
-  return native.isGradEnabled() as boolean;
+  return native.isGradEnabled();
 }
 
 // ---- random numbers ----
@@ -95,7 +95,7 @@ export function manualSeed(seed: number): void {
 export class Generator {
   readonly handle: NativeGenerator;
   constructor(seed = 0) {
-    this.handle = native.newGenerator(seed) as NativeGenerator;
+    this.handle = native.newGenerator(seed);
   }
   manualSeed(seed: number): this {
     native.generatorSeed(seed, this.handle);
@@ -118,12 +118,12 @@ export function setRngState(state: Uint8Array): void {
   tidy(() => native.setRngState(fromBytes(state, 'uint8', [state.length]).handle));
 }
 
-function wrap(handle: unknown): Tensor {
-  return new Tensor(handle as NativeHandle);
+function wrap(handle: NativeHandle): Tensor {
+  return new Tensor(handle);
 }
 
-function wrapList(handles: unknown): Tensor[] {
-  return (handles as NativeHandle[]).map((handle) => new Tensor(handle));
+function wrapList(handles: readonly NativeHandle[]): Tensor[] {
+  return handles.map((handle) => new Tensor(handle));
 }
 
 type Operand = Tensor | number;
@@ -140,19 +140,19 @@ export class Tensor {
   }
 
   // ---- metadata ----
-  get shape(): number[] { return native.shape(this.handle) as number[]; }
-  get dtype(): DType { return native.dtype(this.handle) as DType; }
-  get device(): string { return native.device(this.handle) as string; }
-  get ndim(): number { return native.dim(this.handle) as number; }
-  get numel(): number { return native.numel(this.handle) as number; }
-  get isDisposed(): boolean { return !(native.isAlive(this.handle) as boolean); }
+  get shape(): number[] { return native.shape(this.handle); }
+  get dtype(): DType { return native.dtype(this.handle); }
+  get device(): string { return native.device(this.handle); }
+  get ndim(): number { return native.dim(this.handle); }
+  get numel(): number { return native.numel(this.handle); }
+  get isDisposed(): boolean { return !native.isAlive(this.handle); }
   size(dim: number): number {
     const shape = this.shape;
     const index = dim < 0 ? shape.length + dim : dim;
     if (index < 0 || index >= shape.length) throw new RangeError(`size(${dim}): tensor has ${shape.length} dimensions`);
     return shape[index];
   }
-  isContiguous(): boolean { return native.isContiguous(this.handle) as boolean; }
+  isContiguous(): boolean { return native.isContiguous(this.handle); }
 
   /** Frees the native tensor now; later use throws. Safe to call twice. */
   dispose(): void { native.dispose(this.handle); }
@@ -160,10 +160,10 @@ export class Tensor {
   // ---- data out ----
   item(): number {
     const value = native.item(this.handle);
-    return typeof value === 'boolean' ? Number(value) : (value as number);
+    return typeof value === 'boolean' ? Number(value) : value;
   }
   /** Raw bytes of the contiguous CPU copy (native byte order). */
-  toBytes(): Buffer { return native.toBytes(this.handle) as Buffer; }
+  toBytes(): Buffer { return native.toBytes(this.handle); }
   /** A flat typed array copy; float16/bfloat16 come back as float32, bool as uint8. */
   toTypedArray(): TypedArray {
     const dtype = this.dtype;
@@ -216,10 +216,10 @@ export class Tensor {
   alias(): Tensor { return wrap(native.alias(this.handle)); }
 
   // ---- autograd ----
-  get requiresGrad(): boolean { return native.requiresGrad(this.handle) as boolean; }
+  get requiresGrad(): boolean { return native.requiresGrad(this.handle); }
   set requiresGrad(value: boolean) { native.setRequiresGrad(this.handle, value); }
   requiresGrad_(value = true): this { native.setRequiresGrad(this.handle, value); return this; }
-  get isLeaf(): boolean { return native.isLeaf(this.handle) as boolean; }
+  get isLeaf(): boolean { return native.isLeaf(this.handle); }
   /** The accumulated gradient (a new handle to it), or null. */
   get grad(): Tensor | null {
     const handle = native.grad(this.handle);
