@@ -12,7 +12,7 @@
 // libtorch's random kernels); the analytic table is the reference.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { manualSeed, tidy } from '../src/index.js';
+import { keep, manualSeed, type Tensor, tidy } from '../src/index.js';
 import { type Classifier, ResNet, type ResNetConfig, VisionTransformer, type VitConfig } from '../src/models/index.js';
 import { runTorch } from './helpers/torch.js';
 
@@ -141,6 +141,32 @@ const CASES: InitCase[] = [
   })),
 ];
 
+let pytorchSummaries: Record<string, Tensor> | null = null;
+/** [mean, std, count] of every tensor of PyTorch's init of each case's model (one Python process for all). */
+function pytorchStatistics(index: number): Record<string, Tensor> {
+  if (pytorchSummaries === null) {
+    const specs = JSON.stringify(CASES.map((entry) => tidy(() => {
+      const model = entry.build();
+      const spec = entry.spec(model);
+      model.dispose();
+      return spec;
+    })));
+    pytorchSummaries = runTorch(`
+import torch_models as ref
+for index, spec in enumerate(json.loads(${JSON.stringify(specs)})):
+    torch.manual_seed(index)
+    m = ref.build_model(spec)
+    for name, value in m.state_dict().items():
+        v = value.double().reshape(-1)
+        std = v.std() if v.numel() > 1 else torch.zeros((), dtype=torch.float64)
+        out[f'{index}:{name}'] = torch.stack([v.mean(), std, torch.tensor(float(v.numel()), dtype=torch.float64)])
+`, {});
+    for (const value of Object.values(pytorchSummaries)) keep(value);
+  }
+  const prefix = `${index}:`;
+  return Object.fromEntries(Object.entries(pytorchSummaries).filter(([key]) => key.startsWith(prefix)).map(([key, value]) => [key.slice(prefix.length), value]));
+}
+
 for (const [index, initCase] of CASES.entries()) {
   test(`init of ${initCase.name}: every parameter and buffer has timm's distribution, and PyTorch's`, (t) => {
     tidy(() => {
@@ -156,14 +182,7 @@ for (const [index, initCase] of CASES.entries()) {
       t.diagnostic(lines.filter((line) => line.includes('std')).slice(0, 6).join('; '));
 
       // PyTorch's init of the same model, summarized per tensor: the same distribution up to sampling.
-      const theirs = runTorch(`
-import torch_models as ref
-torch.manual_seed(${index})
-m = ref.build_model(json.loads(${JSON.stringify(JSON.stringify(initCase.spec(model)))}))
-for name, value in m.state_dict().items():
-    v = value.double().reshape(-1)
-    out[name] = torch.stack([v.mean(), v.std() if v.numel() > 1 else torch.zeros((), dtype=torch.float64), torch.tensor(float(v.numel()), dtype=torch.float64)])
-`, {});
+      const theirs = pytorchStatistics(index);
       assert.deepEqual(Object.keys(theirs).sort(), [...ours.keys()].sort(), 'same tensors');
       for (const [name, stats] of ours) {
         const [mean, std, count] = theirs[name].toArray() as number[];
