@@ -1,6 +1,9 @@
 // Layers and losses against PyTorch (Debian's python3-torch) in float32 on the same inputs and
 // weights: outputs, gradients w.r.t. inputs and parameters (loss = sum(out * fixed random r)),
 // and BatchNorm's running statistics. All comparisons run in one Python process.
+// PyTorch runs the same libtorch kernels as our addon, so these checks verify argument plumbing
+// and composition (which op, which arguments, in which order), not the kernels themselves; the
+// finite-difference checks (gradcheck.test.ts) are the independent reference for gradients.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { manualSeed, noGrad, rand, randint, randn, type Tensor } from '../src/index.js';

@@ -1,6 +1,9 @@
 // Optimizer tests: AdamW, SGD and clipGradNorm against torch.optim on identical weights and
 // gradients, LAMB against a reference written from timm's algorithm, schedules, EMA, weight
 // decay groups, exact resume from state dicts, and no tensor leaks across steps.
+// torch.optim runs the same libtorch kernels, so agreement checks that our update rules compose
+// the same arithmetic in the same order (plumbing, not the kernels); LAMB's reference is written
+// from timm's algorithm in plain tensor ops, and the schedule tests use hand-computed values.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Generator, liveTensors, manualSeed, noGrad, randint, randn, type Tensor, tensor, tidy, zeros, fromBytes } from '../src/index.js';
