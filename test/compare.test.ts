@@ -394,9 +394,11 @@ test('the real comparisons render in headless Chromium: every chart drawn, no er
 
 test('bad --methods, --seeds and --ratios exit with code 2 before any run directory exists', { timeout: 60_000 }, async () => {
   const cases: [string[], RegExp][] = [
-    [['--methods', 'baseline,magic'], /masksub: --methods: unknown method 'magic'/],
-    [['--seeds', 'a'], /masksub: --seeds: 'a' is not a non-negative integer/],
-    [['--ratios', '1.5'], /masksub: --ratios: '1\.5' is not in \(0, 1\)/],
+    [['--methods', 'baseline,magic'], /masksub: --methods must be one of baseline, masking, dropout, droppath, masksub, dropsub, pathsub, got "magic"/],
+    [['--seeds', 'a'], /masksub: --seeds must be an integer in \[0, 2147483647\], got "a"/],
+    [['--ratios', '1.5'], /masksub: --ratios must be a number in \[0, 1\), got 1\.5/],
+    [['--ratios', '0,0.5'], /masksub: ratio 0 turns off the mask ratio of method masksub; use a ratio in \(0, 1\)/],
+    [['--seed', '3'], /masksub: --seed: compare trains one run per seed of --seeds/],
     [['--seeds', '0,0'], /masksub: --seeds lists a value twice/],
   ];
   const results = await Promise.all(

@@ -88,13 +88,13 @@ test('an existing run is never silently overwritten', async () => {
 
 test('bad configuration values are named before any work starts', () => {
   const cases: [Record<string, unknown>, RegExp][] = [
-    [{ lr: -1 }, /lr must be positive, got -1/],
-    [{ ratio: 1 }, /ratio must be in \[0, 1\), got 1/],
-    [{ batchSize: 0 }, /batch-size must be an integer in \[1, ∞\], got 0/],
-    [{ method: 'magic' }, /method must be one of baseline, masking, dropout, droppath, masksub, dropsub, pathsub, got 'magic'/],
+    [{ lr: -1 }, /--lr must be a number > 0, got -1/],
+    [{ ratio: 1 }, /--ratio must be a number in \[0, 1\), or null, got 1/],
+    [{ batchSize: 0 }, /--batchSize must be an integer ≥ 1, got 0/],
+    [{ method: 'magic' }, /--method must be one of baseline, masking, dropout, droppath, masksub, dropsub, pathsub, got "magic"/],
     [{ model: 'vit_base_patch16_224' }, /takes 224x224 images but fashion-mnist has 28x28/],
-    [{ epochs: 'ten' }, /epochs must be a number, got "ten"/],
-    [{ learningRate: 1 }, /unknown setting 'learningRate'/],
+    [{ epochs: 'ten' }, /--epochs must be an integer ≥ 1, got "ten"/],
+    [{ learningRate: 1 }, /unknown option --learningRate; did you mean --lr\?/],
   ];
   for (const [flags, message] of cases) {
     assert.throws(() => buildConfig({ flags }), (error: unknown) => error instanceof ConfigError && message.test(error.message), JSON.stringify(flags));

@@ -1,17 +1,158 @@
 #!/usr/bin/env node
-// The `masksub` command: train | eval | compare | report | models | presets.
-// Every bad value is reported (exit code 2) before any work starts.
+// The `masksub` command: train | eval | compare | report | models | presets | info.
+// Every bad value is reported (exit code 2) before any work starts; the options and help texts
+// come from the command table (help.ts) and the configuration schema (train/config.ts).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/datasets.js';
+import { compare } from '../experiment/compare.js';
 import { createModel, describeModel, modelNames } from '../models/factory.js';
 import { renderReport } from '../report/index.js';
+import { BEST_FILE, MODEL_FILE, RunError } from '../run/index.js';
 import { blasLibraries, buildInfo, getNumThreads, setNumThreads } from '../tensor/native.js';
 import { loadSafetensors } from '../tensor/safetensors.js';
-import { compare, parseMethods, parseNumberList } from '../experiment/compare.js';
-import { BEST_FILE, MODEL_FILE, RunError } from '../run/index.js';
-import { buildConfig, ConfigError, configKey, PRESETS } from '../train/config.js';
+import {
+  buildConfig, buildSettings, closestName, ConfigError, configKey, describeValues, parseSettingText, PRESETS,
+  settingDocs, suggestSetting, type SettingName, type TrainConfig,
+} from '../train/config.js';
 import { evaluate, type FaultHooks, readRunConfig, train, TrainingError } from '../train/trainer.js';
+import { type CommandName, COMMANDS, type CommandSpec, commandHelp, isCommand, overviewHelp } from './help.js';
+
+// ---------------------------------------------------------------------------------------------
+// Output that never stops a run
+
+// A reader that goes away (`masksub train ... | head -1`) makes the next write fail with EPIPE,
+// which Node raises as an 'error' event that would end the process mid-training. Output is only
+// progress: once a stream has failed, further lines to it are dropped and the work goes on.
+const broken = new Set<NodeJS.WriteStream>();
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => { broken.add(stream); });
+
+function write(stream: NodeJS.WriteStream, line: string): void {
+  if (broken.has(stream) || stream.destroyed) return;
+  try {
+    stream.write(`${line}\n`);
+  } catch {
+    broken.add(stream);
+  }
+}
+
+const say = (line: string): void => write(process.stdout, line);
+const complain = (line: string): void => write(process.stderr, line);
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+type Flags = Record<string, string | boolean>;
+
+/** The settings a command takes as flags: all but those it sets itself. */
+function commandSettings(spec: CommandSpec): SettingName[] {
+  if (spec.settings === null) return [];
+  const sets: Partial<Record<SettingName, string>> = spec.settings.sets;
+  return settingDocs().map((setting) => setting.name).filter((name) => sets[name] === undefined);
+}
+
+/** How a flag name is taken by a command: its own option, a setting, or neither. */
+function lookup(spec: CommandSpec, name: string): { kind: 'option' | 'setting'; switch: boolean } | null {
+  const option = spec.options.find((candidate) => candidate.flag === name);
+  if (option) return { kind: 'option', switch: option.placeholder === null };
+  const setting = spec.settings === null ? undefined : configKey(name);
+  if (setting !== undefined) return { kind: 'setting', switch: settingDocs().find((doc) => doc.name === setting)?.placeholder === null };
+  return null;
+}
+
+function unknownOption(command: CommandName, spec: CommandSpec, name: string): ConfigError {
+  const own = closestName(name, spec.options.map((option) => option.flag));
+  const sets: Partial<Record<SettingName, string>> = spec.settings?.sets ?? {};
+  const setting = spec.settings === null ? undefined : suggestSetting(name);
+  const near = own ?? (setting !== undefined && sets[configKey(setting) as SettingName] === undefined ? setting : undefined);
+  return new ConfigError(`unknown option --${name}${near ? `; did you mean --${near}?` : ''} (see masksub ${command} --help)`);
+}
+
+/**
+ * The command's flags and positional arguments. Switches (true/false settings and options such as
+ * --resume) take no value, or true/false after them or after '='; --no-X sets a switch X false.
+ */
+export function parseArguments(command: CommandName, argv: readonly string[]): { positional: string[]; flags: Flags } {
+  const spec: CommandSpec = COMMANDS[command];
+  const positional: string[] = [];
+  const flags: Flags = {};
+  for (let index = 0; index < argv.length; index++) {
+    const argument = argv[index];
+    if (!argument.startsWith('--') || argument === '--') {
+      if (positional.length >= spec.positional.length) {
+        const previous = argv[index - 1];
+        const previousName = previous?.startsWith('--') && !previous.includes('=') ? previous.slice(2) : null;
+        if (previousName !== null && lookup(spec, previousName)?.switch) {
+          throw new ConfigError(`--${previousName} is a true/false switch: write --${previousName}, --no-${previousName} or --${previousName}=false (got '${argument}' after it)`);
+        }
+        throw new ConfigError(`${command}: unexpected argument '${argument}' (see masksub ${command} --help)`);
+      }
+      positional.push(argument);
+      continue;
+    }
+    const [name, inline] = argument.slice(2).split(/=(.*)/s, 2);
+    const found = lookup(spec, name);
+    if (found === null && name.startsWith('no-')) {
+      const target = lookup(spec, name.slice(3));
+      if (target === null) throw unknownOption(command, spec, name);
+      if (!target.switch) {
+        const values = target.kind === 'setting' ? ` (${describeValues(configKey(name.slice(3)) as SettingName)})` : '';
+        throw new ConfigError(`--${name}: --no-X is only for true/false settings; --${name.slice(3)} takes a value${values}`);
+      }
+      if (inline !== undefined) throw new ConfigError(`--${name} takes no value`);
+      flags[name.slice(3)] = false;
+      continue;
+    }
+    if (found === null) throw unknownOption(command, spec, name);
+    if (inline !== undefined) {
+      flags[name] = inline;
+    } else if (found.switch) {
+      const next = argv[index + 1];
+      if (next === 'true' || next === 'false') {
+        flags[name] = next;
+        index++;
+      } else {
+        flags[name] = true;
+      }
+    } else {
+      const value = argv[index + 1];
+      if (value === undefined || value.startsWith('--')) throw new ConfigError(`--${name} needs a value`);
+      flags[name] = value;
+      index++;
+    }
+  }
+  return { positional, flags };
+}
+
+function take(flags: Flags, name: string): string | undefined {
+  const value = flags[name];
+  delete flags[name];
+  if (value === undefined) return undefined;
+  if (typeof value === 'boolean') throw new ConfigError(`--${name} needs a value`);
+  return value;
+}
+
+function takeSwitch(flags: Flags, name: string): boolean {
+  const value = flags[name];
+  delete flags[name];
+  if (value === undefined || value === false || value === 'false') return false;
+  if (value === true || value === 'true') return true;
+  throw new ConfigError(`--${name} must be true or false, got ${JSON.stringify(value)}`);
+}
+
+/** A comma-separated list of one setting's values (--seeds, --ratios, --methods), each checked by the schema; no nulls. */
+function parseList<Name extends SettingName>(name: Name, text: string, flag: string): NonNullable<TrainConfig[Name]>[] {
+  const items = text.split(',').map((item) => item.trim());
+  if (items.every((item) => item === '')) throw new ConfigError(`${flag} needs at least one value`);
+  if (items.some((item) => item === '')) throw new ConfigError(`${flag}: an empty item in '${text}'`);
+  const values = items.map((item) => parseSettingText(name, item, flag, false));
+  // A repeated value would plan the same run directory twice.
+  if (new Set(values).size !== values.length) throw new ConfigError(`${flag} lists a value twice`);
+  return values as NonNullable<TrainConfig[Name]>[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
 
 /**
  * SIGINT / SIGTERM stop training after the current step (the last finished epoch's checkpoint is
@@ -23,7 +164,7 @@ function interruptionSignal(): { signal: AbortSignal; received: () => NodeJS.Sig
   const handler = (name: NodeJS.Signals): void => {
     if (received) process.exit(name === 'SIGINT' ? 130 : 143);
     received = name;
-    process.stderr.write(`\nmasksub: ${name} received; stopping after the current step (send it again to stop at once)\n`);
+    complain(`\nmasksub: ${name} received; stopping after the current step (send it again to stop at once)`);
     controller.abort();
   };
   process.on('SIGINT', handler);
@@ -38,6 +179,10 @@ function interruptionSignal(): { signal: AbortSignal; received: () => NodeJS.Sig
   };
 }
 
+function signalExitCode(signal: NodeJS.Signals | null): number {
+  return signal === 'SIGTERM' ? 143 : 130;
+}
+
 /** Test-only fault injection (test/faults.test.ts); the library itself never reads the environment for it. */
 function faultHooksFromEnvironment(): FaultHooks {
   const nan = process.env.MASKSUB_INJECT_NAN_AT_STEP;
@@ -48,79 +193,11 @@ function faultHooksFromEnvironment(): FaultHooks {
   };
 }
 
-const USAGE = `masksub — MaskSub (masked sub-model) training on libtorch
-
-Usage:
-  masksub train   --dataset D --model M --method X [--ratio R] [--epochs N] [--batch-size B] [--lr LR]
-                  [--seed S] [--device cpu|cuda] [--limit-train N] [--config FILE] [--preset NAME]
-                  --out RUN_DIR [--resume | --overwrite]
-  masksub eval    --checkpoint RUN_DIR [--dataset D] [--best]
-  masksub compare --methods baseline,masking,masksub --seeds 0,1 [--ratios 0.25,0.5,0.75]
-                  [--preset P | train flags] --out DIR
-  masksub report  DIR
-  masksub models | presets
-
-Methods: baseline, masking, dropout, droppath (single model); masksub, dropsub, pathsub (sub-model).
-Every train setting can also come from a YAML file (--config), e.g. "lr: 0.001" or "batch-size: 64".`;
-
-type Flags = Record<string, string | boolean>;
-
-const BOOLEAN_FLAGS = new Set(['resume', 'overwrite', 'best', 'help', 'hflip', 'ema', 'nesterov', 'workers', 'skip-non-finite']);
-
-export function parseArguments(argv: string[]): { command: string | undefined; positional: string[]; flags: Flags } {
-  const [command, ...rest] = argv;
-  const positional: string[] = [];
-  const flags: Flags = {};
-  for (let i = 0; i < rest.length; i++) {
-    const argument = rest[i];
-    if (!argument.startsWith('--')) {
-      positional.push(argument);
-      continue;
-    }
-    const [name, inline] = argument.slice(2).split(/=(.*)/s, 2);
-    if (name.startsWith('no-') && BOOLEAN_FLAGS.has(name.slice(3))) {
-      flags[name.slice(3)] = false;
-    } else if (inline !== undefined) {
-      flags[name] = inline;
-    } else if (BOOLEAN_FLAGS.has(name) && (rest[i + 1] === undefined || rest[i + 1].startsWith('--') || !['true', 'false'].includes(rest[i + 1]))) {
-      flags[name] = true;
-    } else {
-      const value = rest[i + 1];
-      if (value === undefined || value.startsWith('--')) throw new ConfigError(`--${name} needs a value`);
-      flags[name] = value;
-      i++;
-    }
-  }
-  return { command, positional, flags };
-}
-
-function take(flags: Flags, name: string): string | undefined {
-  const value = flags[name];
-  delete flags[name];
-  if (value === undefined) return undefined;
-  if (typeof value === 'boolean') throw new ConfigError(`--${name} needs a value`);
-  return value;
-}
-
-function takeBoolean(flags: Flags, name: string): boolean {
-  const value = flags[name];
-  delete flags[name];
-  return value === true || value === 'true';
-}
-
-/** The remaining flags must all be training settings. */
-function settingFlags(flags: Flags): Record<string, unknown> {
-  for (const name of Object.keys(flags)) {
-    if (!configKey(name)) throw new ConfigError(`unknown option --${name} (see masksub --help)`);
-  }
-  return { ...flags };
-}
-
-async function commandTrain(flags: Flags): Promise<void> {
+async function commandTrain(flags: Flags): Promise<number> {
   const out = take(flags, 'out');
   if (!out) throw new ConfigError('train needs --out RUN_DIR');
-  const resume = takeBoolean(flags, 'resume');
-  const overwrite = takeBoolean(flags, 'overwrite');
+  const resume = takeSwitch(flags, 'resume');
+  const overwrite = takeSwitch(flags, 'overwrite');
   if (resume && overwrite) throw new ConfigError('--resume and --overwrite exclude each other');
   const preset = take(flags, 'preset') ?? null;
   const file = take(flags, 'config') ?? null;
@@ -128,39 +205,42 @@ async function commandTrain(flags: Flags): Promise<void> {
     // A resumed run continues with the settings it started with, so that it ends as it would have.
     throw new ConfigError(`--resume continues ${out} with its saved settings and takes no other settings (got ${[preset ? '--preset' : '', file ? '--config' : '', ...Object.keys(flags).map((name) => `--${name}`)].filter(Boolean).join(', ')}); to change them, edit ${out}/config.json`);
   }
-  const config = resume ? buildConfig({}) : buildConfig({ preset, file, flags: settingFlags(flags) });
+  const config = resume ? buildConfig({}) : buildConfig({ preset, file, flags });
   const stop = interruptionSignal();
   let result;
   try {
-    result = await train(config, { out, resume, overwrite, log: (line) => console.log(line), signal: stop.signal, faults: faultHooksFromEnvironment() });
+    result = await train(config, { out, resume, overwrite, log: say, signal: stop.signal, faults: faultHooksFromEnvironment() });
   } finally {
     stop.dispose();
   }
   if (result.interrupted) {
-    console.log(`stopped by ${stop.received() ?? 'a signal'} after epoch ${result.history.length}; continue with: masksub train --out ${out} --resume`);
-    process.exitCode = stop.received() === 'SIGTERM' ? 143 : 130;
-    return;
+    say(`stopped by ${stop.received() ?? 'a signal'} after epoch ${result.history.length}; continue with: masksub train --out ${out} --resume`);
+    return signalExitCode(stop.received());
   }
   if (result.summary) {
-    console.log(`finished: final top-1 ${result.summary.final_test_acc1.toFixed(2)}%, best ${result.summary.best_test_acc1.toFixed(2)}% (epoch ${result.summary.best_epoch}); run in ${out}`);
+    say(`finished: final top-1 ${result.summary.final_test_acc1.toFixed(2)}%, best ${result.summary.best_test_acc1.toFixed(2)}% (epoch ${result.summary.best_epoch}); run in ${out}`);
   }
+  return 0;
 }
 
-async function commandEval(flags: Flags): Promise<void> {
+async function commandEval(flags: Flags): Promise<number> {
   const runDirectory = take(flags, 'checkpoint');
   if (!runDirectory) throw new ConfigError('eval needs --checkpoint RUN_DIR');
-  const best = takeBoolean(flags, 'best');
-  const datasetFlag = take(flags, 'dataset');
-  const dataDir = take(flags, 'data-dir');
-  const batchSize = Number(take(flags, 'batch-size') ?? 256);
-  if (Object.keys(flags).length) throw new ConfigError(`eval: unknown option --${Object.keys(flags)[0]}`);
+  const best = takeSwitch(flags, 'best');
+  const datasetText = take(flags, 'dataset');
+  const dataDirText = take(flags, 'data-dir');
+  const batchSizeText = take(flags, 'batch-size');
+  // The same schema as training's settings checks these values.
+  const dataset = datasetText === undefined ? undefined : parseSettingText('dataset', datasetText);
+  const dataDir = dataDirText === undefined ? undefined : parseSettingText('dataDir', dataDirText);
+  const batchSize = batchSizeText === undefined ? 256 : parseSettingText('batchSize', batchSizeText);
   const config = readRunConfig(runDirectory);
   const weights = join(runDirectory, best ? BEST_FILE : MODEL_FILE);
   if (!existsSync(weights)) throw new TrainingError(`${weights}: not found (the run has not finished an epoch yet)`);
   setNumThreads(config.threads);
-  const dataset = loadDataset((datasetFlag ?? config.dataset) as typeof config.dataset, { dataDir: dataDir ?? config.dataDir ?? undefined, split: 'test', limit: config.limitTest ?? undefined });
+  const data = loadDataset(dataset ?? config.dataset, { dataDir: dataDir ?? config.dataDir ?? undefined, split: 'test', limit: config.limitTest ?? undefined });
   const model = createModel(config.model, {
-    imageSize: dataset.height, inChannels: dataset.channels, numClasses: dataset.numClasses,
+    imageSize: data.height, inChannels: data.channels, numClasses: data.numClasses,
     layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
   });
   const { tensors } = loadSafetensors(weights);
@@ -172,70 +252,87 @@ async function commandEval(flags: Flags): Promise<void> {
     for (const tensor of tensors.values()) tensor.dispose();
   }
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
-  const result = evaluate(model, dataset, batchSize, config.device);
-  console.log(JSON.stringify({ checkpoint: weights, dataset: dataset.name, images: dataset.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
+  const result = evaluate(model, data, batchSize, config.device);
+  say(JSON.stringify({ checkpoint: weights, dataset: data.name, images: data.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
   model.dispose();
+  return 0;
 }
 
-async function commandCompare(flags: Flags): Promise<void> {
+async function commandCompare(flags: Flags): Promise<number> {
   const out = take(flags, 'out');
   if (!out) throw new ConfigError('compare needs --out DIR');
-  const methods = parseMethods(take(flags, 'methods') ?? 'baseline,masking,masksub');
-  const seeds = parseNumberList('--seeds', take(flags, 'seeds') ?? '0,1', (value) => Number.isInteger(value) && value >= 0, 'a non-negative integer');
+  const methods = parseList('method', take(flags, 'methods') ?? 'baseline,masking,masksub', '--methods');
+  const seeds = parseList('seed', take(flags, 'seeds') ?? '0,1', '--seeds');
   const ratiosText = take(flags, 'ratios');
   const ratioText = take(flags, 'ratio');
   if (ratioText !== undefined && ratiosText !== undefined) throw new ConfigError('--ratio and --ratios exclude each other');
-  // One explicit ratio applies to every method but the baseline, as a one-point sweep.
-  const sweep = ratiosText ?? ratioText;
-  const ratios = sweep !== undefined ? parseNumberList(ratiosText !== undefined ? '--ratios' : '--ratio', sweep, (value) => value > 0 && value < 1, 'in (0, 1)') : null;
+  // One explicit ratio applies to every method but the baseline, as a one-point sweep; the
+  // schema checks each value and resolveConfig each (method, ratio) pair when the runs are planned.
+  const ratios = ratiosText !== undefined ? parseList('ratio', ratiosText, '--ratios')
+    : ratioText !== undefined ? parseList('ratio', ratioText, '--ratio') : null;
   const preset = take(flags, 'preset') ?? null;
   const file = take(flags, 'config') ?? null;
-  const base = buildConfig({ preset, file, flags: settingFlags(flags) });
+  const base = buildSettings({ preset, file, flags, forbid: COMMANDS.compare.settings.sets });
   const started = performance.now();
   const stop = interruptionSignal();
   let files;
   try {
-    files = await compare(base, { out, methods, seeds, ratios, log: (line) => console.log(line), signal: stop.signal });
+    files = await compare(base, { out, methods, seeds, ratios, log: say, signal: stop.signal });
   } finally {
     stop.dispose();
   }
   if (!files) {
-    console.log(`stopped by ${stop.received() ?? 'a signal'}; run the same command again to continue the comparison`);
-    process.exitCode = stop.received() === 'SIGTERM' ? 143 : 130;
-    return;
+    say(`stopped by ${stop.received() ?? 'a signal'}; run the same command again to continue the comparison`);
+    return signalExitCode(stop.received());
   }
-  console.log(`compare finished in ${((performance.now() - started) / 1000).toFixed(0)} s; report: ${files.html}`);
+  say(`compare finished in ${((performance.now() - started) / 1000).toFixed(0)} s; report: ${files.html}`);
+  return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { command, positional, flags } = parseArguments(argv);
-  if (!command || command === '--help' || command === 'help' || flags.help) {
-    console.log(USAGE);
-    return command ? 0 : 2;
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined) {
+    say(overviewHelp());
+    return 2;
+  }
+  if (command === '--help' || command === '-h' || command === 'help') {
+    const topic = rest[0];
+    if (topic !== undefined && !isCommand(topic)) throw unknownCommand(topic);
+    say(topic === undefined ? overviewHelp() : commandHelp(topic));
+    return 0;
+  }
+  if (!isCommand(command)) throw unknownCommand(command);
+  const { positional, flags } = parseArguments(command, rest);
+  if (takeSwitch(flags, 'help')) {
+    say(commandHelp(command));
+    return 0;
   }
   switch (command) {
-    case 'train': await commandTrain(flags); return 0;
-    case 'eval': await commandEval(flags); return 0;
-    case 'compare': await commandCompare(flags); return 0;
+    case 'train': return commandTrain(flags);
+    case 'eval': return commandEval(flags);
+    case 'compare': return commandCompare(flags);
     case 'report': {
       const directory = positional[0];
       if (!directory) throw new ConfigError('report needs a comparison directory: masksub report DIR');
       const files = await renderReport(directory);
-      console.log(`wrote ${files.results}, ${files.markdown}, ${files.html}`);
+      say(`wrote ${files.results}, ${files.markdown}, ${files.html}`);
       return 0;
     }
     case 'models':
-      for (const name of modelNames()) console.log(`${name.padEnd(24)} ${describeModel(name).description}`);
+      for (const name of modelNames()) say(`${name.padEnd(24)} ${describeModel(name).description}`);
       return 0;
     case 'presets':
-      for (const [name, preset] of Object.entries(PRESETS)) console.log(`${name.padEnd(18)} ${preset.description}`);
+      for (const [name, preset] of Object.entries(PRESETS)) say(`${name.padEnd(18)} ${preset.description}`);
       return 0;
     case 'info':
-      console.log(JSON.stringify({ ...buildInfo(), threads: getNumThreads(), blas: blasLibraries() }, null, 2));
+      say(JSON.stringify({ ...buildInfo(), threads: getNumThreads(), blas: blasLibraries() }, null, 2));
       return 0;
-    default:
-      throw new ConfigError(`unknown command '${command}'\n\n${USAGE}`);
   }
+}
+
+function unknownCommand(name: string): ConfigError {
+  const near = closestName(name, Object.keys(COMMANDS));
+  return new ConfigError(`unknown command '${name}'${near ? `; did you mean '${near}'?` : ''} (commands: ${Object.keys(COMMANDS).join(', ')}; see masksub --help)`);
 }
 
 main(process.argv.slice(2)).then(
@@ -243,8 +340,8 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
     const userError = error instanceof ConfigError || error instanceof RunError;
-    console.error(`masksub: ${message}`);
-    if (!userError && process.env.MASKSUB_DEBUG && error instanceof Error) console.error(error.stack);
+    complain(`masksub: ${message}`);
+    if (!userError && process.env.MASKSUB_DEBUG && error instanceof Error) complain(error.stack ?? '');
     process.exitCode = error instanceof ConfigError ? 2 : 1;
   },
 );

@@ -4,10 +4,10 @@
 // It sits above both train and report (src/experiment). One compare at a time per DIR (a lock).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMethod, type Method } from '../masksub/method.js';
+import { describeMethod, isMethod, type Method } from '../masksub/methods.js';
 import { renderReport, type ReportFiles } from '../report/index.js';
 import { DirectoryLock, RunDirectory, RunError } from '../run/index.js';
-import { ConfigError, type ResolvedTrainConfig, resolveConfig } from '../train/config.js';
+import { ConfigError, type ResolvedTrainConfig, resolveConfig, type TrainSettings } from '../train/config.js';
 import { readRunConfig, train } from '../train/trainer.js';
 
 /** The lock file of a comparison directory (each run directory below has its own). */
@@ -63,14 +63,17 @@ export function parseNumberList(flag: string, text: string, check: (value: numbe
 }
 
 /** The runs of a comparison, in the order they are trained (seed-major, so early stops still pair). */
-export function planRuns(base: ResolvedTrainConfig, options: CompareOptions): PlannedRun[] {
+export function planRuns(base: TrainSettings, options: CompareOptions): PlannedRun[] {
   const runs: PlannedRun[] = [];
   for (const seed of options.seeds) {
     for (const method of options.methods) {
-      const sweep = options.ratios && method !== 'baseline' ? options.ratios : [null];
+      // A ratio sweep applies to the methods that have a regularizer to set the strength of.
+      const sweep = options.ratios && describeMethod(method).regularizer !== null ? options.ratios : [null];
       for (const ratio of sweep) {
         const name = ratio === null ? `${method}-s${seed}` : `${method}-r${ratio}-s${seed}`;
-        const config = resolveConfig({ ...base, method, seed, ratio: ratio ?? (method === base.method ? base.ratio : null) }, base.preset);
+        // base holds no method, seed or ratio of its own (the CLI refuses them): a null ratio is the method's default.
+        const { preset, ...settings } = base;
+        const config = resolveConfig({ ...settings, method, seed, ratio }, preset);
         runs.push({ name, config });
       }
     }
@@ -79,7 +82,7 @@ export function planRuns(base: ResolvedTrainConfig, options: CompareOptions): Pl
 }
 
 /** Trains what is missing and writes the report; null when options.signal stopped it first. */
-export async function compare(base: ResolvedTrainConfig, options: CompareOptions): Promise<ReportFiles | null> {
+export async function compare(base: TrainSettings, options: CompareOptions): Promise<ReportFiles | null> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const runs = planRuns(base, options);
   try {

@@ -30,21 +30,13 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join, resolve } from 'node:path';
 
 import { CONFIG_FILE, DONE_FILE, METRICS_FILE, type ResolvedConfigCore, type RunSummary } from '../run/format.js';
-import type { Method as MethodName } from '../masksub/method.js';
+import { type Method, METHODS } from '../masksub/methods.js';
 import { mean, sampleStd, welchTTest } from './stats.js';
 
 export const RESULTS_SCHEMA = 'masksub-results/1';
 
-/** Methods in the order the report lists them; unknown methods follow alphabetically. */
-export const METHOD_ORDER: readonly MethodName[] = [
-  'baseline',
-  'masking',
-  'dropout',
-  'droppath',
-  'masksub',
-  'dropsub',
-  'pathsub',
-];
+/** Methods in the order the report lists them (the method table's); unknown methods follow alphabetically. */
+export const METHOD_ORDER: readonly Method[] = METHODS;
 
 /** config.json as read: the core keys validated, everything else kept as written. */
 export type RunConfig = ResolvedConfigCore & Record<string, unknown>;
@@ -362,7 +354,7 @@ function readRun(directory: string, name: string, notes: string[]): RunRecord | 
 }
 
 function methodRank(method: string): number {
-  const rank = METHOD_ORDER.indexOf(method as MethodName);
+  const rank = METHOD_ORDER.indexOf(method as Method);
   return rank === -1 ? METHOD_ORDER.length : rank;
 }
 

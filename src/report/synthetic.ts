@@ -6,10 +6,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { CONFIG_FILE, DONE_FILE, type EpochMetrics, METRICS_FILE, type ResolvedConfigCore, type RunSummary } from '../run/format.js';
-import type { Method as MethodName } from '../masksub/method.js';
+import { describeMethod, type Method } from '../masksub/methods.js';
 
 export interface SyntheticRun {
-  method: MethodName;
+  method: Method;
   ratio: number;
   seed: number;
   /** Epochs written to metrics.jsonl; fewer than the comparison's epochs leaves the run unfinished. */
@@ -29,8 +29,6 @@ export interface SyntheticComparisonOptions {
   preset?: string | null;
 }
 
-const SUB_MODEL_METHODS: ReadonlySet<MethodName> = new Set(['masksub', 'dropsub', 'pathsub']);
-
 /** mulberry32: a tiny deterministic generator, so a fixture is identical on every machine. */
 function createRandom(seed: number): () => number {
   let state = seed >>> 0;
@@ -43,26 +41,24 @@ function createRandom(seed: number): () => number {
   };
 }
 
-/** Final-accuracy shift of a method against the baseline, shaped like the paper's Table A.5. */
-function accuracyShift(method: MethodName, ratio: number): number {
-  switch (method) {
-    case 'baseline':
-      return 0;
-    case 'masking':
-      return -4 * ratio * ratio;
-    case 'masksub':
-      return 1.4 - 1.2 * (ratio - 0.5) ** 2;
-    case 'dropsub':
-    case 'pathsub':
-      return 0.7;
-    default:
-      return -0.3;
-  }
-}
+/**
+ * Final-accuracy shift of each method against the baseline, shaped like the paper's Table A.5.
+ * Keyed by the method table, so a new method does not compile until it has a shape here.
+ */
+const ACCURACY_SHIFT: Record<Method, (ratio: number) => number> = {
+  baseline: () => 0,
+  masking: (ratio) => -4 * ratio * ratio,
+  dropout: () => -0.3,
+  droppath: () => -0.3,
+  masksub: (ratio) => 1.4 - 1.2 * (ratio - 0.5) ** 2,
+  dropsub: () => 0.7,
+  pathsub: () => 0.7,
+};
 
-function stepCost(method: MethodName, ratio: number): number {
-  if (method === 'masksub') return 1 + (1 - ratio); // the sub forward sees fewer tokens
-  return SUB_MODEL_METHODS.has(method) ? 2 : 1;
+function stepCost(method: Method, ratio: number): number {
+  const { subModel, regularizer } = describeMethod(method);
+  if (!subModel) return 1;
+  return regularizer === 'mask' ? 1 + (1 - ratio) : 2; // a masked sub forward sees fewer tokens
 }
 
 function syntheticEpochs(run: SyntheticRun, options: SyntheticComparisonOptions): EpochMetrics[] {
@@ -70,9 +66,9 @@ function syntheticEpochs(run: SyntheticRun, options: SyntheticComparisonOptions)
   for (const character of run.method) methodHash = (Math.imul(methodHash, 31) + character.charCodeAt(0)) >>> 0;
   const random = createRandom(run.seed * 7919 + Math.round(run.ratio * 1000) * 31 + methodHash);
   const noise = (scale: number): number => (random() - 0.5) * 2 * scale;
-  const hasSub = SUB_MODEL_METHODS.has(run.method);
+  const hasSub = describeMethod(run.method).subModel;
   const subWeight = hasSub ? 0.5 : 0;
-  const finalAccuracy = 86 + accuracyShift(run.method, run.ratio) + noise(0.35);
+  const finalAccuracy = 86 + ACCURACY_SHIFT[run.method](run.ratio) + noise(0.35);
   const stepsPerEpoch = options.steps_per_epoch ?? 100;
   const stepTime = 0.04 * stepCost(run.method, run.ratio) * (1 + noise(0.03));
   const epochsDone = Math.min(run.epochs_done ?? options.epochs, options.epochs);
@@ -115,7 +111,7 @@ export function writeSyntheticComparison(directory: string, options: SyntheticCo
       model: options.model ?? 'vit-tiny-p4',
       method: run.method,
       ratio: run.ratio,
-      sub_weight: SUB_MODEL_METHODS.has(run.method) ? 0.5 : 0,
+      sub_weight: describeMethod(run.method).subModel ? 0.5 : 0,
       epochs: options.epochs,
       batch_size: 128,
       lr: 0.001,

@@ -1,77 +1,291 @@
-// Training configuration: defaults, presets (the paper's recipes and small CPU ones), merging
-// from flags and YAML files, and validation that names every bad value before any work starts.
+// Training configuration: one schema (zod) holds every setting's type, range, default,
+// nullability and help text. Command-line flags, YAML files and a run's stored config.json are
+// all validated by it, `masksub train --help` and the README's settings table are generated from
+// it, and the checks that involve several settings (warmup < epochs, model and data image sizes,
+// the method's ratio) follow in resolveConfig. Every bad value is named before any work starts.
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
+import { distance } from 'fastest-levenshtein';
 import { parse as parseYaml } from 'yaml';
-import { DATASET_INFO, isDatasetName, type DatasetName } from '../data/datasets.js';
-import { defaultRatio, isMethod, METHODS, type Method } from '../masksub/method.js';
+import { z } from 'zod';
+import { DATASET_INFO, DATASET_NAMES } from '../data/datasets.js';
+import { describeMethod, METHODS, defaultRatio, REGULARIZERS } from '../masksub/methods.js';
 import { describeModel, modelNames } from '../models/factory.js';
 
-export interface TrainConfig {
-  dataset: DatasetName;
-  dataDir: string | null;
-  model: string;
-  method: Method;
-  /** Regularizer strength; null = the method's default (resolved by resolveConfig). */
-  ratio: number | null;
-  subWeight: number;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  minLr: number;
-  warmupEpochs: number;
-  warmupLr: number;
-  weightDecay: number;
-  optimizer: 'adamw' | 'lamb' | 'sgd';
-  momentum: number;
-  nesterov: boolean;
-  loss: 'ce' | 'bce';
-  labelSmoothing: number;
-  /** BCE label targets > this become 1 (DeiT-III); null: off. */
-  bceTargetThreshold: number | null;
-  mixup: number;
-  cutmix: number;
-  mixupSwitchProb: number;
-  mixupProb: number;
-  cropPadding: number;
-  hflip: boolean;
-  randomErasing: number;
-  /** The main model's drop-path rate (timm --drop-path). */
-  dropPath: number;
-  /** The main model's dropout rate. */
-  dropout: number;
-  layerScale: number | null;
-  maskPatchSize: number | null;
-  clipGrad: number | null;
-  ema: boolean;
-  emaDecay: number;
-  accumulation: number;
-  seed: number;
-  device: string;
-  limitTrain: number | null;
-  limitTest: number | null;
-  threads: number;
-  /** Training images on which Eq. 1 / Eq. 2 losses are measured each epoch. */
-  probeSize: number;
-  /** Mask ratio of the Eq. 2 probe; the same for every method so they compare. */
-  probeMaskRatio: number;
-  /** Prepare batches in a worker thread. */
-  workers: boolean;
-  /** Skip (and count) steps whose loss or gradient is not finite instead of stopping. */
-  skipNonFinite: boolean;
+export class ConfigError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// The schema
+
+/** Help texts and the README list settings in these groups, in this order. */
+export const SETTING_GROUPS = {
+  data: 'Data',
+  model: 'Model',
+  method: 'Method',
+  optimization: 'Optimization',
+  augmentation: 'Augmentation',
+  run: 'Run',
+} as const;
+export type SettingGroup = keyof typeof SETTING_GROUPS;
+
+/** A default that depends on the environment, read when a configuration is built. */
+interface EnvironmentDefault<Value> {
+  /** The default in words, for help texts that must read the same on every machine. */
+  describe: string;
+  value: () => Value;
 }
 
+interface SettingDefinition<Schema extends z.ZodType> {
+  group: SettingGroup;
+  schema: Schema;
+  default: z.output<Schema> | EnvironmentDefault<z.output<Schema>>;
+  help: string;
+  /** The value's name in help texts (N, DIR); derived from the schema's type when absent. */
+  placeholder?: string;
+  /** The accepted values in words, where a schema's pattern would not read well. */
+  values?: string;
+  /** Names people may try for this setting; only offered as "did you mean", never accepted. */
+  alias?: readonly string[];
+}
+
+/** Ties a definition's default to its schema's type. */
+function define<Schema extends z.ZodType>(definition: SettingDefinition<Schema>): SettingDefinition<Schema> {
+  return definition;
+}
+
+// A regularizer strength (mask ratio, dropout and drop-path rates): [0, 1). 1 would remove the
+// whole input or every activation (a ViT would keep no token at all), so it is never valid; 0 is
+// the "off" value (the baseline's stored ratio, a main model without dropout). A method that
+// regularizes must use a ratio above 0; resolveConfig says so, naming the method.
+const STRENGTH = z.number().min(0).lt(1);
+const PROBABILITY = z.number().min(0).max(1);
+const POSITIVE_INTEGER = z.number().int().min(1);
+
+// libtorch starts one intra-op thread unless told (../shared/ARCHITECTURE.md, trap 2): the default
+// is MASKSUB_THREADS when set, else every core, so the documented variable reaches every command.
+function threadsFromEnvironment(): number {
+  const text = process.env.MASKSUB_THREADS;
+  if (text === undefined || text.trim() === '') return availableParallelism();
+  const threads = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!(threads >= 1 && threads <= 1024)) throw new ConfigError(`MASKSUB_THREADS must be an integer in [1, 1024], got '${text}'`);
+  return threads;
+}
+
+/** Every training setting. The order is the order of help texts within a group. */
+export const SETTINGS = {
+  dataset: define({
+    group: 'data', schema: z.enum(DATASET_NAMES as readonly [typeof DATASET_NAMES[number], ...typeof DATASET_NAMES[number][]]), default: 'fashion-mnist',
+    help: 'data set to train and test on', alias: ['data'],
+  }),
+  dataDir: define({
+    group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'DIR',
+    help: 'directory holding the data set\'s files (null: the Debian package\'s directory for fashion-mnist and mnist)',
+  }),
+  limitTrain: define({
+    group: 'data', schema: POSITIVE_INTEGER.nullable(), default: null,
+    help: 'train on the first N training images only (null: all)',
+  }),
+  limitTest: define({
+    group: 'data', schema: POSITIVE_INTEGER.nullable(), default: null,
+    help: 'evaluate on the first N test images only (null: all)',
+  }),
+  workers: define({
+    group: 'data', schema: z.boolean(), default: true,
+    help: 'prepare batches in a worker thread',
+  }),
+  model: define({
+    group: 'model', schema: z.enum(modelNames() as [string, ...string[]]), default: 'vit_tiny_patch4_28',
+    help: 'model to train (`masksub models` describes each)', alias: ['arch', 'network'],
+  }),
+  dropPath: define({
+    group: 'model', schema: STRENGTH, default: 0, alias: ['drop-path-rate', 'stochastic-depth'],
+    help: 'the main model\'s drop-path (stochastic depth) rate',
+  }),
+  dropout: define({
+    group: 'model', schema: STRENGTH, default: 0, alias: ['drop-rate', 'dropout-rate'],
+    help: 'the main model\'s dropout rate',
+  }),
+  layerScale: define({
+    group: 'model', schema: z.number().gt(0).nullable(), default: null,
+    help: 'ViT only: LayerScale initial value (null: no LayerScale)',
+  }),
+  maskPatchSize: define({
+    group: 'model', schema: POSITIVE_INTEGER.nullable(), default: null,
+    help: 'CNN only: side in pixels of the patches that masking zeroes (null: the model\'s default); a ViT masks its own patch tokens',
+  }),
+  method: define({
+    group: 'method', schema: z.enum(METHODS), default: 'baseline',
+    help: 'training method (see `masksub --help`)',
+  }),
+  ratio: define({
+    group: 'method', schema: STRENGTH.nullable(), default: null,
+    help: `the method's regularizer strength: ${Object.values(REGULARIZERS).map((regularizer) => regularizer.strength).join(', ')} (null: the method's default; above 0 for every method but baseline)`,
+    alias: ['mask-ratio', 'strength', 'drop-ratio'],
+  }),
+  subWeight: define({
+    group: 'method', schema: PROBABILITY, default: 0.5, alias: ['sub-loss-weight', 'w2'],
+    help: 'weight w of the sub-model loss: (1 - w) * L1 + w * L2',
+  }),
+  probeSize: define({
+    group: 'method', schema: z.number().int().min(0), default: 512,
+    help: 'training images on which the Eq. 1 / Eq. 2 probe losses are measured each epoch',
+  }),
+  probeMaskRatio: define({
+    group: 'method', schema: STRENGTH, default: 0.5,
+    help: 'mask ratio of the Eq. 2 probe (the same for every method, so that methods compare)',
+  }),
+  epochs: define({
+    group: 'optimization', schema: POSITIVE_INTEGER, default: 10, alias: ['epoch', 'num-epochs'],
+    help: 'training epochs',
+  }),
+  batchSize: define({
+    group: 'optimization', schema: POSITIVE_INTEGER, default: 128, alias: ['batch', 'bs'],
+    help: 'images per micro-batch (an optimizer step sees batch-size x accumulation images)',
+  }),
+  accumulation: define({
+    group: 'optimization', schema: POSITIVE_INTEGER, default: 1, alias: ['grad-accumulation', 'accumulate'],
+    help: 'micro-batches per optimizer step (gradient accumulation)',
+  }),
+  optimizer: define({
+    group: 'optimization', schema: z.enum(['adamw', 'lamb', 'sgd']), default: 'adamw', alias: ['opt'],
+    help: 'optimizer',
+  }),
+  lr: define({
+    group: 'optimization', schema: z.number().gt(0), default: 1e-3, alias: ['learning-rate', 'rate'],
+    help: 'peak learning rate, reached after the warmup and decayed to min-lr by a cosine',
+  }),
+  minLr: define({
+    group: 'optimization', schema: z.number().min(0), default: 1e-5,
+    help: 'learning rate at the end of the cosine (at most lr)',
+  }),
+  warmupEpochs: define({
+    group: 'optimization', schema: z.number().min(0), default: 1, alias: ['warmup'],
+    help: 'epochs of linear warmup from warmup-lr (fewer than epochs; 0: none)',
+  }),
+  warmupLr: define({
+    group: 'optimization', schema: z.number().min(0), default: 1e-6,
+    help: 'learning rate at the start of the warmup (at most lr)',
+  }),
+  weightDecay: define({
+    group: 'optimization', schema: z.number().min(0).max(10), default: 0.05, alias: ['wd'],
+    help: 'weight decay (not on 1-D parameters such as biases and norms, nor on a ViT\'s position embedding and class token)',
+  }),
+  momentum: define({
+    group: 'optimization', schema: z.number().min(0).lt(1), default: 0.9,
+    help: 'SGD momentum',
+  }),
+  nesterov: define({
+    group: 'optimization', schema: z.boolean(), default: false,
+    help: 'SGD with Nesterov momentum',
+  }),
+  loss: define({
+    group: 'optimization', schema: z.enum(['ce', 'bce']), default: 'ce', alias: ['criterion'],
+    help: 'label loss: cross-entropy, or binary cross-entropy as in DeiT-III and RSB',
+  }),
+  labelSmoothing: define({
+    group: 'optimization', schema: z.number().min(0).lt(1), default: 0.1, alias: ['smoothing', 'smooth'],
+    help: 'label smoothing of the label loss',
+  }),
+  bceTargetThreshold: define({
+    group: 'optimization', schema: z.number().min(0).lt(1).nullable(), default: null,
+    help: 'BCE only: label targets above this become 1, as in DeiT-III (null: off)',
+  }),
+  clipGrad: define({
+    group: 'optimization', schema: z.number().gt(0).nullable(), default: null, alias: ['clip', 'grad-clip', 'max-grad-norm'],
+    help: 'clip the gradient norm to this (null: no clipping)',
+  }),
+  ema: define({
+    group: 'optimization', schema: z.boolean(), default: false,
+    help: 'keep an exponential moving average of the weights and report its test accuracy too',
+  }),
+  emaDecay: define({
+    group: 'optimization', schema: PROBABILITY, default: 0.9998,
+    help: 'decay of the weights\' moving average',
+  }),
+  skipNonFinite: define({
+    group: 'optimization', schema: z.boolean(), default: false,
+    help: 'skip (and count) steps whose loss or gradient is not finite, instead of stopping',
+  }),
+  cropPadding: define({
+    group: 'augmentation', schema: z.number().int().min(0).max(64), default: 2,
+    help: 'random crop after padding each side by this many pixels (0: no crop)',
+  }),
+  hflip: define({
+    group: 'augmentation', schema: z.boolean(), default: true, alias: ['flip', 'horizontal-flip'],
+    help: 'random horizontal flips',
+  }),
+  randomErasing: define({
+    group: 'augmentation', schema: PROBABILITY, default: 0, alias: ['reprob', 'erasing'],
+    help: 'probability of random erasing per image',
+  }),
+  mixup: define({
+    group: 'augmentation', schema: z.number().min(0).max(100), default: 0,
+    help: 'mixup alpha (0: off)',
+  }),
+  cutmix: define({
+    group: 'augmentation', schema: z.number().min(0).max(100), default: 0,
+    help: 'cutmix alpha (0: off)',
+  }),
+  mixupSwitchProb: define({
+    group: 'augmentation', schema: PROBABILITY, default: 0.5,
+    help: 'with both mixup and cutmix on: probability of cutmix for a batch',
+  }),
+  mixupProb: define({
+    group: 'augmentation', schema: PROBABILITY, default: 1,
+    help: 'probability that a batch is mixed at all',
+  }),
+  seed: define({
+    group: 'run', schema: z.number().int().min(0).max(2 ** 31 - 1), default: 0,
+    help: 'random seed of initialization, data order, augmentation and masks',
+  }),
+  device: define({
+    group: 'run', schema: z.string().regex(/^(cpu|cuda(:\d+)?)$/), default: 'cpu', values: 'cpu, cuda or cuda:N', placeholder: 'DEVICE',
+    help: 'where to train',
+  }),
+  threads: define({
+    group: 'run', schema: z.number().int().min(1).max(1024),
+    default: { describe: 'MASKSUB_THREADS, else all cores', value: threadsFromEnvironment },
+    help: 'libtorch intra-op threads',
+  }),
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+
+/** A training configuration as the user gives it: ratio null stands for the method's default. */
+export type TrainConfig = { [Name in SettingName]: z.output<(typeof SETTINGS)[Name]['schema']> };
+
+/** A configuration with the settings of compare's plan and the preset it came from. */
+export type TrainSettings = TrainConfig & { preset: string | null };
+
+/** A validated configuration: the ratio filled in, the machine and preset recorded. */
 export type ResolvedTrainConfig = TrainConfig & { ratio: number; machine: string; preset: string | null };
 
-export const DEFAULTS: TrainConfig = {
-  dataset: 'fashion-mnist', dataDir: null, model: 'vit_tiny_patch4_28', method: 'baseline', ratio: null, subWeight: 0.5,
-  epochs: 10, batchSize: 128, lr: 1e-3, minLr: 1e-5, warmupEpochs: 1, warmupLr: 1e-6, weightDecay: 0.05,
-  optimizer: 'adamw', momentum: 0.9, nesterov: false, loss: 'ce', labelSmoothing: 0.1, bceTargetThreshold: null,
-  mixup: 0, cutmix: 0, mixupSwitchProb: 0.5, mixupProb: 1, cropPadding: 2, hflip: true, randomErasing: 0,
-  dropPath: 0, dropout: 0, layerScale: null, maskPatchSize: null, clipGrad: null, ema: false, emaDecay: 0.9998,
-  accumulation: 1, seed: 0, device: 'cpu', limitTrain: null, limitTest: null, threads: availableParallelism(),
-  probeSize: 512, probeMaskRatio: 0.5, workers: true, skipNonFinite: false,
-};
+const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
+
+function definitionOf(name: SettingName): SettingDefinition<z.ZodType> {
+  return SETTINGS[name] as SettingDefinition<z.ZodType>;
+}
+
+function isEnvironmentDefault(value: unknown): value is EnvironmentDefault<unknown> {
+  return typeof value === 'object' && value !== null && 'value' in value;
+}
+
+/**
+ * Every setting's default. An environment default (threads) is a getter, so that it is read when
+ * a configuration is built rather than when this module is imported.
+ */
+export const DEFAULTS: Readonly<TrainConfig> = (() => {
+  const defaults: Record<string, unknown> = {};
+  for (const name of SETTING_NAMES) {
+    const value = definitionOf(name).default;
+    if (isEnvironmentDefault(value)) Object.defineProperty(defaults, name, { get: value.value, enumerable: true });
+    else defaults[name] = value;
+  }
+  return Object.freeze(defaults) as TrainConfig;
+})();
+
+// ---------------------------------------------------------------------------------------------
+// Presets
 
 export interface Preset { description: string; values: Partial<TrainConfig> }
 
@@ -102,62 +316,199 @@ export const PRESETS: Record<string, Preset> = {
   },
 };
 
+// ---------------------------------------------------------------------------------------------
+// Names and spellings
+
 /** Flag and YAML key spelling (kebab-case) of each config field. */
 export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }
 
-const KEYS = Object.keys(DEFAULTS) as (keyof TrainConfig)[];
-const KEY_BY_SPELLING = new Map<string, keyof TrainConfig>();
-for (const key of KEYS) {
-  KEY_BY_SPELLING.set(key, key);
-  KEY_BY_SPELLING.set(kebab(key), key);
-  KEY_BY_SPELLING.set(kebab(key).replace(/-/g, '_'), key);
+function snake(key: string): string {
+  return kebab(key).replace(/-/g, '_');
 }
 
-export function configKey(spelling: string): keyof TrainConfig | undefined {
+// camelCase, kebab-case (flags, YAML) and snake_case (config.json) all name a setting.
+const KEY_BY_SPELLING = new Map<string, SettingName>();
+for (const name of SETTING_NAMES) {
+  KEY_BY_SPELLING.set(name, name);
+  KEY_BY_SPELLING.set(kebab(name), name);
+  KEY_BY_SPELLING.set(snake(name), name);
+}
+
+export function configKey(spelling: string): SettingName | undefined {
   return KEY_BY_SPELLING.get(spelling);
 }
 
-export class ConfigError extends Error {}
+/**
+ * The candidate closest to what was typed, if it is close enough to be a likely typo (by edit
+ * distance); spellings compare without case and with '_' read as '-'.
+ */
+export function closestName(typed: string, candidates: Iterable<string>): string | undefined {
+  const normal = (text: string): string => text.toLowerCase().replace(/_/g, '-');
+  const wanted = normal(typed);
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const gap = distance(wanted, normal(candidate));
+    if (best === undefined || gap < best.distance) best = { name: candidate, distance: gap };
+  }
+  // Short words allow one edit (else 'lr' would match any two letters); longer ones a swap of two letters or a third of the word.
+  const allowed = wanted.length <= 3 ? 1 : Math.max(2, Math.floor(wanted.length / 3));
+  if (best === undefined || best.distance > allowed) return undefined;
+  return best.name;
+}
+
+/** The setting a misspelt or aliased name most likely means, in kebab-case. */
+export function suggestSetting(typed: string): string | undefined {
+  const byName = new Map<string, string>();
+  for (const name of SETTING_NAMES) {
+    byName.set(kebab(name), kebab(name));
+    for (const alias of definitionOf(name).alias ?? []) byName.set(alias, kebab(name));
+  }
+  const closest = closestName(typed, byName.keys());
+  return closest === undefined ? undefined : byName.get(closest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+/** Where values come from; it decides how a setting is named in messages and how text is read. */
+export type SettingSource =
+  | { kind: 'flags' }
+  | { kind: 'file'; name: string }
+  | { kind: 'stored'; name: string | null }
+  | { kind: 'code' };
+
+type JsonSchema = {
+  type?: string; enum?: unknown[]; anyOf?: JsonSchema[];
+  minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number; minLength?: number;
+};
+
+const jsonSchemas = new Map<SettingName, JsonSchema>();
+
+/** The setting's schema as JSON Schema (zod's own conversion): the source of help texts. */
+function jsonSchemaOf(name: SettingName): JsonSchema {
+  let schema = jsonSchemas.get(name);
+  if (schema === undefined) {
+    schema = z.toJSONSchema(definitionOf(name).schema) as JsonSchema;
+    jsonSchemas.set(name, schema);
+  }
+  return schema;
+}
+
+/** The schema without its null branch, and whether null is allowed. */
+function nonNullPart(schema: JsonSchema): { schema: JsonSchema; nullable: boolean } {
+  if (!schema.anyOf) return { schema, nullable: false };
+  const parts = schema.anyOf.filter((part) => part.type !== 'null');
+  return { schema: parts[0] ?? {}, nullable: parts.length < schema.anyOf.length };
+}
+
+function describeNumbers(schema: JsonSchema): string {
+  const integer = schema.type === 'integer';
+  const noun = integer ? 'an integer' : 'a number';
+  // zod bounds every integer by the safe-integer range; that is no range a user set.
+  const unbounded = (bound: number | undefined): boolean => bound === undefined || Math.abs(bound) >= Number.MAX_SAFE_INTEGER;
+  const low = !unbounded(schema.exclusiveMinimum) ? { value: schema.exclusiveMinimum as number, open: true }
+    : !unbounded(schema.minimum) ? { value: schema.minimum as number, open: false } : null;
+  const high = !unbounded(schema.exclusiveMaximum) ? { value: schema.exclusiveMaximum as number, open: true }
+    : !unbounded(schema.maximum) ? { value: schema.maximum as number, open: false } : null;
+  if (low && high) return `${noun} in ${low.open ? '(' : '['}${low.value}, ${high.value}${high.open ? ')' : ']'}`;
+  if (low) return `${noun} ${low.open ? '>' : '≥'} ${low.value}`;
+  if (high) return `${noun} ${high.open ? '<' : '≤'} ${high.value}`;
+  return noun;
+}
+
+/** The values a setting accepts, in words ("an integer ≥ 1, or null"), from its schema. */
+export function describeValues(name: SettingName, allowNull = true): string {
+  const { schema, nullable: schemaNullable } = nonNullPart(jsonSchemaOf(name));
+  const nullable = schemaNullable && allowNull;
+  let text: string;
+  const words = definitionOf(name).values;
+  if (words !== undefined) text = words;
+  else if (schema.enum) text = `one of ${schema.enum.join(', ')}`;
+  else if (schema.type === 'boolean') text = 'true or false';
+  else if (schema.type === 'integer' || schema.type === 'number') text = describeNumbers(schema);
+  else text = schema.minLength ? 'a non-empty text' : 'a text';
+  return nullable ? `${text}, or null` : text;
+}
+
+// JSON's number grammar: no hex (0x2), no "Infinity", no empty text, no trailing junk.
+const NUMBER_TEXT = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/;
+
+/**
+ * A flag's text read as the setting's type, strictly: numbers in decimal notation, booleans as
+ * true/false, null/none for a nullable setting. Text that does not read is returned as is, so
+ * that the schema rejects it and the message shows what was typed.
+ */
+function readText(name: SettingName, text: string, allowNull: boolean): unknown {
+  const { schema, nullable: schemaNullable } = nonNullPart(jsonSchemaOf(name));
+  const nullable = schemaNullable && allowNull;
+  if (nullable && (text === 'null' || text === 'none')) return null;
+  if (schema.type === 'boolean') return text === 'true' ? true : text === 'false' ? false : text;
+  if (schema.type === 'integer' || schema.type === 'number') return NUMBER_TEXT.test(text) ? Number(text) : text;
+  return text;
+}
+
+function show(value: unknown): string {
+  return value === undefined ? 'nothing' : JSON.stringify(value);
+}
+
+/** How a setting is named in a message from this source: --lr for flags, lr in files. */
+function label(name: SettingName, spelling: string, source: SettingSource): string {
+  if (source.kind === 'flags') return `--${spelling}`;
+  if (source.kind === 'code') return kebab(name);
+  return spelling;
+}
+
+function where(source: SettingSource): string {
+  if (source.kind === 'file') return `config file ${source.name}: `;
+  if (source.kind === 'stored' && source.name !== null) return `${source.name}: `;
+  return '';
+}
+
+/**
+ * One value checked by its setting's schema. Text from flags is read strictly first; files carry
+ * typed values (YAML, JSON), so "false" there is text, not a boolean, and is rejected.
+ */
+function parseValue(name: SettingName, spelling: string, value: unknown, source: SettingSource, allowNull = true): unknown {
+  const candidate = source.kind === 'flags' && typeof value === 'string' ? readText(name, value, allowNull) : value;
+  const result = definitionOf(name).schema.safeParse(candidate);
+  if (result.success && (allowNull || result.data !== null)) return result.data;
+  const { schema } = nonNullPart(jsonSchemaOf(name));
+  const choices = schema.enum?.map(String);
+  const near = choices && typeof candidate === 'string' ? closestName(candidate, choices) : undefined;
+  throw new ConfigError(`${where(source)}${label(name, spelling, source)} must be ${describeValues(name, allowNull)}, got ${show(candidate)}${near ? `; did you mean '${near}'?` : ''}`);
+}
+
+/**
+ * A single setting's value from text (a flag, a list item), checked by the schema; `allowNull`
+ * false refuses null where a list needs values (--ratios).
+ */
+export function parseSettingText<Name extends SettingName>(name: Name, text: string, flag = `--${kebab(name)}`, allowNull = true): TrainConfig[Name] {
+  return parseValue(name, flag.replace(/^--/, ''), text, { kind: 'flags' }, allowNull) as TrainConfig[Name];
+}
+
+function unknownSetting(spelling: string, source: SettingSource): ConfigError {
+  const near = suggestSetting(spelling);
+  const spell = (name: string): string => (source.kind === 'stored' ? name.replace(/-/g, '_') : name);
+  if (source.kind === 'flags') {
+    return new ConfigError(`unknown option --${spelling}${near ? `; did you mean --${near}?` : ''} (see masksub train --help)`);
+  }
+  const known = near ? `did you mean '${spell(near)}'?` : `known settings: ${SETTING_NAMES.map((name) => spell(kebab(name))).join(', ')}`;
+  return new ConfigError(`${where(source)}unknown setting '${spelling}'; ${known}`);
+}
 
 type Raw = Record<string, unknown>;
 
-function coerce(key: keyof TrainConfig, value: unknown, source: string): unknown {
-  const expected = DEFAULTS[key];
-  const nullable = ['ratio', 'dataDir', 'bceTargetThreshold', 'layerScale', 'maskPatchSize', 'clipGrad', 'limitTrain', 'limitTest'].includes(key);
-  const where = `${source}: ${kebab(key)}`;
-  if (value === null || value === 'null' || value === 'none') {
-    if (nullable) return null;
-    throw new ConfigError(`${where} cannot be null`);
-  }
-  if (typeof expected === 'boolean') {
-    if (typeof value === 'boolean') return value;
-    if (value === 'true' || value === '') return true;
-    if (value === 'false') return false;
-    throw new ConfigError(`${where} must be true or false, got ${JSON.stringify(value)}`);
-  }
-  const numeric = typeof expected === 'number' || (nullable && !['dataDir'].includes(key));
-  if (numeric) {
-    const number = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
-    if (!Number.isFinite(number)) throw new ConfigError(`${where} must be a number, got ${JSON.stringify(value)}`);
-    return number;
-  }
-  if (typeof value !== 'string' && typeof value !== 'number') throw new ConfigError(`${where} must be a string, got ${JSON.stringify(value)}`);
-  return String(value);
-}
-
-/** Applies raw key/values (from flags or YAML) onto a config; unknown keys are errors. */
-export function applyRaw(base: TrainConfig, raw: Raw, source: string): TrainConfig {
-  const out: TrainConfig = { ...base };
+/** Raw key/values (flags, YAML) applied onto a configuration; unknown keys are errors. */
+function applyRaw(base: TrainConfig, raw: Raw, source: SettingSource): TrainConfig {
+  const out: Raw = { ...base };
   for (const [spelling, value] of Object.entries(raw)) {
-    const key = configKey(spelling);
-    if (!key) {
-      throw new ConfigError(`${source}: unknown setting '${spelling}'. Known settings: ${KEYS.map(kebab).join(', ')}`);
-    }
-    (out as unknown as Raw)[key] = coerce(key, value, source);
+    const name = configKey(spelling);
+    if (name === undefined) throw unknownSetting(spelling, source);
+    out[name] = parseValue(name, spelling, value, source);
   }
-  return out;
+  return out as TrainConfig;
 }
 
 export function readConfigFile(path: string): Raw {
@@ -178,110 +529,198 @@ export function readConfigFile(path: string): Raw {
   return parsed as Raw;
 }
 
-function integer(config: TrainConfig, key: keyof TrainConfig, min: number, max = Number.MAX_SAFE_INTEGER): void {
-  const value = config[key] as number;
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${kebab(key)} must be an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? '∞' : max}], got ${value}`);
-  }
-}
-
-function range(config: TrainConfig, key: keyof TrainConfig, min: number, max: number, maxOpen = false): void {
-  const value = config[key] as number;
-  if (!(value >= min && (maxOpen ? value < max : value <= max))) {
-    throw new ConfigError(`${kebab(key)} must be in [${min}, ${max}${maxOpen ? ')' : ']'}, got ${value}`);
-  }
-}
+// ---------------------------------------------------------------------------------------------
+// Whole configurations
 
 function machineDescription(device: string, threads: number): string {
   const cpu = cpus()[0]?.model?.replace(/\s+/g, ' ').trim() ?? 'CPU';
-  const where = device === 'cpu' ? `${threads} thread(s) of ${availableParallelism()}-core ${cpu}` : `${device} GPU`;
-  return `${where}, Node ${process.version}`;
+  const place = device === 'cpu' ? `${threads} thread(s) of ${availableParallelism()}-core ${cpu}` : `${device} GPU`;
+  return `${place}, Node ${process.version}`;
 }
 
-/** Validates every field and fills the derived ones; throws ConfigError naming the first bad value. */
-export function resolveConfig(config: TrainConfig, preset: string | null = null): ResolvedTrainConfig {
-  if (!isDatasetName(config.dataset)) throw new ConfigError(`dataset must be one of ${Object.keys(DATASET_INFO).join(', ')}, got '${config.dataset}'`);
-  if (!modelNames().includes(config.model)) throw new ConfigError(`model must be one of ${modelNames().join(', ')}, got '${config.model}'`);
-  if (!isMethod(config.method)) throw new ConfigError(`method must be one of ${METHODS.join(', ')}, got '${config.method}'`);
-  if (!['adamw', 'lamb', 'sgd'].includes(config.optimizer)) throw new ConfigError(`optimizer must be adamw, lamb or sgd, got '${config.optimizer}'`);
-  if (!['ce', 'bce'].includes(config.loss)) throw new ConfigError(`loss must be ce or bce, got '${config.loss}'`);
-  integer(config, 'epochs', 1);
-  integer(config, 'batchSize', 1);
-  integer(config, 'accumulation', 1);
-  integer(config, 'seed', 0, 2 ** 31 - 1);
-  integer(config, 'threads', 1, 1024);
-  integer(config, 'probeSize', 0);
-  if (!(config.lr > 0)) throw new ConfigError(`lr must be positive, got ${config.lr}`);
-  range(config, 'minLr', 0, config.lr);
-  range(config, 'warmupLr', 0, config.lr);
-  range(config, 'warmupEpochs', 0, config.epochs);
+/** The checks that involve more than one setting, after each setting passed its own schema. */
+function checkCombinations(config: TrainConfig): void {
+  if (config.minLr > config.lr) throw new ConfigError(`min-lr ${config.minLr} is above lr ${config.lr}; min-lr must be in [0, lr]`);
+  if (config.warmupLr > config.lr) throw new ConfigError(`warmup-lr ${config.warmupLr} is above lr ${config.lr}; warmup-lr must be in [0, lr]`);
   if (config.warmupEpochs > 0 && config.warmupEpochs >= config.epochs) {
     throw new ConfigError(`warmup-epochs ${config.warmupEpochs} leaves no epoch after the warmup (epochs ${config.epochs}); use fewer warmup-epochs (0 is fine) or more epochs`);
   }
-  range(config, 'weightDecay', 0, 10);
-  range(config, 'momentum', 0, 1, true);
-  range(config, 'labelSmoothing', 0, 1, true);
-  range(config, 'subWeight', 0, 1);
-  range(config, 'mixup', 0, 100);
-  range(config, 'cutmix', 0, 100);
-  range(config, 'mixupSwitchProb', 0, 1);
-  range(config, 'mixupProb', 0, 1);
-  integer(config, 'cropPadding', 0, 64);
-  range(config, 'randomErasing', 0, 1);
-  range(config, 'dropPath', 0, 1, true);
-  range(config, 'dropout', 0, 1, true);
-  range(config, 'probeMaskRatio', 0, 1, true);
-  range(config, 'emaDecay', 0, 1);
-  if (config.ratio !== null && !(config.ratio >= 0 && config.ratio < 1)) throw new ConfigError(`ratio must be in [0, 1), got ${config.ratio}`);
-  if (config.clipGrad !== null && !(config.clipGrad > 0)) throw new ConfigError(`clip-grad must be positive, got ${config.clipGrad}`);
-  if (config.limitTrain !== null) integer(config, 'limitTrain', 1);
-  if (config.limitTest !== null) integer(config, 'limitTest', 1);
-  if (config.maskPatchSize !== null) integer(config, 'maskPatchSize', 1);
-  if (config.layerScale !== null && !(config.layerScale > 0)) throw new ConfigError(`layer-scale must be positive, got ${config.layerScale}`);
-  if (config.bceTargetThreshold !== null) range(config, 'bceTargetThreshold', 0, 1, true);
-  if (!/^(cpu|cuda(:\d+)?)$/.test(config.device)) throw new ConfigError(`device must be cpu, cuda or cuda:N, got '${config.device}'`);
+  const method = describeMethod(config.method);
+  if (method.regularizer === null && config.ratio !== null && config.ratio !== 0) {
+    throw new ConfigError(`ratio ${config.ratio} given, but method ${config.method} applies no regularizer; leave ratio out (or pick a method such as masksub)`);
+  }
+  if (method.regularizer !== null && config.ratio === 0) {
+    // A zero strength turns the regularizer off: a sub-model method would train the same input
+    // twice, a single-model method would be the baseline under another name.
+    throw new ConfigError(`ratio 0 turns off the ${REGULARIZERS[method.regularizer].strength} of method ${config.method}; ` +
+      `use a ratio in (0, 1), or leave it out for the method's default ${defaultRatio(config.method, config.dropPath)}`);
+  }
   const info = DATASET_INFO[config.dataset];
   const model = describeModel(config.model);
   if (model.imageSize !== info.height && model.family === 'vit') {
     throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but ${config.dataset} has ${info.height}x${info.width}; pick a ${info.height}-px model (${modelNames().filter((name) => describeModel(name).imageSize === info.height).join(', ')})`);
   }
+  if (config.maskPatchSize !== null && model.family !== 'resnet') {
+    // Masking a ViT drops its own patch tokens; a patch size for zeroing would be silently unused.
+    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ViT, which masks its own patch tokens: leave mask-patch-size out`);
+  }
   if (config.maskPatchSize !== null && info.height % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${info.height}-px images of ${config.dataset}`);
   }
-  const ratio = config.ratio ?? defaultRatio(config.method, config.dropPath);
-  return { ...config, ratio, machine: machineDescription(config.device, config.threads), preset };
+  if (config.layerScale !== null && model.family !== 'vit') {
+    throw new ConfigError(`layer-scale applies only to ViT models; ${config.model} has none: leave layer-scale out`);
+  }
+}
+
+/** Validates every field and fills the derived ones; throws ConfigError naming the first bad value. */
+export function resolveConfig(config: TrainConfig, preset: string | null = null): ResolvedTrainConfig {
+  const checked: Raw = {};
+  for (const name of SETTING_NAMES) checked[name] = parseValue(name, kebab(name), (config as Raw)[name], { kind: 'code' });
+  const settings = checked as TrainConfig;
+  checkCombinations(settings);
+  const ratio = settings.ratio ?? defaultRatio(settings.method, settings.dropPath);
+  return { ...settings, ratio, machine: machineDescription(settings.device, settings.threads), preset };
+}
+
+export interface ConfigSources {
+  preset?: string | null;
+  /** A YAML file of settings; it may name a preset too (the --preset flag wins). */
+  file?: string | null;
+  /** Settings from flags (text, read strictly) or from code (typed values). */
+  flags?: Raw;
+  /** Settings this command sets itself, each with what to say when a source sets it. */
+  forbid?: Partial<Record<SettingName, string>>;
+}
+
+function checkForbidden(raw: Raw, forbid: ConfigSources['forbid'], source: SettingSource): void {
+  for (const spelling of Object.keys(raw)) {
+    const name = configKey(spelling);
+    const reason = name === undefined ? undefined : forbid?.[name];
+    if (reason !== undefined) throw new ConfigError(`${where(source)}${source.kind === 'flags' ? '--' : ''}${spelling}: ${reason}`);
+  }
+}
+
+/** Defaults, then a preset, then a YAML file, then flags (later sources win); not yet resolved. */
+export function buildSettings(sources: ConfigSources): TrainSettings {
+  let config: TrainConfig = { ...DEFAULTS };
+  let presetName = sources.preset ?? null;
+  let raw: Raw | null = null;
+  const fileSource: SettingSource = { kind: 'file', name: sources.file ?? '' };
+  if (sources.file) {
+    raw = readConfigFile(sources.file);
+    const { preset: filePreset, ...rest } = raw;
+    if (filePreset !== undefined && filePreset !== null && typeof filePreset !== 'string') {
+      throw new ConfigError(`config file ${sources.file}: preset must be a preset name, got ${show(filePreset)}`);
+    }
+    if (typeof filePreset === 'string' && presetName === null) presetName = filePreset;
+    raw = rest;
+  }
+  if (presetName !== null) {
+    const preset = PRESETS[presetName];
+    if (!preset) {
+      const near = closestName(presetName, Object.keys(PRESETS));
+      throw new ConfigError(`unknown preset '${presetName}'; ${near ? `did you mean '${near}'? ` : ''}presets: ${Object.keys(PRESETS).join(', ')}`);
+    }
+    config = { ...config, ...preset.values };
+  }
+  if (raw !== null) {
+    checkForbidden(raw, sources.forbid, fileSource);
+    config = applyRaw(config, raw, fileSource);
+  }
+  if (sources.flags) {
+    checkForbidden(sources.flags, sources.forbid, { kind: 'flags' });
+    config = applyRaw(config, sources.flags, { kind: 'flags' });
+  }
+  return { ...config, preset: presetName };
 }
 
 /** Defaults, then a preset, then a YAML file, then flags: later sources win. */
-export function buildConfig(sources: { preset?: string | null; file?: string | null; flags?: Raw }): ResolvedTrainConfig {
-  let config: TrainConfig = { ...DEFAULTS };
-  const presetName = sources.preset ?? null;
-  if (presetName) {
-    const preset = PRESETS[presetName];
-    if (!preset) throw new ConfigError(`unknown preset '${presetName}'; presets: ${Object.keys(PRESETS).join(', ')}`);
-    config = { ...config, ...preset.values };
-  }
-  if (sources.file) {
-    const raw = readConfigFile(sources.file);
-    const filePreset = raw.preset;
-    delete raw.preset;
-    if (typeof filePreset === 'string' && !presetName) return buildConfig({ preset: filePreset, file: null, flags: { ...raw, ...(sources.flags ?? {}) } });
-    config = applyRaw(config, raw, `config file ${sources.file}`);
-  }
-  if (sources.flags) config = applyRaw(config, sources.flags, 'command line');
-  return resolveConfig(config, presetName);
+export function buildConfig(sources: ConfigSources): ResolvedTrainConfig {
+  const { preset, ...settings } = buildSettings(sources);
+  return resolveConfig(settings, preset);
 }
 
 /** The run directory's config.json spelling: snake_case keys (as the report reads them). */
 export function toStoredConfig(config: ResolvedTrainConfig): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(config).map(([key, value]) => [kebab(key).replace(/-/g, '_'), value]));
+  return Object.fromEntries(Object.entries(config).map(([key, value]) => [snake(key), value]));
 }
 
-export function fromStoredConfig(stored: Record<string, unknown>): ResolvedTrainConfig {
-  const config: Record<string, unknown> = {};
-  for (const [spelling, value] of Object.entries(stored)) {
-    const key = configKey(spelling) ?? spelling.replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
-    config[key] = value;
+/**
+ * A run's stored config.json, validated by the same schema as flags and YAML (the file may have
+ * been edited: a misspelt key or "ema": "false" is an error, never ignored or truthy). It holds
+ * every setting plus machine and preset; a setting it lacks (one added after the run started)
+ * takes its default. `name` (the file's path) prefixes messages when given.
+ */
+export function fromStoredConfig(stored: unknown, name: string | null = null): ResolvedTrainConfig {
+  const source: SettingSource = { kind: 'stored', name };
+  if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) {
+    throw new ConfigError(`${where(source)}must be a JSON object of setting: value, got ${Array.isArray(stored) ? 'an array' : show(stored)}`);
   }
-  return config as unknown as ResolvedTrainConfig;
+  const config: Raw = { ...DEFAULTS };
+  let machine: string | null = null;
+  let preset: string | null = null;
+  for (const [spelling, value] of Object.entries(stored as Raw)) {
+    if (spelling === 'machine' || spelling === 'preset') {
+      if (typeof value !== 'string' && !(spelling === 'preset' && value === null)) {
+        throw new ConfigError(`${where(source)}${spelling} must be ${spelling === 'preset' ? 'a preset name or null' : 'a text'}, got ${show(value)}`);
+      }
+      if (spelling === 'machine') machine = value as string;
+      else preset = value as string | null;
+      continue;
+    }
+    const key = configKey(spelling);
+    if (key === undefined) throw unknownSetting(spelling, source);
+    config[key] = parseValue(key, spelling, value, source);
+  }
+  let resolved: ResolvedTrainConfig;
+  try {
+    resolved = resolveConfig(config as TrainConfig, preset);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(`${where(source)}${error.message}`);
+    throw error;
+  }
+  // The machine a run started on is part of its record; a resumed run keeps it.
+  return machine === null ? resolved : { ...resolved, machine };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documentation of the settings (help texts, the README table)
+
+export interface SettingDoc {
+  name: SettingName;
+  /** The flag, without dashes: batch-size. */
+  flag: string;
+  group: SettingGroup;
+  /** The value's name in usage lines; null for a true/false setting (--hflip / --no-hflip). */
+  placeholder: string | null;
+  values: string;
+  /** The default as written in help texts (environment defaults in words). */
+  defaultText: string;
+  help: string;
+}
+
+function placeholderOf(name: SettingName): string | null {
+  const definition = definitionOf(name);
+  if (definition.placeholder !== undefined) return definition.placeholder;
+  const { schema } = nonNullPart(jsonSchemaOf(name));
+  if (schema.type === 'boolean') return null;
+  if (schema.type === 'integer') return 'N';
+  if (schema.type === 'number') return 'X';
+  if (schema.enum) return 'NAME';
+  return 'TEXT';
+}
+
+/** Every setting, grouped as SETTING_GROUPS orders them, for help texts and the README. */
+export function settingDocs(): SettingDoc[] {
+  const groups = Object.keys(SETTING_GROUPS) as SettingGroup[];
+  return SETTING_NAMES
+    .map((name): SettingDoc => {
+      const definition = definitionOf(name);
+      const value = definition.default;
+      return {
+        name, flag: kebab(name), group: definition.group, placeholder: placeholderOf(name), values: describeValues(name),
+        defaultText: isEnvironmentDefault(value) ? value.describe : String(value), help: definition.help,
+      };
+    })
+    .sort((left, right) => groups.indexOf(left.group) - groups.indexOf(right.group));
 }
