@@ -20,7 +20,7 @@ import * as F from '../src/nn/functional.js';
 import { AdamW, paramGroupsWithWeightDecay } from '../src/optim/index.js';
 import { type Classifier, createModel, ResNet, VisionTransformer } from '../src/models/index.js';
 import { BatchNorm2d } from '../src/nn/index.js';
-import { saveSafetensors } from '../src/tensor/safetensors.js';
+import { loadSafetensors, saveSafetensors } from '../src/tensor/safetensors.js';
 import { relativeError, runTorch } from './helpers/torch.js';
 
 // One thread here as in runTorch's PyTorch: reductions then split the same way on both sides.
@@ -212,5 +212,48 @@ for name, value in m.state_dict().items():
     t.diagnostic(`25 AdamW steps: worst relative difference: losses ${worst.toExponential(2)}, weights ${weightError.toExponential(2)}`);
     optimizer.dispose();
     model.dispose();
+  });
+});
+
+// The other direction: weights trained or initialised in PyTorch, written by the reference's
+// save_safetensors, load into our models by timm's names and give PyTorch's logits.
+test('PyTorch -> ours: state dicts written by PyTorch load strictly into our ViT and ResNet and give the same logits', (t) => {
+  tidy(() => {
+    const cases: [string, Classifier][] = [
+      ['vit', createModel('vit_micro', { inChannels: 1, numClasses: 10, layerScale: 0.1 })],
+      ['resnet', createModel('resnet_micro', { inChannels: 1, numClasses: 10 })],
+    ];
+    manualSeed(8);
+    const images = randn([4, 1, 28, 28]);
+    const specs = cases.map(([name, model]) => [name, { family: model.info.family, ...(model as VisionTransformer | ResNet).config }]);
+    const result = runTorch(`
+import torch_models as ref
+torch.manual_seed(3)
+for name, cfg in json.loads(${JSON.stringify(JSON.stringify(specs))}):
+    m = ref.build_model(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))   # away from the init's constants (zero BN scales, zero biases)
+        for b in m.buffers():
+            if b.is_floating_point():
+                b.add_(0.1 * torch.rand_like(b))
+        m.train()
+        m(inp['x'])                              # BatchNorm statistics that are not the init's
+        m.eval()
+        out[name] = m(inp['x'])
+    ref.save_safetensors(${JSON.stringify(directory)} + '/from-torch-' + name + '.safetensors', m.state_dict())
+`, { x: images });
+    for (const [name, model] of cases) {
+      const { tensors } = loadSafetensors(join(directory, `from-torch-${name}.safetensors`));
+      model.loadStateDict(tensors, { strict: true });
+      model.eval();
+      const logits = noGrad(() => model.forward(images));
+      const error = relativeError(logits, result[name]);
+      t.diagnostic(`${name}: relative difference ${error.toExponential(2)}`);
+      assert.ok(error < TOLERANCE, `${name}: logits from PyTorch's weights differ by ${error}`);
+      assert.ok(logits.std().item() > 1e-3, `${name}: logits are not constant`);
+      for (const value of tensors.values()) value.dispose();
+      model.dispose();
+    }
   });
 });
