@@ -4,7 +4,7 @@
 // It sits above both train and report (src/experiment). One compare at a time per DIR (a lock).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeMethod, isMethod, type Method } from '../masksub/methods.js';
+import { describeMethod, type Method } from '../masksub/methods.js';
 import { renderReport, type ReportFiles } from '../report/index.js';
 import { DirectoryLock, RunDirectory, RunError } from '../run/index.js';
 import { ConfigError, type ResolvedTrainConfig, resolveConfig, type TrainSettings } from '../train/config.js';
@@ -39,28 +39,6 @@ export interface CompareOptions {
 }
 
 export interface PlannedRun { name: string; config: ResolvedTrainConfig }
-
-export function parseMethods(text: string): Method[] {
-  const methods = text.split(',').map((name) => name.trim()).filter(Boolean);
-  if (!methods.length) throw new ConfigError('--methods needs at least one method');
-  for (const method of methods) if (!isMethod(method)) throw new ConfigError(`--methods: unknown method '${method}'`);
-  if (new Set(methods).size !== methods.length) throw new ConfigError('--methods lists a method twice');
-  return methods as Method[];
-}
-
-export function parseNumberList(flag: string, text: string, check: (value: number) => boolean, requirement: string): number[] {
-  const items = text.split(',').map((item) => item.trim()).filter(Boolean);
-  if (!items.length) throw new ConfigError(`${flag} needs at least one value`);
-  // Name the text as given: Number('a') is NaN, and "NaN is not ..." does not say what was wrong.
-  const values = items.map((item) => {
-    const value = Number(item);
-    if (!check(value)) throw new ConfigError(`${flag}: '${item}' is not ${requirement}`);
-    return value;
-  });
-  // A repeated value would plan the same run directory twice.
-  if (new Set(values).size !== values.length) throw new ConfigError(`${flag} lists a value twice`);
-  return values;
-}
 
 /** The runs of a comparison, in the order they are trained (seed-major, so early stops still pair). */
 export function planRuns(base: TrainSettings, options: CompareOptions): PlannedRun[] {
