@@ -528,7 +528,7 @@ describe('malformed and partial data', () => {
       epochs: 4,
       runs: [
         { method: 'baseline', ratio: 0, seed: 0 },
-        { method: 'masksub', ratio: 0.5, seed: 0, epochs_done: 2 },
+        { method: 'masksub', ratio: 0.5, seed: 0, epochsDone: 2 },
       ],
     });
     appendFileSync(join(directory, 'runs', 'masksub-s0', 'metrics.jsonl'), '{"epoch": 3, "test_');
@@ -558,8 +558,8 @@ describe('malformed and partial data', () => {
       epochs: 4,
       runs: [
         { method: 'masksub', ratio: 0.5, seed: 0 },
-        { method: 'masksub', ratio: 0.5, seed: 1, epochs_done: 1 },
-        { method: 'masking', ratio: 0.5, seed: 0, epochs_done: 2 },
+        { method: 'masksub', ratio: 0.5, seed: 1, epochsDone: 1 },
+        { method: 'masking', ratio: 0.5, seed: 0, epochsDone: 2 },
       ],
     });
     // Sub-model runs whose norms were non-finite: the trainer writes null.
@@ -588,7 +588,7 @@ describe('malformed and partial data', () => {
 
   test('config.json is authoritative over the directory name', () => {
     const directory = temporaryDirectory('names');
-    writeSyntheticComparison(directory, { epochs: 2, runs: [{ method: 'masksub', ratio: 0.3, seed: 4, directory_name: 'masksub-r0.25-s4' }] });
+    writeSyntheticComparison(directory, { epochs: 2, runs: [{ method: 'masksub', ratio: 0.3, seed: 4, directoryName: 'masksub-r0.25-s4' }] });
     const comparison = collectComparison(directory);
     assert.equal(comparison.runs[0]?.ratio, 0.3);
     assert.ok(comparison.notes.some((note) => note.includes('masksub-r0.25-s4') && note.includes('disagrees')));

@@ -13,9 +13,9 @@ export interface SyntheticRun {
   ratio: number;
   seed: number;
   /** Epochs written to metrics.jsonl; fewer than the comparison's epochs leaves the run unfinished. */
-  epochs_done?: number;
+  epochsDone?: number;
   /** Directory name under runs/; default <method>-s<seed>. */
-  directory_name?: string;
+  directoryName?: string;
 }
 
 export interface SyntheticComparisonOptions {
@@ -71,7 +71,7 @@ function syntheticEpochs(run: SyntheticRun, options: SyntheticComparisonOptions)
   const finalAccuracy = 86 + ACCURACY_SHIFT[run.method](run.ratio) + noise(0.35);
   const stepsPerEpoch = options.steps_per_epoch ?? 100;
   const stepTime = 0.04 * stepCost(run.method, run.ratio) * (1 + noise(0.03));
-  const epochsDone = Math.min(run.epochs_done ?? options.epochs, options.epochs);
+  const epochsDone = Math.min(run.epochsDone ?? options.epochs, options.epochs);
   const maskedGap = run.method === 'masking' || hasSub ? 0.35 : 0.9;
   const rows: EpochMetrics[] = [];
   for (let epoch = 1; epoch <= epochsDone; epoch++) {
@@ -104,7 +104,7 @@ function syntheticEpochs(run: SyntheticRun, options: SyntheticComparisonOptions)
 /** Writes DIR/runs/<name>/{config.json, metrics.jsonl, done.json when finished}. */
 export function writeSyntheticComparison(directory: string, options: SyntheticComparisonOptions): void {
   for (const run of options.runs) {
-    const runDirectory = join(directory, 'runs', run.directory_name ?? `${run.method}-s${run.seed}`);
+    const runDirectory = join(directory, 'runs', run.directoryName ?? `${run.method}-s${run.seed}`);
     mkdirSync(runDirectory, { recursive: true });
     const config: ResolvedConfigCore & Record<string, unknown> = {
       dataset: options.dataset ?? 'fashion-mnist',
@@ -153,9 +153,9 @@ export function defaultSyntheticRuns(): SyntheticRun[] {
     runs.push({ method: 'masking', ratio: 0.5, seed });
   }
   for (const seed of [0, 1]) runs.push({ method: 'masksub', ratio: 0.5, seed });
-  runs.push({ method: 'masksub', ratio: 0.5, seed: 2, epochs_done: 3 });
+  runs.push({ method: 'masksub', ratio: 0.5, seed: 2, epochsDone: 3 });
   for (const ratio of [0.25, 0.75]) {
-    for (const seed of [0, 1]) runs.push({ method: 'masksub', ratio, seed, directory_name: `masksub-r${ratio}-s${seed}` });
+    for (const seed of [0, 1]) runs.push({ method: 'masksub', ratio, seed, directoryName: `masksub-r${ratio}-s${seed}` });
   }
   return runs;
 }
