@@ -3,6 +3,7 @@
 #   libtorch-dev          the PyTorch engine (C++), which the native addon is built against
 #   libopenblas0-openmp   a fast BLAS for libtorch (the default reference BLAS is ~30x slower)
 #   python3-torch         PyTorch itself, used by the tests to cross-check layers and losses
+#   python3-torchvision   torchvision, used by the tests to cross-check image transforms and decoding
 #   dataset-fashion-mnist the default data set (/usr/share/datasets/fashion-mnist)
 #   chromium              headless browser for the report's real-browser test
 #   libjemalloc2          jemalloc, which `npm run bench` preloads under PyTorch (pytorch_jemalloc):
@@ -15,7 +16,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   build-essential python3 binutils \
-  libtorch-dev libopenblas0-openmp python3-torch dataset-fashion-mnist chromium libjemalloc2
+  libtorch-dev libopenblas0-openmp python3-torch python3-torchvision dataset-fashion-mnist chromium libjemalloc2
 if ! command -v node >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
   echo "masksub needs Node.js >= 20 (with npm); install it first" >&2
   exit 1

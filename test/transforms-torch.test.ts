@@ -1,0 +1,208 @@
+// The image transforms against torchvision 0.14 (Debian's python3-torchvision) on the same pixels:
+// resized crops and the eval resize + center crop (antialiased bilinear and bicubic, torchvision's
+// tensor path with antialias=True, the filter PIL uses), the flip, and sharp's decoding against
+// PIL's on the same PNG and JPEG files. RandomResizedCrop's random boxes are compared with
+// torchvision's own get_params as distributions (area fraction, aspect ratio, position).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { decodeImage } from '../src/data/decode.js';
+import { Random } from '../src/data/random.js';
+import {
+  evalResizeCenterCrop, flipHorizontal, randomResizedCropBox, type RawImage, resizedCrop, type Interpolation,
+} from '../src/data/transforms.js';
+import { skipWithout } from './helpers/skip.js';
+
+const PYTHON = process.env.MASKSUB_PYTHON ?? '/usr/bin/python3';
+
+function torchvisionMissing(): string | null {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
+  try {
+    execFileSync(PYTHON, ['-c', 'import torchvision'], { stdio: 'ignore' });
+    return null;
+  } catch {
+    return 'python3-torchvision is not installed (apt-get install python3-torchvision)';
+  }
+}
+const missing = torchvisionMissing();
+
+const directory = mkdtempSync(join(tmpdir(), 'masksub-transforms-'));
+after(() => rmSync(directory, { recursive: true, force: true }));
+
+/** A smooth gradient with seeded noise and a few hard edges: resampling errors show on all of them. */
+function testImage(height: number, width: number, seed: number): RawImage {
+  const random = new Random(seed);
+  const pixels = new Uint8Array(height * width * 3);
+  for (let row = 0; row < height; row++) {
+    for (let column = 0; column < width; column++) {
+      for (let channel = 0; channel < 3; channel++) {
+        const smooth = 127 + 100 * Math.sin((row * (channel + 1)) / 9 + column / 13);
+        const edge = (Math.floor(row / 17) + Math.floor(column / 23)) % 2 === 0 ? 40 : -40;
+        const value = smooth + edge + (random.next() - 0.5) * 60;
+        pixels[(row * width + column) * 3 + channel] = Math.max(0, Math.min(255, Math.round(value)));
+      }
+    }
+  }
+  return { pixels, height, width, channels: 3 };
+}
+
+/** Runs Python with the image as a uint8 CHW tensor `image`; the script prints JSON. */
+function python(image: RawImage, script: string): unknown {
+  const path = join(directory, `image-${image.height}x${image.width}.bin`);
+  writeFileSync(path, image.pixels);
+  const prelude = `
+import json, sys, numpy as np, torch
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
+torch.set_num_threads(1)
+image = torch.from_numpy(np.fromfile(${JSON.stringify(path)}, dtype=np.uint8).reshape(${image.height}, ${image.width}, 3).copy()).permute(2, 0, 1).contiguous()
+def hwc(t): return t.permute(1, 2, 0).reshape(-1).tolist()
+`;
+  return JSON.parse(execFileSync(PYTHON, ['-c', prelude + script], { encoding: 'utf8', timeout: 120000, maxBuffer: 1 << 28 }));
+}
+
+/** Largest absolute difference and the share of differing bytes. */
+function compare(ours: Uint8Array, theirs: number[]): { largest: number; differing: number } {
+  assert.equal(ours.length, theirs.length, 'output sizes differ');
+  let largest = 0;
+  let differing = 0;
+  for (let index = 0; index < ours.length; index++) {
+    const difference = Math.abs(ours[index]! - theirs[index]!);
+    if (difference > largest) largest = difference;
+    if (difference !== 0) differing++;
+  }
+  return { largest, differing: differing / ours.length };
+}
+
+describe('transforms against torchvision 0.14', () => {
+  const image = testImage(75, 100, 7);
+
+  for (const interpolation of ['bilinear', 'bicubic'] as Interpolation[]) {
+    test(`resized crops (${interpolation}, shrinking and enlarging) equal torchvision's resized_crop`, (t) => {
+      if (skipWithout(t, missing)) return;
+      const boxes = [
+        { top: 0, left: 0, height: 75, width: 100, size: 32 }, // shrink 2.3x / 3.1x
+        { top: 10, left: 21, height: 40, width: 53, size: 24 },
+        { top: 5, left: 7, height: 13, width: 11, size: 40 }, // enlarge 3x
+        { top: 60, left: 90, height: 15, width: 10, size: 12 }, // touches the bottom-right border
+      ];
+      const mode = interpolation === 'bicubic' ? 'BICUBIC' : 'BILINEAR';
+      const reference = python(image, `
+boxes = ${JSON.stringify(boxes)}
+print(json.dumps([hwc(TF.resized_crop(image, b['top'], b['left'], b['height'], b['width'], [b['size'], b['size']], InterpolationMode.${mode}, antialias=True)) for b in boxes]))
+`) as number[][];
+      boxes.forEach((box, index) => {
+        const ours = resizedCrop(image, box, box.size, interpolation);
+        const { largest, differing } = compare(ours.pixels, reference[index]!);
+        // torch accumulates in float32, we in float64 with float32 taps: a sum that lands within
+        // float32 rounding of a .5 may round the other way, one level apart, in a few pixels.
+        assert.ok(largest <= 1, `box ${index}: largest difference ${largest}`);
+        assert.ok(differing < 0.01, `box ${index}: ${(differing * 100).toFixed(2)}% of bytes differ`);
+      });
+    });
+  }
+
+  test('eval transform: resize shorter side to floor(size / crop_pct), center crop, as timm builds it from torchvision', (t) => {
+    if (skipWithout(t, missing)) return;
+    const cases = [
+      { size: 32, cropPercent: 0.875, interpolation: 'bicubic' as Interpolation }, // resize 36, crop 32
+      { size: 48, cropPercent: 0.95, interpolation: 'bilinear' as Interpolation },
+      { size: 64, cropPercent: 1, interpolation: 'bicubic' as Interpolation },
+      { size: 90, cropPercent: 0.875, interpolation: 'bilinear' as Interpolation }, // enlarges (shorter side 75 -> 102)
+    ];
+    const tall: RawImage = testImage(97, 61, 11);
+    for (const source of [image, tall]) {
+      const reference = python(source, `
+import math
+cases = ${JSON.stringify(cases)}
+out = []
+for c in cases:
+    mode = InterpolationMode.BICUBIC if c['interpolation'] == 'bicubic' else InterpolationMode.BILINEAR
+    resized = TF.resize(image, math.floor(c['size'] / c['cropPercent']), mode, antialias=True)
+    out.append(hwc(TF.center_crop(resized, [c['size'], c['size']])))
+print(json.dumps(out))
+`) as number[][];
+      cases.forEach((entry, index) => {
+        const ours = evalResizeCenterCrop(source, entry.size, entry.cropPercent, entry.interpolation);
+        assert.equal(ours.height, entry.size);
+        const { largest, differing } = compare(ours.pixels, reference[index]!);
+        assert.ok(largest <= 1 && differing < 0.01, `${source.height}x${source.width} case ${index}: largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
+      });
+    }
+  });
+
+  test('horizontal flip equals torchvision hflip exactly', (t) => {
+    if (skipWithout(t, missing)) return;
+    const reference = python(image, 'print(json.dumps(hwc(TF.hflip(image))))') as number[];
+    const ours = flipHorizontal({ ...image, pixels: image.pixels.slice() });
+    assert.deepEqual(Array.from(ours.pixels), reference);
+  });
+
+  test('RandomResizedCrop boxes: same distribution as torchvision get_params (area, aspect, position)', (t) => {
+    if (skipWithout(t, missing)) return;
+    const samples = 20000;
+    // A wide image, so that some tries fail and the fallback matters too.
+    const [height, width] = [150, 500];
+    const statistics = (boxes: { top: number; left: number; height: number; width: number }[]): number[] => {
+      const area = boxes.map((box) => (box.height * box.width) / (height * width));
+      const logAspect = boxes.map((box) => Math.log(box.width / box.height));
+      const centerX = boxes.map((box) => (box.left + box.width / 2) / width);
+      const mean = (values: number[]): number => values.reduce((sum, value) => sum + value, 0) / values.length;
+      const quantile = (values: number[], q: number): number => [...values].sort((a, b) => a - b)[Math.floor(q * (values.length - 1))]!;
+      return [mean(area), quantile(area, 0.1), quantile(area, 0.5), quantile(area, 0.9), mean(logAspect), quantile(logAspect, 0.1), quantile(logAspect, 0.9), mean(centerX)];
+    };
+    const random = new Random(3);
+    const ours = Array.from({ length: samples }, () => randomResizedCropBox(height, width, random));
+    for (const box of ours) {
+      assert.ok(box.top >= 0 && box.left >= 0 && box.top + box.height <= height && box.left + box.width <= width, `box ${JSON.stringify(box)} outside`);
+      const aspect = box.width / box.height;
+      const area = (box.width * box.height) / (height * width);
+      // Rounding to whole pixels moves aspect and area a little past the sampled ranges.
+      assert.ok(aspect > 0.7 && aspect < 1.4 && area > 0.07 && area <= 1, `box ${JSON.stringify(box)}: aspect ${aspect}, area ${area}`);
+    }
+    const reference = python({ pixels: new Uint8Array(3), height: 1, width: 1, channels: 3 }, `
+import random
+from torchvision.transforms import RandomResizedCrop
+torch.manual_seed(5)
+img = torch.zeros(3, ${height}, ${width}, dtype=torch.uint8)
+boxes = [RandomResizedCrop.get_params(img, [0.08, 1.0], [3/4, 4/3]) for _ in range(${samples})]
+print(json.dumps([[i, j, h, w] for i, j, h, w in boxes]))
+`) as number[][];
+    const theirs = reference.map(([top, left, boxHeight, boxWidth]) => ({ top: top!, left: left!, height: boxHeight!, width: boxWidth! }));
+    const a = statistics(ours);
+    const b = statistics(theirs);
+    // Standard errors at 20,000 samples are about 0.002 for the area statistics and 0.001 for the
+    // others; 0.015 is several of them, and a wrong range, log-uniform or placement is far more.
+    const names = ['mean area', 'area q10', 'area q50', 'area q90', 'mean log aspect', 'log aspect q10', 'log aspect q90', 'mean center x'];
+    names.forEach((name, index) => assert.ok(Math.abs(a[index]! - b[index]!) < 0.015, `${name}: ours ${a[index]!.toFixed(4)}, torchvision ${b[index]!.toFixed(4)}`));
+  });
+
+  test('decoding: sharp gives PIL\'s RGB pixels for PNG (exactly) and JPEG (within libjpeg-turbo vs mozjpeg IDCT rounding)', async (t) => {
+    if (skipWithout(t, missing)) return;
+    const source = testImage(75, 100, 9);
+    const pngPath = join(directory, 'sample.png');
+    const jpegPath = join(directory, 'sample.jpg');
+    const greyPath = join(directory, 'grey.png');
+    const raw = { raw: { width: source.width, height: source.height, channels: 3 as const } };
+    await sharp(Buffer.from(source.pixels), raw).png().toFile(pngPath);
+    await sharp(Buffer.from(source.pixels), raw).jpeg({ quality: 90 }).toFile(jpegPath);
+    await sharp(Buffer.from(source.pixels), raw).greyscale().png().toFile(greyPath);
+    const reference = python(source, `
+from PIL import Image
+print(json.dumps([np.asarray(Image.open(p).convert('RGB')).reshape(-1).tolist() for p in ${JSON.stringify([pngPath, jpegPath, greyPath])}]))
+`) as number[][];
+    const png = await decodeImage(pngPath);
+    assert.deepEqual([png.height, png.width, png.channels], [75, 100, 3]);
+    assert.deepEqual(Array.from(png.pixels), reference[0]);
+    assert.deepEqual(Array.from(png.pixels), Array.from(source.pixels));
+    const jpeg = await decodeImage(jpegPath);
+    const { largest, differing } = compare(jpeg.pixels, reference[1]!);
+    assert.ok(largest <= 2 && differing < 0.05, `JPEG: largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
+    const grey = await decodeImage(greyPath);
+    assert.deepEqual(Array.from(grey.pixels), reference[2]);
+  });
+});
