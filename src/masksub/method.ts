@@ -3,7 +3,7 @@
 // the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
 import { type DType, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
-import type { Classifier } from '../models/classifier.js';
+import type { StepModel } from '../models/classifier.js';
 import type { Parameter } from '../nn/module.js';
 import { hasSubModel, type Method, regularizer } from './methods.js';
 
@@ -92,7 +92,7 @@ function norm(grads: (Tensor | null)[]): number {
  * branch is backpropagated before the sub forward runs, so one graph is alive at a time.
  * The two terms' gradients are kept apart long enough to measure each norm (paper Fig. 3).
  */
-export function methodStep(model: Classifier, images: Tensor, targets: Tensor, config: StepConfig): StepResult {
+export function methodStep(model: StepModel, images: Tensor, targets: Tensor, config: StepConfig): StepResult {
   const { method, ratio, subWeight, criterion } = config;
   const scale = 1 / (config.lossScale ?? 1);
   const parameters = model.parameters();

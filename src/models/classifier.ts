@@ -15,6 +15,63 @@ export interface ForwardOptions {
   generator?: Generator;
 }
 
+/**
+ * How a model's forward applies {@link ForwardOptions.maskRatio}:
+ * - `'drop-tokens'`: the sub-model sees fewer tokens (MAE-style random keep; our ViT),
+ * - `'mask-tokens'`: masked positions are replaced by a [MASK] token or embedding,
+ * - `'zero-patches'`: random square patches of the input are set to 0 (our ResNet).
+ */
+export type MaskingKind = 'drop-tokens' | 'mask-tokens' | 'zero-patches';
+
+export const MASKING_KINDS: readonly MaskingKind[] = ['drop-tokens', 'mask-tokens', 'zero-patches'];
+
+/**
+ * A model that masks its own input for the MaskSub step, which can be better than masking from
+ * outside (a transformer that drops tokens also runs faster on them). Implement it on your own
+ * model: declare how you mask in `masking`, and honour `maskRatio` (and `generator`, so a fixed
+ * generator gives a fixed mask) in forward. `masksub.step` then passes the mask ratio to your
+ * forward instead of masking the input itself. Dropout and drop-path rates need nothing from the
+ * model: the step sets them on its `nn.Dropout` / `nn.DropPath` modules for the sub forward.
+ */
+export interface Maskable {
+  readonly masking: MaskingKind;
+  forward(inputs: Tensor, options?: ForwardOptions): Tensor;
+}
+
+/** Whether a model declares the {@link Maskable} interface (a known `masking` kind and a forward). */
+export function isMaskable(model: object): model is Maskable {
+  const candidate = model as { masking?: unknown; forward?: unknown };
+  return typeof candidate.forward === 'function' && MASKING_KINDS.includes(candidate.masking as MaskingKind);
+}
+
+/**
+ * What the two-branch step needs of a model: a Module whose forward applies the
+ * {@link ForwardOptions} itself (every Classifier; masksub.step wraps any other Module in one).
+ */
+export type StepModel = Module & { forward(inputs: Tensor, options?: ForwardOptions): Tensor };
+
+/**
+ * Runs fn with every Dropout / DropPath in the module tree set to the given rates, then restores
+ * the previous rates even if fn throws, so a sub forward's rates never leak into the main forward.
+ */
+export function withForwardRates<T>(model: Module, options: ForwardOptions, fn: () => T): T {
+  const saved: [Dropout | DropPath, number][] = [];
+  try {
+    for (const module of model.modules()) {
+      if (module instanceof Dropout && options.dropoutRate !== undefined) {
+        saved.push([module, module.p]);
+        module.p = options.dropoutRate;
+      } else if (module instanceof DropPath && options.dropPathRate !== undefined) {
+        saved.push([module, module.p]);
+        module.p = options.dropPathRate;
+      }
+    }
+    return fn();
+  } finally {
+    for (const [module, rate] of saved) module.p = rate;
+  }
+}
+
 export interface ClassifierInfo {
   family: 'vit' | 'resnet';
   imageSize: number;
@@ -31,26 +88,9 @@ export abstract class Classifier extends Module {
     return [];
   }
 
-  /**
-   * Runs fn with every Dropout / DropPath set to the given rates, then restores the previous
-   * rates even if fn throws, so a sub forward's rates never leak into the main forward.
-   */
+  /** Runs fn with the options' dropout / drop-path rates set (see {@link withForwardRates}). */
   protected withRates<T>(options: ForwardOptions, fn: () => T): T {
-    const saved: [Dropout | DropPath, number][] = [];
-    for (const module of this.modules()) {
-      if (module instanceof Dropout && options.dropoutRate !== undefined) {
-        saved.push([module, module.p]);
-        module.p = options.dropoutRate;
-      } else if (module instanceof DropPath && options.dropPathRate !== undefined) {
-        saved.push([module, module.p]);
-        module.p = options.dropPathRate;
-      }
-    }
-    try {
-      return fn();
-    } finally {
-      for (const [module, rate] of saved) module.p = rate;
-    }
+    return withForwardRates(this, options, fn);
   }
 }
 

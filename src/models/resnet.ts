@@ -6,7 +6,7 @@ import { Generator, rand, type Tensor, tidy } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Dropout, DropPath, Layer, Linear, ModuleList, Sequential } from '../nn/index.js';
 import * as F from '../nn/functional.js';
 import { constant_, kaimingNormal_ } from '../nn/init.js';
-import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions } from './classifier.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable } from './classifier.js';
 import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface ResNetConfig {
@@ -112,8 +112,10 @@ export function randomPatchZero(images: Tensor, ratio: number, patchSize: number
   });
 }
 
-export class ResNet extends Classifier {
+export class ResNet extends Classifier implements Maskable {
   readonly info: ClassifierInfo;
+  /** How forward applies maskRatio (patches of the input zeroed, the shape unchanged). */
+  readonly masking = 'zero-patches' as const;
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
   readonly stages: ModuleList<Layer>[];

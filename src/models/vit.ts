@@ -4,7 +4,7 @@
 import { cat, Generator, linspace, rand, type Tensor, tidy, zeros } from '../tensor/tensor.js';
 import { Attention, Conv2d, Dropout, DropPath, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
-import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions } from './classifier.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable } from './classifier.js';
 import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface VitConfig {
@@ -94,8 +94,10 @@ export function randomTokenKeep(tokens: Tensor, ratio: number, generator?: Gener
   });
 }
 
-export class VisionTransformer extends Classifier {
+export class VisionTransformer extends Classifier implements Maskable {
   readonly info: ClassifierInfo;
+  /** How forward applies maskRatio (MAE-style: the sub-model runs on the kept tokens only). */
+  readonly masking = 'drop-tokens' as const;
   readonly patchEmbed: PatchEmbed;
   readonly clsToken: Parameter;
   readonly posEmbed: Parameter;
