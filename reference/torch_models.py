@@ -34,6 +34,13 @@ Stable API (other files import these names; add, do not rename):
                                      the official MaskSub step (backward of the main term before the
                                      sub forward); adds to .grad, the optimizer step is the caller's
   load_safetensors(path) / save_safetensors(path, tensors) / check_keys(model, weights, where)
+  resample_abs_pos_embed(posemb, new_size, num_prefix_tokens=1, antialias=True)
+                                     timm's position-embedding resampling (F.interpolate bicubic)
+  adapt_input_conv(in_chans, weight) timm's first-conv channel adaptation (3 -> 1 sums the filters)
+  layer_id(model, name) / param_groups_layer_decay(model, weight_decay, layer_decay)
+                                     MAE/BEiT layer-wise lr decay groups (lr_scale per group)
+  ViT specs also take globalPool ('token'|'avg'), fcNorm (None: avg), maskMode ('drop'|'token':
+  a learned mask_token replaces the masked patches before the position embedding is added).
   METHODS, has_sub_model(method), regularizer(method, ratio)
 
 What a cross-check against this module shows: PyTorch and our addon run the same libtorch
@@ -55,6 +62,7 @@ __all__ = [
     'VisionTransformer', 'ResNet', 'TinyMlp', 'DropPath', 'build_model', 'num_mask_tokens', 'rates', 'init_weights',
     'param_groups', 'Lamb', 'make_optimizer', 'warmup_cosine_lr', 'set_lr', 'label_loss', 'sub_loss', 'method_step',
     'load_safetensors', 'save_safetensors', 'check_keys', 'METHODS', 'has_sub_model', 'regularizer',
+    'resample_abs_pos_embed', 'adapt_input_conv', 'layer_id', 'param_groups_layer_decay',
 ]
 
 
@@ -174,8 +182,11 @@ class PatchEmbed(nn.Module):
 
 class VisionTransformer(nn.Module):
     def __init__(self, img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads, mlp_ratio=4.0,
-                 qkv_bias=True, init_values=None, drop_path_rate=0.0, drop_path_schedule='linear', drop_rate=0.0):
+                 qkv_bias=True, init_values=None, drop_path_rate=0.0, drop_path_schedule='linear', drop_rate=0.0,
+                 global_pool='token', fc_norm=None, mask_mode='drop'):
         super().__init__()
+        self.global_pool = global_pool
+        self.mask_mode = mask_mode
         if img_size % patch_size:
             raise ValueError(f'image size {img_size} is not a multiple of patch size {patch_size}')
         self.embed_dim = embed_dim
@@ -190,17 +201,32 @@ class VisionTransformer(nn.Module):
             path_rates = [x.item() for x in torch.linspace(0, drop_path_rate, depth, dtype=torch.float64)]
         self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, qkv_bias, init_values, rate, drop_rate)
                                      for rate in path_rates])
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        # timm: with fc_norm (default: global_pool == 'avg') the final norm moves after the pooling
+        use_fc_norm = global_pool == 'avg' if fc_norm is None else fc_norm
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=1e-6)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if use_fc_norm else nn.Identity()
+        # BEiT / SimMIM: a learned embedding replaces masked patches (mask_mode 'token')
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if mask_mode == 'token' else None
         self.head = nn.Linear(embed_dim, num_classes)
         init_weights(self)
 
     def no_weight_decay(self):
-        return {'pos_embed', 'cls_token'}
+        return {'pos_embed', 'cls_token', 'mask_token'}
 
     def forward(self, x, ratio=0.0, noise=None, generator=None):
+        x = self.patch_embed(x)
+        if ratio > 0 and self.mask_token is not None:
+            # the positions drop mode would drop (all but the first int(L*(1-r)) of argsort(noise))
+            # get the mask token, before the position embedding is added
+            b, n, d = x.shape
+            if noise is None:
+                noise = torch.rand(b, n, device=x.device, generator=generator)
+            ids_keep = torch.argsort(noise, dim=1)[:, :int(n * (1 - ratio))]
+            masked = torch.ones(b, n, dtype=torch.bool, device=x.device).scatter(1, ids_keep, False)
+            x = torch.where(masked.unsqueeze(-1), self.mask_token.to(x.dtype).expand(b, n, d), x)
         # position embeddings first, then MAE's random_masking of the patch tokens only
-        x = self.patch_embed(x) + self.pos_embed[:, 1:]
-        if ratio > 0:
+        x = x + self.pos_embed[:, 1:]
+        if ratio > 0 and self.mask_token is None:
             b, n, d = x.shape
             if noise is None:
                 noise = torch.rand(b, n, device=x.device, generator=generator)
@@ -211,7 +237,9 @@ class VisionTransformer(nn.Module):
         x = self.pos_drop(torch.cat([cls, x], dim=1))
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x)[:, 0])
+        x = self.norm(x)
+        x = x[:, 1:].mean(dim=1) if self.global_pool == 'avg' else x[:, 0]
+        return self.head(self.fc_norm(x))
 
 
 # ---------------------------------------------------------------- ResNet (timm / torchvision names)
@@ -344,6 +372,8 @@ def init_weights(model):
     if isinstance(model, VisionTransformer):
         nn.init.trunc_normal_(model.pos_embed, std=0.02)
         nn.init.normal_(model.cls_token, std=1e-6)
+        if model.mask_token is not None:
+            nn.init.trunc_normal_(model.mask_token, std=0.02)
         for module in model.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -366,7 +396,8 @@ def build_model(spec):
         return VisionTransformer(spec['imageSize'], spec['patchSize'], spec['inChannels'], spec['numClasses'], spec['width'],
                                  spec['depth'], spec['heads'], spec.get('mlpRatio', 4.0), spec.get('qkvBias', True),
                                  spec.get('layerScale'), spec.get('dropPathRate', 0.0), spec.get('dropPathSchedule', 'linear'),
-                                 spec.get('dropRate', 0.0))
+                                 spec.get('dropRate', 0.0), spec.get('globalPool', 'token'), spec.get('fcNorm'),
+                                 spec.get('maskMode', 'drop'))
     if family == 'resnet':
         return ResNet(spec.get('block', 'basic'), spec['layers'], spec['widths'], spec.get('stem', 'small'), spec['inChannels'],
                       spec['numClasses'], spec.get('maskPatchSize', 4), spec.get('dropPathRate', 0.0), spec.get('dropRate', 0.0))
@@ -382,6 +413,74 @@ def num_mask_tokens(model, image_size):
     if isinstance(model, ResNet):
         return (image_size // model.mask_patch) ** 2
     raise ValueError(f'{type(model).__name__} has no masking')
+
+
+# ---------------------------------------------------------------- fine-tuning from pretrained weights
+def resample_abs_pos_embed(posemb, new_size, num_prefix_tokens=1, antialias=True):
+    """timm's resample_abs_pos_embed: the patch part of a [1, P + h*w, D] position embedding
+    resized to new_size = (H, W) by F.interpolate(mode='bicubic', align_corners=False) in float32,
+    the P prefix (class token) rows kept. timm's checkpoint_filter_fn uses antialias=True; MAE's
+    interpolate_pos_embed and timm before 0.9 use no antialiasing."""
+    prefix, grid = posemb[:, :num_prefix_tokens], posemb[:, num_prefix_tokens:]
+    side = int(math.sqrt(grid.shape[1]))
+    dim = grid.shape[-1]
+    grid = grid.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=tuple(new_size), mode='bicubic', align_corners=False, antialias=antialias)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(posemb.dtype)
+    return torch.cat([prefix, grid], dim=1) if num_prefix_tokens else grid
+
+
+def adapt_input_conv(in_chans, weight):
+    """timm's adapt_input_conv for a first conv trained on 3 channels: 1 channel sums the RGB
+    filters; other counts repeat them and scale by 3 / in_chans."""
+    dtype = weight.dtype
+    weight = weight.float()
+    out_chans, chans = weight.shape[:2]
+    if in_chans == 1:
+        weight = weight.sum(dim=1, keepdim=True)
+    elif in_chans != 3:
+        repeat = int(math.ceil(in_chans / 3))
+        weight = weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (3 / float(in_chans))
+    return weight.to(dtype)
+
+
+def layer_id(model, name):
+    """BEiT/MAE's get_layer_id_for_vit (embeddings 0, block i -> i + 1, the rest last), and for the
+    ResNet the same over its blocks in order (stem 0, each block of layer1..4 -> 1, 2, ..., fc last).
+    Returns (layer, number of layers = blocks + 1)."""
+    if isinstance(model, VisionTransformer):
+        count = len(model.blocks) + 1
+        if name in ('cls_token', 'pos_embed', 'mask_token') or name.startswith('patch_embed'):
+            return 0, count
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1, count
+        return count, count
+    blocks = [(stage, index) for stage in range(1, 5) for index in range(len(getattr(model, 'layer%d' % stage)))]
+    count = len(blocks) + 1
+    parts = name.split('.')
+    if parts[0] in ('conv1', 'bn1'):
+        return 0, count
+    if parts[0].startswith('layer'):
+        return blocks.index((int(parts[0][5:]), int(parts[1]))) + 1, count
+    return count, count
+
+
+def param_groups_layer_decay(model, weight_decay, layer_decay):
+    """MAE's param_groups_lrd: weight decay as param_groups, and lr_scale = layer_decay ** (count - layer)."""
+    skip = set(model.no_weight_decay()) | {'pos_embed', 'cls_token', 'mask_token'}
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim <= 1 or name.endswith('.bias') or name in skip or name.split('.')[-1] in skip
+        layer, count = layer_id(model, name)
+        key = (layer, no_decay)
+        if key not in groups:
+            groups[key] = {'params': [], 'names': [], 'weight_decay': 0.0 if no_decay else weight_decay,
+                           'lr_scale': layer_decay ** (count - layer)}
+        groups[key]['params'].append(p)
+        groups[key]['names'].append(name)
+    return list(groups.values())
 
 
 # ---------------------------------------------------------------- optimizers and schedule
@@ -535,11 +634,12 @@ def sub_loss(sub_logits, main_logits):
 
 
 def method_step(model, images, targets, method='masksub', ratio=0.5, sub_weight=0.5, label_smoothing=0.1, noise=None,
-                generator=None):
+                generator=None, sub_updates_running_stats=False):
     """The official MaskSub step: main forward, (1-w)*L1 backward, then the sub forward with the
     regularizer and w*L2 backward, so one graph is alive at a time. Gradients are added to .grad;
     zero_grad and optimizer.step are the caller's. `noise` feeds the masking of the branch that
-    masks (the sub-model for masksub, the only model for masking)."""
+    masks (the sub-model for masksub, the only model for masking). `sub_updates_running_stats`:
+    whether the sub forward may move BatchNorm running statistics (the official code: yes)."""
     sub = has_sub_model(method)
     main_options = {} if sub else regularizer(method, ratio)
     main_weight = 1.0 - sub_weight if sub else 1.0
@@ -549,9 +649,16 @@ def method_step(model, images, targets, method='masksub', ratio=0.5, sub_weight=
     loss_sub = None
     if sub:
         teacher = logits.detach()
+        # masksub's default (issue 19): the sub forward normalizes with its own batch statistics but
+        # does not move the running averages; True is the official code (sub forward in train mode).
+        saved = None if sub_updates_running_stats else [buffer.clone() for buffer in model.buffers()]
         sub_logits = _forward(model, images, regularizer(method, ratio), noise, generator)
         loss_sub = sub_loss(sub_logits, teacher)
         (loss_sub * sub_weight).backward()
+        if saved is not None:  # after the backward, which may still read the buffers
+            with torch.no_grad():
+                for buffer, copy in zip(model.buffers(), saved):
+                    buffer.copy_(copy)
     # the values are read once, at the end: on a GPU each .item() waits for the device
     main_value = loss_main.item()
     sub_value = None if loss_sub is None else loss_sub.item()

@@ -4,3 +4,4 @@ export * from './vit.js';
 export * from './resnet.js';
 export { type ModelInfo, type ModelOverrides, registerModel, type RegisteredModel } from './registry.js';
 export * from './factory.js';
+export * from './pretrained.js';

@@ -12,6 +12,12 @@ export interface ModelOverrides {
   dropRate?: number;
   layerScale?: number | null;
   maskPatchSize?: number;
+  /** ViT only: 'token' (class token) or 'avg' (mean of the patch tokens) feeds the head. */
+  globalPool?: 'token' | 'avg';
+  /** ViT only: timm's fc_norm (null: on exactly with globalPool 'avg'). */
+  fcNorm?: boolean | null;
+  /** ViT only: masking drops tokens ('drop') or replaces them by a learned mask token ('token'). */
+  maskMode?: 'drop' | 'token';
 }
 
 export interface ModelInfo {

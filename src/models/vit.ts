@@ -1,8 +1,8 @@
 // Vision Transformer (timm's VisionTransformer names and init) with MAE-style token dropping:
 // a forward with maskRatio r keeps int(L*(1-r)) random patch tokens per sample after the
 // position embedding, so the sub-model really runs on fewer tokens. Registers the ViT configs.
-import { cat, Generator, linspace, rand, type Tensor, tidy, zeros } from '../tensor/tensor.js';
-import { Attention, Conv2d, Dropout, DropPath, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
+import { cat, Generator, linspace, rand, type Tensor, tidy, where, zeros } from '../tensor/tensor.js';
+import { Attention, Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
 import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable } from './classifier.js';
 import { type ModelOverrides, registerModel } from './registry.js';
@@ -23,6 +23,19 @@ export interface VitConfig {
   /** 'linear' grows the rate from 0 to dropPathRate over depth (timm); 'uniform' uses it everywhere. */
   dropPathSchedule: 'linear' | 'uniform';
   dropRate: number;
+  /** 'token': the class token's output feeds the head; 'avg': the mean of the patch tokens (MAE fine-tuning). Default 'token'. */
+  globalPool?: 'token' | 'avg';
+  /**
+   * timm's fc_norm: the final LayerNorm after pooling (named fc_norm) instead of before it (norm).
+   * null or absent: on exactly when globalPool is 'avg', as timm and MAE.
+   */
+  fcNorm?: boolean | null;
+  /**
+   * How maskRatio masks: 'drop' removes the masked patch tokens (MAE, the sequence gets shorter);
+   * 'token' replaces their patch embeddings by a learned mask_token before the position
+   * embedding is added (BEiT / SimMIM; the sequence length stays). Default 'drop'.
+   */
+  maskMode?: 'drop' | 'token';
 }
 
 class PatchEmbed extends Layer {
@@ -94,18 +107,40 @@ export function randomTokenKeep(tokens: Tensor, ratio: number, generator?: Gener
   });
 }
 
+/**
+ * The tokens a masked forward masks, per sample: the same choice as randomTokenKeep (uniform
+ * noise, argsort, the first int(L*(1-r)) kept), as a [B, L] boolean that is true where masked, so
+ * that the 'drop' and 'token' mask modes mask the same positions given the same noise.
+ */
+export function randomTokenMask(batch: number, length: number, ratio: number, device: string, generator?: Generator): Tensor {
+  return tidy(() => {
+    const keep = Math.trunc(length * (1 - ratio));
+    const noise = rand([batch, length], { device: device as 'cpu', generator: device === 'cpu' ? generator : undefined });
+    return noise.argsort(1).argsort(1).ge(keep);
+  });
+}
+
 export class VisionTransformer extends Classifier implements Maskable {
   readonly info: ClassifierInfo;
-  /** How forward applies maskRatio (MAE-style: the sub-model runs on the kept tokens only). */
-  readonly masking = 'drop-tokens' as const;
+  /** How forward applies maskRatio: MAE-style dropping (the sub-model runs on the kept tokens only), or mask tokens (maskMode 'token'). */
+  get masking(): 'drop-tokens' | 'mask-tokens' {
+    return this.maskMode === 'token' ? 'mask-tokens' : 'drop-tokens';
+  }
   readonly patchEmbed: PatchEmbed;
   readonly clsToken: Parameter;
   readonly posEmbed: Parameter;
   readonly posDrop: Dropout;
   readonly blocks: ModuleList<Block>;
-  readonly norm: LayerNorm;
+  /** timm: the final LayerNorm before pooling, or Identity when fc_norm takes its place. */
+  readonly norm: LayerNorm | Identity;
+  /** timm's fc_norm: the final LayerNorm after pooling (MAE fine-tuning), else Identity. */
+  readonly fcNorm: LayerNorm | Identity;
+  /** The learned embedding of a masked patch (maskMode 'token'); null in 'drop' mode. */
+  readonly maskToken: Parameter | null;
   readonly head: Linear;
   readonly numPatches: number;
+  readonly globalPool: 'token' | 'avg';
+  readonly maskMode: 'drop' | 'token';
 
   constructor(readonly config: VitConfig) {
     super();
@@ -124,7 +159,18 @@ export class VisionTransformer extends Classifier implements Maskable {
       ? new Array<number>(config.depth).fill(config.dropPathRate)
       : tidy(() => (config.depth > 1 ? (linspace(0, config.dropPathRate, config.depth, { dtype: 'float64' }).toArray() as number[]) : [config.dropPathRate]));
     this.blocks = this.registerModule('blocks', new ModuleList(rates.map((rate) => new Block(config, rate))));
-    this.norm = this.registerModule('norm', new LayerNorm(config.width, 1e-6));
+    this.globalPool = config.globalPool ?? 'token';
+    this.maskMode = config.maskMode ?? 'drop';
+    if (!['token', 'avg'].includes(this.globalPool)) throw new Error(`ViT: global pool must be 'token' or 'avg', got '${String(this.globalPool)}'`);
+    if (!['drop', 'token'].includes(this.maskMode)) throw new Error(`ViT: mask mode must be 'drop' or 'token', got '${String(this.maskMode)}'`);
+    const useFcNorm = config.fcNorm ?? this.globalPool === 'avg';
+    // Identity modules own no parameters, so the state dict has norm.* or fc_norm.*, as timm's.
+    this.norm = this.registerModule('norm', useFcNorm ? new Identity() : new LayerNorm(config.width, 1e-6));
+    this.fcNorm = this.registerModule('fc_norm', useFcNorm ? new LayerNorm(config.width, 1e-6) : new Identity());
+    // BEiT's init of its mask token: trunc_normal(.02).
+    this.maskToken = this.maskMode === 'token'
+      ? this.registerParameter('mask_token', tidy(() => new Parameter(truncNormal_(zeros([1, 1, config.width]), 0.02))))
+      : null;
     this.head = this.registerModule('head', new Linear(config.width, config.numClasses));
     this.initWeights();
   }
@@ -140,7 +186,7 @@ export class VisionTransformer extends Classifier implements Maskable {
   }
 
   override noWeightDecay(): string[] {
-    return ['pos_embed', 'cls_token'];
+    return ['pos_embed', 'cls_token', 'mask_token'];
   }
 
   /** Patch tokens with position embeddings, and the class token, before any dropping. */
@@ -152,12 +198,21 @@ export class VisionTransformer extends Classifier implements Maskable {
       throw new Error(`ViT expects images [B, ${inChannels}, ${imageSize}, ${imageSize}], got [${shape.join(', ')}]`);
     }
     return this.withRates(options, () => tidy(() => {
-      let tokens = this.patchEmbed.forward(images).add(this.posEmbed.slice(1, 1));
-      if (options.maskRatio) tokens = randomTokenKeep(tokens, options.maskRatio, options.generator);
+      let tokens = this.patchEmbed.forward(images);
+      if (options.maskRatio && this.maskToken) {
+        const [batch, length] = tokens.shape;
+        const masked = randomTokenMask(batch, length, options.maskRatio, tokens.device, options.generator);
+        tokens = where(masked.unsqueeze(-1), this.maskToken.to({ dtype: tokens.dtype }).expand(...tokens.shape), tokens);
+      }
+      tokens = tokens.add(this.posEmbed.slice(1, 1));
+      if (options.maskRatio && !this.maskToken) tokens = randomTokenKeep(tokens, options.maskRatio, options.generator);
       const cls = this.clsToken.add(this.posEmbed.slice(1, 0, 1)).expand(tokens.size(0), 1, this.config.width);
       let x = this.posDrop.forward(cat([cls, tokens], 1));
       for (const block of this.blocks) x = block.forward(x);
-      return this.head.forward(this.norm.forward(x).select(1, 0));
+      x = this.norm.forward(x);
+      // timm's _pool: the class token, or the mean over the patch tokens only.
+      const pooled = this.globalPool === 'avg' ? x.slice(1, 1).mean(1) : x.select(1, 0);
+      return this.head.forward(this.fcNorm.forward(pooled));
     }));
   }
 }
@@ -173,6 +228,7 @@ function registerVit(name: string, imageSize: number, description: string, shape
       mlpRatio: 4, qkvBias: true, dropPathSchedule: 'linear', ...shape,
       imageSize: overrides.imageSize ?? imageSize, inChannels: overrides.inChannels ?? 3, numClasses: overrides.numClasses ?? 1000,
       dropPathRate: overrides.dropPathRate ?? 0, dropRate: overrides.dropRate ?? 0, layerScale: overrides.layerScale ?? null,
+      globalPool: overrides.globalPool ?? 'token', fcNorm: overrides.fcNorm ?? null, maskMode: overrides.maskMode ?? 'drop',
     }),
   });
 }

@@ -35,3 +35,36 @@ export function paramGroupsWithWeightDecay(model: Module, weightDecay: number, n
     { params: decay.params, names: decay.names, weightDecay },
   ];
 }
+
+/** Which layer a parameter belongs to for layer-wise lr decay (models/pretrained.ts layerAssignment). */
+export interface LayerAssignment {
+  /** The last layer's id (BEiT/MAE: blocks + 1); its parameters keep the full learning rate. */
+  count: number;
+  layerOf(name: string): number;
+}
+
+/**
+ * BEiT / MAE's param_groups_lrd: timm's weight-decay split, and per layer an lrScale of
+ * layerDecay ** (count - layer), so the head learns at the scheduled rate and each layer below at
+ * layerDecay times the one above it. One group per (layer, decay or not), in first-seen order.
+ * applyLr multiplies the scheduled rate by each group's lrScale.
+ */
+export function paramGroupsWithLayerDecay(model: Module, weightDecay: number, layerDecay: number, layers: LayerAssignment, noDecayNames: readonly string[] = []): ParamGroupSpec[] {
+  if (!(layerDecay > 0 && layerDecay <= 1)) throw new RangeError(`layer decay must be in (0, 1], got ${layerDecay}`);
+  const groups = new Map<string, { params: Tensor[]; names: string[]; weightDecay: number; lrScale: number }>();
+  for (const [name, parameter] of model.namedParameters()) {
+    if (!parameter.requiresGrad) continue;
+    const layer = layers.layerOf(name);
+    if (!(Number.isInteger(layer) && layer >= 0 && layer <= layers.count)) throw new RangeError(`layer decay: ${name} is assigned layer ${layer}, outside 0..${layers.count}`);
+    const skip = skipsWeightDecay(name, parameter, noDecayNames);
+    const key = `${layer}:${skip ? 'no_decay' : 'decay'}`;
+    let group = groups.get(key);
+    if (!group) {
+      group = { params: [], names: [], weightDecay: skip ? 0 : weightDecay, lrScale: layerDecay ** (layers.count - layer) };
+      groups.set(key, group);
+    }
+    group.params.push(parameter);
+    group.names.push(name);
+  }
+  return [...groups.values()];
+}
