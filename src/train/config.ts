@@ -126,6 +126,10 @@ export const SETTINGS = {
     group: 'method', schema: PROBABILITY, default: 0.5, alias: ['sub-loss-weight', 'w2'],
     help: 'weight w of the sub-model loss: (1 - w) * L1 + w * L2',
   }),
+  subBnUpdate: define({
+    group: 'method', schema: z.boolean(), default: false,
+    help: 'let the sub-model forward update BatchNorm running statistics, as the official code does (default: only clean main forwards do; issue 19)',
+  }),
   probeSize: define({
     group: 'method', schema: z.number().int().min(0), default: 512,
     help: 'training images on which the Eq. 1 / Eq. 2 probe losses are measured each epoch',

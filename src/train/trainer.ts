@@ -157,7 +157,7 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan): Session {
     optimizer: buildOptimizer(model, config),
     ema: config.ema ? new ModelEma(model, { decay: config.emaDecay }) : null,
     step: {
-      method: config.method, ratio: config.ratio, subWeight: config.subWeight, lossScale: config.accumulation,
+      method: config.method, ratio: config.ratio, subWeight: config.subWeight, lossScale: config.accumulation, subUpdatesRunningStats: config.subBnUpdate,
       criterion: { kind: config.loss, labelSmoothing: config.labelSmoothing, bceTargetThreshold: config.bceTargetThreshold },
     },
   };
