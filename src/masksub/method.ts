@@ -69,6 +69,12 @@ export interface StepConfig {
    * comparison: there the masked batches, half of all forwards, shift the statistics evaluation uses.
    */
   subUpdatesRunningStats?: boolean;
+  /**
+   * What the sub-model learns: 'teacher' (default), the main model's detached prediction, as the
+   * paper's method; 'labels', the labels with the main criterion, the paper's "without KD loss"
+   * ablation (Table A.6).
+   */
+  subTarget?: 'teacher' | 'labels';
 }
 
 export interface StepResult {
@@ -145,7 +151,7 @@ export function methodStep(model: StepModel, images: Tensor, targets: Tensor, co
     try {
       lossSub = tidy(() => {
         const logits = model.forward(images, regularizer(method, ratio));
-        const loss = subLoss(logits, main.teacher, criterion.kind);
+        const loss = config.subTarget === 'labels' ? labelLoss(logits, targets, criterion) : subLoss(logits, main.teacher, criterion.kind);
         loss.mul(subWeight * scale).backward();
         return loss.item();
       });

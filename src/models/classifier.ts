@@ -1,7 +1,7 @@
 // The contract every image classifier here meets: one forward whose options carry the
 // sub-model regularizers (token/patch masking, dropout and drop-path rates), so the MaskSub
 // step, not the model, decides how each branch runs.
-import type { Generator, Tensor } from '../tensor/tensor.js';
+import { type Generator, rand, type Tensor } from '../tensor/tensor.js';
 import { Dropout, DropPath, Module } from '../nn/index.js';
 
 export interface ForwardOptions {
@@ -92,6 +92,17 @@ export abstract class Classifier extends Module {
   protected withRates<T>(options: ForwardOptions, fn: () => T): T {
     return withForwardRates(this, options, fn);
   }
+}
+
+/**
+ * Uniform noise of `shape` on `device` that chooses what a mask masks. With a generator (fixed
+ * probe sets) it is drawn on the CPU and moved, so the choice is the same on every device and the
+ * device's own random stream, which training uses, is left alone; without one, the device's global
+ * generator draws it in place.
+ */
+export function maskNoise(shape: number[], device: string, generator?: Generator): Tensor {
+  if (!generator || device === 'cpu') return rand(shape, { device: device as 'cpu', generator });
+  return rand(shape, { generator }).to({ device: device as 'cuda' });
 }
 
 export function checkRatio(name: string, value: number | undefined): void {

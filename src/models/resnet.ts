@@ -2,11 +2,11 @@
 // stem for small images. MaskSub for CNNs zeroes a random r fraction of fixed square patches
 // of the normalized input per sample (the masked set, unlike the official code's defect).
 // Registers the ResNet configs.
-import { Generator, rand, type Tensor, tidy } from '../tensor/tensor.js';
+import { Generator, type Tensor, tidy } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Dropout, DropPath, Layer, Linear, ModuleList, Sequential } from '../nn/index.js';
 import * as F from '../nn/functional.js';
 import { constant_, kaimingNormal_ } from '../nn/init.js';
-import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable } from './classifier.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable, maskNoise } from './classifier.js';
 import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface ResNetConfig {
@@ -101,7 +101,7 @@ export function randomPatchZero(images: Tensor, ratio: number, patchSize: number
     const columns = width / patchSize;
     const patches = rows * columns;
     const masked = Math.trunc(patches * ratio);
-    const noise = rand([batch, patches], { device: images.device as 'cpu', generator: images.device === 'cpu' ? generator : undefined });
+    const noise = maskNoise([batch, patches], images.device, generator);
     // rank of each patch in a random order; the first `masked` ranks are zeroed
     const rank = noise.argsort(1).argsort(1);
     const keep = rank.ge(masked).to({ dtype: images.dtype });

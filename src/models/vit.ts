@@ -1,10 +1,10 @@
 // Vision Transformer (timm's VisionTransformer names and init) with MAE-style token dropping:
 // a forward with maskRatio r keeps int(L*(1-r)) random patch tokens per sample after the
 // position embedding, so the sub-model really runs on fewer tokens. Registers the ViT configs.
-import { cat, Generator, linspace, rand, type Tensor, tidy, where, zeros } from '../tensor/tensor.js';
+import { cat, Generator, linspace, type Tensor, tidy, where, zeros } from '../tensor/tensor.js';
 import { Attention, Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
-import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable } from './classifier.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable, maskNoise } from './classifier.js';
 import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface VitConfig {
@@ -101,7 +101,7 @@ export function randomTokenKeep(tokens: Tensor, ratio: number, generator?: Gener
   return tidy(() => {
     const [batch, length, width] = tokens.shape;
     const keep = Math.trunc(length * (1 - ratio));
-    const noise = rand([batch, length], { device: tokens.device as 'cpu', generator: tokens.device === 'cpu' ? generator : undefined });
+    const noise = maskNoise([batch, length], tokens.device, generator);
     const keepIndices = noise.argsort(1).slice(1, 0, keep);
     return tokens.gather(1, keepIndices.unsqueeze(-1).expand(batch, keep, width));
   });
@@ -115,7 +115,7 @@ export function randomTokenKeep(tokens: Tensor, ratio: number, generator?: Gener
 export function randomTokenMask(batch: number, length: number, ratio: number, device: string, generator?: Generator): Tensor {
   return tidy(() => {
     const keep = Math.trunc(length * (1 - ratio));
-    const noise = rand([batch, length], { device: device as 'cpu', generator: device === 'cpu' ? generator : undefined });
+    const noise = maskNoise([batch, length], device, generator);
     return noise.argsort(1).argsort(1).ge(keep);
   });
 }

@@ -126,6 +126,10 @@ export const SETTINGS = {
     group: 'method', schema: PROBABILITY, default: 0.5, alias: ['sub-loss-weight', 'w2'],
     help: 'weight w of the sub-model loss: (1 - w) * L1 + w * L2',
   }),
+  subTarget: define({
+    group: 'method', schema: z.enum(['teacher', 'labels']), default: 'teacher',
+    help: 'what the sub-model learns: teacher, the main model\'s detached prediction (MaskSub), or labels (the paper\'s "without KD loss" ablation, Table A.6)',
+  }),
   subBnUpdate: define({
     group: 'method', schema: z.boolean(), default: false,
     help: 'let the sub-model forward update BatchNorm running statistics, as the official code does (default: only clean main forwards do; issue 19)',
@@ -570,6 +574,10 @@ function checkCombinations(config: TrainConfig): void {
   }
   if (config.maskPatchSize !== null && info.height % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${info.height}-px images of ${config.dataset}`);
+  }
+  if (config.loss === 'bce' && config.labelSmoothing > 0 && config.bceTargetThreshold === 0) {
+    // Smoothing gives every class a target above 0, and the threshold then makes every target 1.
+    throw new ConfigError(`loss bce with label-smoothing ${config.labelSmoothing} and bce-target-threshold 0 turns every target into 1; use label-smoothing 0 (DeiT-III) or a threshold above label-smoothing / classes (RSB: 0.2)`);
   }
   if (config.layerScale !== null && model.family !== 'vit') {
     throw new ConfigError(`layer-scale applies only to ViT models; ${config.model} has none: leave layer-scale out`);

@@ -3,6 +3,7 @@
 import { BatchLoader, NO_AUGMENTATION } from '../data/loader.js';
 import type { ImageDataset } from '../data/datasets.js';
 import type { Classifier, ForwardOptions } from '../models/classifier.js';
+import { type Criterion, labelLoss } from '../masksub/method.js';
 import * as F from '../nn/functional.js';
 import { noGrad, type Tensor, tensor, tidy } from '../tensor/tensor.js';
 
@@ -22,8 +23,12 @@ export function batchTensors(images: Float32Array, labels: Int32Array, soft: Flo
   return { images: x, labels: y, soft: s };
 }
 
-/** Loss, top-1 and top-5 (percent) of the model (eval mode, no masking unless options say so). */
-export function evaluate(model: Classifier, dataset: ImageDataset, batchSize: number, device: string, options: ForwardOptions = {}): Evaluation {
+/**
+ * Loss, top-1 and top-5 (percent) of the model (eval mode, no masking unless options say so). The
+ * loss is plain cross-entropy, or `criterion` when given: the paper's Eq. 1 / Eq. 2 probes measure
+ * the training criterion (BCE for a BCE recipe, with its label smoothing).
+ */
+export function evaluate(model: Classifier, dataset: ImageDataset, batchSize: number, device: string, options: ForwardOptions = {}, criterion?: Criterion): Evaluation {
   if (dataset.count === 0) throw new Error(`cannot evaluate on ${dataset.name} ${dataset.split} (${dataset.source}): it holds no images`);
   const loader = new BatchLoader(dataset, { batchSize, augment: NO_AUGMENTATION });
   const wasTraining = model.training;
@@ -37,7 +42,7 @@ export function evaluate(model: Classifier, dataset: ImageDataset, batchSize: nu
         tidy(() => {
           const { images, labels } = batchTensors(batch.images, batch.labels, null, dataset, device);
           const logits = model.forward(images, options);
-          loss += F.crossEntropy(logits, labels, { reduction: 'sum' }).item();
+          loss += criterion ? labelLoss(logits, labels, criterion).item() * labels.size(0) : F.crossEntropy(logits, labels, { reduction: 'sum' }).item();
           const hits = logits.topk(Math.min(5, logits.size(1)), 1)[1].eq(labels.unsqueeze(1));
           correct1 += hits.slice(1, 0, 1).sum().item();
           correct5 += hits.sum().item();

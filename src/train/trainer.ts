@@ -157,7 +157,7 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan): Session {
     optimizer: buildOptimizer(model, config),
     ema: config.ema ? new ModelEma(model, { decay: config.emaDecay }) : null,
     step: {
-      method: config.method, ratio: config.ratio, subWeight: config.subWeight, lossScale: config.accumulation, subUpdatesRunningStats: config.subBnUpdate,
+      method: config.method, ratio: config.ratio, subWeight: config.subWeight, lossScale: config.accumulation, subUpdatesRunningStats: config.subBnUpdate, subTarget: config.subTarget,
       criterion: { kind: config.loss, labelSmoothing: config.labelSmoothing, bceTargetThreshold: config.bceTargetThreshold },
     },
   };
@@ -274,8 +274,10 @@ function validate(session: Session, state: TrainingState, epoch: number, sums: E
   const { config, plan, model, ema } = session;
   const batchSize = Math.max(config.batchSize, 256);
   const evaluation = evaluate(model, plan.test, batchSize, config.device);
-  const probeStandard = evaluate(model, plan.probe, 256, config.device);
-  const probeMasked = evaluate(model, plan.probe, 256, config.device, { maskRatio: config.probeMaskRatio, generator: new Generator(deriveSeed(config.seed, 4242)) });
+  // The probes measure the training criterion (Eq. 1 / Eq. 2 are training losses); their masks come
+  // from a fixed generator, the same every epoch and on every device, apart from training's stream.
+  const probeStandard = evaluate(model, plan.probe, 256, config.device, {}, session.step.criterion);
+  const probeMasked = evaluate(model, plan.probe, 256, config.device, { maskRatio: config.probeMaskRatio, generator: new Generator(deriveSeed(config.seed, 4242)) }, session.step.criterion);
   let emaAcc1: number | null = null;
   if (ema) {
     ema.swap(model);

@@ -1,0 +1,78 @@
+// Method details settled against the paper and the official code (issue 11, item 5): the "without
+// KD loss" ablation (--sub-target labels), BCE settings that would make every target 1, and the
+// Eq. 1 / Eq. 2 probes measuring the training criterion with masks from their own generator.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadDataset } from '../src/data/datasets.js';
+import { labelLoss, methodStep } from '../src/masksub/method.js';
+import { createModel, maskNoise } from '../src/models/index.js';
+import { Generator, manualSeed, noGrad, rand, randn, tensor, tidy } from '../src/tensor/tensor.js';
+import { buildConfig, ConfigError } from '../src/train/config.js';
+import { evaluate } from '../src/train/evaluate.js';
+
+const CE = { kind: 'ce', labelSmoothing: 0.1, bceTargetThreshold: null } as const;
+
+test('--sub-target labels: the sub-model learns the labels with the main criterion (paper Table A.6), by hand', () => {
+  for (const name of ['vit_micro', 'resnet_micro']) {
+    manualSeed(4);
+    const model = createModel(name, { inChannels: 1, numClasses: 10, imageSize: 28 });
+    model.train();
+    const images = randn([8, 1, 28, 28]);
+    const labels = tensor(Int32Array.from({ length: 8 }, (_, index) => (3 * index) % 10)).long();
+    const copy = createModel(name, { inChannels: 1, numClasses: 10, imageSize: 28 });
+    copy.loadStateDict(model.stateDict());
+    copy.train();
+    manualSeed(9);
+    const result = tidy(() => methodStep(model, images, labels, { method: 'masksub', ratio: 0.5, subWeight: 0.5, criterion: CE, subTarget: 'labels', subUpdatesRunningStats: true }));
+    // the same draws: the main forward draws no noise (no dropout, no drop-path), the sub forward masks
+    manualSeed(9);
+    const expected = noGrad(() => tidy(() => {
+      const main = labelLoss(copy.forward(images), labels, CE).item();
+      const sub = labelLoss(copy.forward(images, { maskRatio: 0.5 }), labels, CE).item();
+      return { main, sub };
+    }));
+    assert.ok(Math.abs(result.lossMain - expected.main) < 1e-6, `${name}: L1 ${result.lossMain} vs ${expected.main}`);
+    assert.ok(Math.abs((result.lossSub as number) - expected.sub) < 1e-6, `${name}: L2 ${result.lossSub} vs ${expected.sub} (labels)`);
+    // and it differs from the teacher target (a vacuous test would pass either way)
+    manualSeed(9);
+    const withTeacher = tidy(() => methodStep(copy, images, labels, { method: 'masksub', ratio: 0.5, subWeight: 0.5, criterion: CE }));
+    assert.ok(Math.abs((withTeacher.lossSub as number) - expected.sub) > 1e-4, `${name}: teacher and label targets give different L2`);
+    for (const item of [model, copy, images, labels]) item.dispose();
+  }
+});
+
+test('BCE with label smoothing and target threshold 0 is refused (every target would be 1)', () => {
+  assert.throws(() => buildConfig({ flags: { loss: 'bce', 'label-smoothing': '0.1', 'bce-target-threshold': '0' } }),
+    (error: unknown) => error instanceof ConfigError && /turns every target into 1/.test(error.message));
+  // DeiT-III's setting (no smoothing, threshold 0) and RSB's (threshold 0.2) stay valid
+  buildConfig({ flags: { loss: 'bce', 'label-smoothing': '0', 'bce-target-threshold': '0' } });
+  buildConfig({ flags: { loss: 'bce', 'label-smoothing': '0.1', 'bce-target-threshold': '0.2' } });
+});
+
+test('probe losses measure the training criterion: evaluate with a BCE criterion = mean BCE over the set', () => {
+  manualSeed(2);
+  const model = createModel('vit_micro', { inChannels: 1, numClasses: 10, imageSize: 28 });
+  const data = loadDataset('synthetic', { split: 'test', limit: 40 });
+  const bce = { kind: 'bce', labelSmoothing: 0, bceTargetThreshold: null } as const;
+  const measured = evaluate(model, data, 16, 'cpu', {}, bce).loss;
+  const plainCe = evaluate(model, data, 16, 'cpu').loss;
+  // by hand, one batch of all 40 images, normalized as the loader does
+  const expected = noGrad(() => tidy(() => {
+    const pixels = Float32Array.from(data.images, (value) => (value / 255 - data.mean[0]) / data.std[0]);
+    const logits = model.eval().forward(tensor(pixels, { shape: [40, 1, 28, 28] }));
+    return labelLoss(logits, tensor(data.labels).long(), bce).item();
+  }));
+  assert.ok(Math.abs(measured - expected) < 1e-5, `BCE probe ${measured} vs ${expected}`);
+  assert.ok(Math.abs(measured - plainCe) > 0.1, 'the BCE probe is not the CE test loss');
+  model.dispose();
+});
+
+test('mask noise from a fixed generator is drawn on the CPU: the same values wherever the model runs, the global stream untouched', () => {
+  manualSeed(7);
+  const before = rand([3]).toTypedArray();
+  manualSeed(7);
+  const noise = maskNoise([2, 5], 'cpu', new Generator(42));
+  const reference = rand([2, 5], { generator: new Generator(42) });
+  assert.deepEqual(Array.from(noise.toTypedArray() as Float32Array), Array.from(reference.toTypedArray() as Float32Array));
+  assert.deepEqual(Array.from(rand([3]).toTypedArray() as Float32Array), Array.from(before as Float32Array), 'the global generator was not advanced');
+});
