@@ -123,7 +123,9 @@ const STORED = {
 test('a stored config.json loads through the same schema; edits are validated, never cast', () => {
   const loaded = fromStoredConfig(STORED, 'run/config.json');
   assert.equal(loaded.machine, STORED.machine, 'the machine a run started on is kept');
-  assert.deepEqual(toStoredConfig(loaded), STORED, 'an old config.json reads back to exactly what it holds');
+  // Settings added since (they take their defaults) are left out of this comparison.
+  const written = toStoredConfig(loaded);
+  assert.deepEqual(Object.fromEntries(Object.keys(STORED).map((key) => [key, written[key]])), STORED, 'an old config.json reads back to exactly what it holds');
   const fresh = buildConfig({ flags: { method: 'dropsub', epochs: '3', 'limit-train': '100' } });
   assert.deepEqual(fromStoredConfig(JSON.parse(JSON.stringify(toStoredConfig(fresh))) as unknown), fresh, 'write then read is the identity');
   assert.equal(errorMessage(() => fromStoredConfig({ ...STORED, ema: 'false' }, 'run/config.json')), 'run/config.json: ema must be true or false, got "false"');

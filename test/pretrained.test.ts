@@ -6,14 +6,17 @@
 // error lists every key at fault; layer-wise lr decay scales against a hand computation; the
 // avg-pool + fc_norm head and mask-token masking against the reference on the same noise.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { getNumThreads, manualSeed, noGrad, rand, randn, setNumThreads, type Tensor, tidy } from '../src/index.js';
 import { fitCheckpoint, layerAssignment, loadPretrained, PretrainedError, resamplePosEmbed, ResNet, VisionTransformer, type VitConfig } from '../src/models/index.js';
 import { AdamW, applyLr, paramGroupsWithLayerDecay } from '../src/optim/index.js';
+import { disposeCheckpoint, loadCheckpoint } from '../src/run/index.js';
 import { saveSafetensors } from '../src/tensor/safetensors.js';
+import { buildConfig } from '../src/train/config.js';
+import { train } from '../src/train/trainer.js';
 import { relativeError, runTorch } from './helpers/torch.js';
 
 // One thread on both sides: equal computations then round equally.
@@ -285,4 +288,49 @@ for name, cfg in json.loads(${JSON.stringify(JSON.stringify(specs))}).items():
     assert.ok(model.maskToken!.grad!.abs().sum().item() > 0, 'the mask token learns from masked forwards');
     for (const m of Object.values(cases)) m.dispose();
   });
+});
+
+// The training run's side: --init, --layer-decay, --global-pool and --mask-mode through the config
+// schema and the trainer; a checkpoint that does not fit is refused before the run directory exists.
+test('train --init: a Fashion-MNIST run\'s model.safetensors starts a run on the synthetic set (layer decay 0.65, mask-mode token); bad inits leave no run directory', async () => {
+  const quiet = (): void => undefined;
+  const base = { model: 'vit_micro', limitTrain: 256, limitTest: 256, batchSize: 32, lr: 2e-3, warmupEpochs: 0, probeSize: 32, threads: 1, epochs: 1 };
+  const pretrain = join(directory, 'pretrain-run');
+  await train(buildConfig({ flags: { ...base, dataset: 'fashion-mnist' } }), { out: pretrain, log: quiet });
+  const weights = join(pretrain, 'model.safetensors');
+
+  const lines: string[] = [];
+  const flags = { ...base, dataset: 'synthetic', init: weights, 'layer-decay': '0.65', 'mask-mode': 'token', method: 'masksub' };
+  const config = buildConfig({ flags });
+  assert.equal(config.layerDecay, 0.65);
+  const finetune = join(directory, 'finetune-run');
+  const result = await train(config, { out: finetune, log: (line) => lines.push(line) });
+  const text = lines.join('\n');
+  assert.match(text, /init: \d+ tensors from .*model\.safetensors/);
+  assert.match(text, /mask_token re-initialised/);
+  assert.ok(Number.isFinite(result.history[0].test_acc1));
+  const parts = loadCheckpoint(join(finetune, 'checkpoint.safetensors'));
+  try {
+    // vit_micro: 2 blocks, so the scales are 0.65^3, 0.65^2, 0.65 and 1, each with and without weight decay
+    const scales = [...new Set(parts.state.optimizer.groups.map((group) => group.lrScale.toFixed(12)))].sort();
+    assert.deepEqual(scales, [0.65 ** 3, 0.65 ** 2, 0.65, 1].map((value) => value.toFixed(12)).sort());
+  } finally {
+    disposeCheckpoint(parts);
+  }
+
+  // A ResNet's weights into a ViT run, and a file that is not there: refused, no directory made.
+  const resnetRun = join(directory, 'resnet-run');
+  await train(buildConfig({ flags: { ...base, dataset: 'fashion-mnist', model: 'resnet_micro', limitTrain: 64, limitTest: 32 } }), { out: resnetRun, log: quiet });
+  for (const [file, message] of [[join(resnetRun, 'model.safetensors'), /does not fit vit model: missing from the checkpoint \(30\): cls_token, pos_embed, .*not in the model \(74\): .*conv1\.weight.*no name in common/],
+    [join(directory, 'nothing.safetensors'), /file not found/]] as const) {
+    const out = join(directory, 'refused');
+    await assert.rejects(train(buildConfig({ flags: { ...base, dataset: 'synthetic', init: file } }), { out, log: quiet }), message);
+    assert.equal(existsSync(out), false, 'no run directory left behind');
+  }
+  // Not strict: the same ResNet weights are logged as unused and the run trains from its own init.
+  assert.equal(buildConfig({ flags: { init: weights, 'init-strict': 'false' } }).initStrict, false);
+  assert.throws(() => buildConfig({ flags: { 'init-strict': 'false' } }), /init-strict applies only with init/);
+  assert.throws(() => buildConfig({ flags: { model: 'resnet_micro', 'global-pool': 'avg' } }), /global-pool applies only to ViT models/);
+  assert.throws(() => buildConfig({ flags: { model: 'resnet_micro', 'mask-mode': 'token' } }), /mask-mode applies only to ViT models/);
+  assert.throws(() => buildConfig({ flags: { 'layer-decay': '0' } }), /layer-decay must be/);
 });

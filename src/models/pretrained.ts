@@ -277,6 +277,7 @@ export function fitCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>
     ].filter(Boolean);
     const hints: string[] = [];
     if (model instanceof VisionTransformer && unexpected.includes('fc_norm.weight')) hints.push('the checkpoint has fc_norm (mean pooling, MAE fine-tuned): use --global-pool avg');
+    if (![...own.keys()].some((key) => checkpoint.has(key))) hints.push(`no name in common: the checkpoint is of another model family or uses other names than timm's`);
     throw new PretrainedError(`does not fit ${model.info.family} model: ${parts.join('; ')}${hints.length ? `; ${hints.join('; ')}` : ''}; --init-strict false loads what fits and keeps the model's own initialisation for the rest`);
   }
   for (const key of missing) reinitialised.add(key);
