@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/datasets.js';
+import { checkExportDirectory, exportSplit } from '../data/export-images.js';
 import { compare } from '../experiment/compare.js';
 import { createModel, describeModel, modelNames } from '../models/factory.js';
 import { renderReport } from '../report/index.js';
@@ -15,7 +16,7 @@ import {
   buildConfig, buildSettings, closestName, ConfigError, configKey, describeValues, parseSettingText, PRESETS,
   settingDocs, suggestSetting, type SettingName, type TrainConfig,
 } from '../train/config.js';
-import { evaluate, type FaultHooks, readRunConfig, train, TrainingError } from '../train/trainer.js';
+import { evaluate, type FaultHooks, loadSplit, readRunConfig, train, TrainingError } from '../train/trainer.js';
 import { type CommandName, COMMANDS, type CommandSpec, commandHelp, isCommand, overviewHelp } from './help.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ async function commandEval(flags: Flags): Promise<number> {
   const weights = join(runDirectory, best ? BEST_FILE : MODEL_FILE);
   if (!existsSync(weights)) throw new TrainingError(`${weights}: not found (the run has not finished an epoch yet)`);
   setNumThreads(config.threads);
-  const data = loadDataset(dataset ?? config.dataset, { dataDir: dataDir ?? config.dataDir ?? undefined, split: 'test', limit: config.limitTest ?? undefined });
+  const data = await loadSplit({ ...config, dataset: dataset ?? config.dataset, dataDir: dataDir ?? config.dataDir }, 'test', config.limitTest, config.classes);
   const model = createModel(config.model, {
     imageSize: data.height, inChannels: data.channels, numClasses: data.numClasses,
     layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
@@ -255,6 +256,31 @@ async function commandEval(flags: Flags): Promise<number> {
   const result = evaluate(model, data, batchSize, config.device);
   say(JSON.stringify({ checkpoint: weights, dataset: data.name, images: data.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
   model.dispose();
+  return 0;
+}
+
+async function commandExportImages(flags: Flags): Promise<number> {
+  const out = take(flags, 'out');
+  if (!out) throw new ConfigError('export-images needs --out DIR');
+  const datasetText = take(flags, 'dataset');
+  if (!datasetText) throw new ConfigError('export-images needs --dataset NAME');
+  const dataset = parseSettingText('dataset', datasetText);
+  if (dataset === 'folder') throw new ConfigError('export-images writes a data set of arrays as a folder; --dataset folder is one already');
+  const dataDirText = take(flags, 'data-dir');
+  const dataDir = dataDirText === undefined ? undefined : parseSettingText('dataDir', dataDirText) ?? undefined;
+  const limitText = { train: take(flags, 'limit-train'), test: take(flags, 'limit-test') };
+  const limits = {
+    train: limitText.train === undefined ? undefined : parseSettingText('limitTrain', limitText.train, '--limit-train') ?? undefined,
+    test: limitText.test === undefined ? undefined : parseSettingText('limitTest', limitText.test, '--limit-test') ?? undefined,
+  };
+  checkExportDirectory(out);
+  // Both splits are read before anything is written, so a bad --data-dir leaves no directory behind.
+  const splits = (['train', 'test'] as const).map((split) => loadDataset(dataset, { dataDir, split, limit: limits[split] }));
+  for (const data of splits) {
+    const folder = join(out, data.split === 'train' ? 'train' : 'val');
+    const count = await exportSplit(data, folder);
+    say(`wrote ${count} ${data.split} images of ${data.name} to ${folder}`);
+  }
   return 0;
 }
 
@@ -311,6 +337,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'train': return commandTrain(flags);
     case 'eval': return commandEval(flags);
     case 'compare': return commandCompare(flags);
+    case 'export-images': return commandExportImages(flags);
     case 'report': {
       const directory = positional[0];
       if (!directory) throw new ConfigError('report needs a comparison directory: masksub report DIR');

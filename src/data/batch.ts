@@ -11,7 +11,7 @@ import { deriveSeed, Random } from './random.js';
 import type { ImageDataset } from './datasets.js';
 
 /** The part of an ImageDataset the batch builder needs (structured-clone friendly). */
-export type LoaderData = Pick<ImageDataset, 'images' | 'labels' | 'count' | 'channels' | 'height' | 'width' | 'numClasses' | 'mean' | 'std'>;
+export type LoaderData = Pick<ImageDataset, 'images' | 'labels' | 'count' | 'channels' | 'height' | 'width' | 'numClasses' | 'mean' | 'std' | 'files'>;
 
 /** Everything that decides the content of a batch besides the data. */
 export interface BatchRecipe {
@@ -29,6 +29,8 @@ export interface Batch {
   softTargets: Float32Array | null; // size * numClasses when mixup is configured
   size: number;
   index: number; // batch index within the epoch
+  /** Image files left out of this batch because they could not be decoded (--skip-bad-images). */
+  badImages?: string[];
 }
 
 /** Number of batches per epoch. */

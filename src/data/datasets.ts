@@ -1,5 +1,7 @@
 // Dataset registry: loads Fashion-MNIST, MNIST, CIFAR-10, CIFAR-100 or a generated synthetic set
 // into one in-memory shape (uint8 channel-first pixels + int32 labels + normalization constants).
+// Image folders ('folder', read by folder-dataset.ts) share the shape, but a training split
+// holds the list of files (`files`) instead of pixels: its images are decoded in the loader.
 //
 // `limit` keeps a class-balanced prefix, deterministically and without a seed: the samples of each
 // class are taken in file order, round-robin over the classes (the first sample of class 0, of
@@ -11,10 +13,31 @@ import { loadCifarSplit, type CifarVariant } from './cifar.js';
 import { loadIdxSplit } from './idx.js';
 import { deriveSeed, Random } from './random.js';
 
-export type DatasetName = 'fashion-mnist' | 'mnist' | 'cifar10' | 'cifar100' | 'synthetic';
+export type DatasetName = 'fashion-mnist' | 'mnist' | 'cifar10' | 'cifar100' | 'synthetic' | 'folder';
 export type DatasetSplit = 'train' | 'test';
 
-export const DATASET_NAMES: readonly DatasetName[] = ['fashion-mnist', 'mnist', 'cifar10', 'cifar100', 'synthetic'];
+export const DATASET_NAMES: readonly DatasetName[] = ['fashion-mnist', 'mnist', 'cifar10', 'cifar100', 'synthetic', 'folder'];
+
+/**
+ * Image files decoded when a batch is built (see folder-dataset.ts): the train transform is
+ * RandomResizedCrop to `size` then the loader's flip, erasing and mixup.
+ */
+export interface FileSource {
+  /** Absolute paths; labels are the dataset's `labels`. */
+  paths: string[];
+  /** Class names in label order. */
+  classes: string[];
+  /** Output side in pixels. */
+  size: number;
+  /** RandomResizedCrop's area range (fraction of the image) and aspect-ratio range. */
+  scale: [number, number];
+  ratio: [number, number];
+  interpolation: 'bilinear' | 'bicubic';
+  /** The eval transform's crop_pct (resize the shorter side to floor(size / cropPercent)). */
+  cropPercent: number;
+  /** Count and skip an image that cannot be decoded, instead of stopping with an error naming it. */
+  skipBadImages: boolean;
+}
 
 export interface ImageDataset {
   name: string;
@@ -29,6 +52,10 @@ export interface ImageDataset {
   mean: number[]; // per channel, in [0, 1] pixel units
   std: number[];
   source: string; // the path (or generator description) the data came from
+  /** Set for image files decoded in the loader; `images` is then empty. */
+  files?: FileSource;
+  /** Class names in label order, where the data names its classes (folders, lists). */
+  classes?: string[];
 }
 
 export interface LoadDatasetOptions {
@@ -53,6 +80,12 @@ export const DEFAULT_MNIST_DIR = '/usr/share/datasets/mnist';
 
 /** Static facts about each dataset (shapes, class count, normalization constants). */
 export const DATASET_INFO: Record<DatasetName, DatasetInfo> = {
+  // Image folders: size and classes come from the settings and the folder; ImageNet's mean and std,
+  // as timm and torchvision use for any photo data set.
+  folder: {
+    channels: 3, height: 224, width: 224, numClasses: 0,
+    mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], defaultDataDir: null,
+  },
   'fashion-mnist': {
     channels: 1, height: 28, width: 28, numClasses: 10,
     mean: [0.286], std: [0.353], defaultDataDir: DEFAULT_FASHION_MNIST_DIR,
@@ -119,6 +152,8 @@ export function loadDataset(name: DatasetName, options: LoadDatasetOptions): Ima
     std: [...info.std],
   };
   switch (name) {
+    case 'folder':
+      throw new Error('folder: image folders are read asynchronously; use loadFolderDataset (src/data/folder-dataset.ts)');
     case 'fashion-mnist':
     case 'mnist': {
       const directory = options.dataDir ?? info.defaultDataDir!;
@@ -188,6 +223,14 @@ export function applyLimit(dataset: ImageDataset, limit: number | undefined): Im
 
 /** A new dataset holding the given samples (copied) in the given order. */
 export function subsetDataset(dataset: ImageDataset, indices: Int32Array): ImageDataset {
+  if (dataset.files !== undefined) {
+    const files = dataset.files;
+    const paths = Array.from(indices, (index) => {
+      if (!(index >= 0 && index < dataset.count)) throw new Error(`${dataset.name}: subset index ${index} is out of range 0..${dataset.count - 1}`);
+      return files.paths[index]!;
+    });
+    return { ...dataset, labels: Int32Array.from(indices, (index) => dataset.labels[index]!), count: indices.length, files: { ...files, paths } };
+  }
   const sampleSize = dataset.channels * dataset.height * dataset.width;
   const images = new Uint8Array(indices.length * sampleSize);
   const labels = new Int32Array(indices.length);

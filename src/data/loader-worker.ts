@@ -6,7 +6,8 @@
 // id so that batches of an abandoned epoch are recognised and dropped.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { buildBatch, countBatches, epochOrder, type BatchRecipe, type LoaderData } from './batch.js';
+import { buildBatch, countBatches, epochOrder, type Batch, type BatchRecipe, type LoaderData } from './batch.js';
+import { buildFileBatch } from './file-batch.js';
 
 export interface WorkerInit {
   data: LoaderData;
@@ -27,6 +28,7 @@ export type FromWorker =
       labels: Int32Array;
       softTargets: Float32Array | null;
       size: number;
+      badImages?: string[];
     }
   | { type: 'error'; run: number; message: string };
 
@@ -43,22 +45,32 @@ function main(): void {
   let credit = 0;
   let scheduled = false;
 
-  // One batch per macrotask, so that 'stop' and a new 'start' are seen between batches.
-  const produce = (): void => {
-    scheduled = false;
-    if (credit <= 0 || next >= total) return;
+  // One batch per macrotask, so that 'stop' and a new 'start' are seen between batches. Image
+  // files are decoded asynchronously (sharp's thread pool); `scheduled` stays set meanwhile, so
+  // batches are still built one after another and in order.
+  const produce = async (): Promise<void> => {
+    if (credit <= 0 || next >= total) {
+      scheduled = false;
+      return;
+    }
     const index = next++;
     credit--;
+    const batchRun = run;
     try {
-      const batch = buildBatch(data, recipe, order, epoch, index);
-      const message: FromWorker = { type: 'batch', run, ...batch };
+      const batch: Batch = data.files === undefined
+        ? buildBatch(data, recipe, order, epoch, index)
+        : await buildFileBatch(data, data.files, recipe, order, epoch, index);
+      scheduled = false;
+      const message: FromWorker = { type: 'batch', run: batchRun, ...batch };
       const transfer: ArrayBuffer[] = [batch.images.buffer as ArrayBuffer, batch.labels.buffer as ArrayBuffer];
       if (batch.softTargets !== null) transfer.push(batch.softTargets.buffer as ArrayBuffer);
       port.postMessage(message, transfer);
     } catch (error) {
-      const message: FromWorker = { type: 'error', run, message: error instanceof Error ? error.message : String(error) };
+      scheduled = false;
+      const message: FromWorker = { type: 'error', run: batchRun, message: error instanceof Error ? error.message : String(error) };
       port.postMessage(message);
-      credit = 0;
+      if (batchRun === run) credit = 0;
+      schedule();
       return;
     }
     schedule();
@@ -66,7 +78,7 @@ function main(): void {
   const schedule = (): void => {
     if (!scheduled && credit > 0 && next < total) {
       scheduled = true;
-      setImmediate(produce);
+      setImmediate(() => void produce());
     }
   };
 

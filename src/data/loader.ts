@@ -4,6 +4,8 @@
 // Determinism: the order of epoch e and the content of each of its batches depend only on (seed, e)
 // and the batch index (see batch.ts), so any epoch can be regenerated bit-exactly after a resume,
 // and the worker and in-thread paths give identical bytes.
+// Image-file datasets (folder-dataset.ts) are decoded and cropped here too, batch by batch
+// (file-batch.ts), asynchronously on sharp's thread pool; their batches have no synchronous form.
 // Prefetch: the training step spends its time blocked in synchronous native code, which starves an
 // in-thread producer; a worker thread really runs in parallel and keeps up to `prefetch` batches
 // ready. Batches cross the thread boundary by transferring their ArrayBuffers (no copy), the pixel
@@ -12,6 +14,7 @@
 import { Worker } from 'node:worker_threads';
 import { validateAugmentOptions, type AugmentOptions } from './augment.js';
 import { buildBatch, countBatches, epochOrder, type Batch, type BatchRecipe, type LoaderData } from './batch.js';
+import { buildFileBatch } from './file-batch.js';
 import type { ImageDataset } from './datasets.js';
 import type { FromWorker, ToWorker, WorkerInit } from './loader-worker.js';
 import { validateMixupOptions, type MixupOptions } from './mixup.js';
@@ -109,6 +112,7 @@ class WorkerPipe {
       size: message.size,
       index: message.index,
     };
+    if (message.badImages !== undefined) batch.badImages = message.badImages;
     if (this.waiter !== null && this.waiter.index === batch.index) {
       const { handlers } = this.waiter;
       this.waiter = null;
@@ -183,6 +187,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
   private currentEpoch: number;
   private pipe: WorkerPipe | null = null;
   private iterating = false;
+  private badImages: string[] = [];
 
   constructor(dataset: ImageDataset, options: LoaderOptions) {
     this.label = `loader(${dataset.name}/${dataset.split})`;
@@ -207,7 +212,12 @@ export class BatchLoader implements AsyncIterable<Batch> {
       }
     }
     const sampleSize = dataset.channels * dataset.height * dataset.width;
-    if (dataset.images.length !== dataset.count * sampleSize || dataset.labels.length !== dataset.count) {
+    if (dataset.files !== undefined) {
+      if (dataset.files.paths.length !== dataset.count || dataset.labels.length !== dataset.count) {
+        fail(`dataset lists ${dataset.files.paths.length} files and ${dataset.labels.length} labels for count ${dataset.count}`);
+      }
+      if (augment.cropPadding > 0) fail('crop padding does not apply to image files (RandomResizedCrop crops them); set cropPadding 0');
+    } else if (dataset.images.length !== dataset.count * sampleSize || dataset.labels.length !== dataset.count) {
       fail(
         `dataset arrays do not match count ${dataset.count}: ${dataset.images.length} pixels ` +
           `(expected ${dataset.count * sampleSize}), ${dataset.labels.length} labels`,
@@ -238,6 +248,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
       numClasses: dataset.numClasses,
       mean: [...dataset.mean],
       std: [...dataset.std],
+      files: dataset.files,
     };
     this.batchCount = countBatches(dataset.count, options.batchSize, this.recipe.dropLast);
   }
@@ -261,14 +272,41 @@ export class BatchLoader implements AsyncIterable<Batch> {
 
   /** Builds one batch in the calling thread (for checks and for resuming mid-epoch). */
   batchAt(epoch: number, batchIndex: number, order = this.order(epoch)): Batch {
+    this.checkBatchIndex(batchIndex);
+    this.refuseFiles('batchAt');
+    return buildBatch(this.data, this.recipe, order, epoch, batchIndex);
+  }
+
+  /** Builds one batch in the calling thread; the one form that image-file datasets have too. */
+  async batchAtAsync(epoch: number, batchIndex: number, order = this.order(epoch)): Promise<Batch> {
+    this.checkBatchIndex(batchIndex);
+    if (this.data.files === undefined) return buildBatch(this.data, this.recipe, order, epoch, batchIndex);
+    return buildFileBatch(this.data, this.data.files, this.recipe, order, epoch, batchIndex);
+  }
+
+  private checkBatchIndex(batchIndex: number): void {
     if (!Number.isInteger(batchIndex) || batchIndex < 0 || batchIndex >= this.batchCount) {
       throw new Error(`${this.label}: batch index ${String(batchIndex)} is out of range 0..${this.batchCount - 1}`);
     }
-    return buildBatch(this.data, this.recipe, order, epoch, batchIndex);
+  }
+
+  private refuseFiles(what: string): void {
+    if (this.data.files !== undefined) throw new Error(`${this.label}: ${what} cannot decode image files synchronously; use epochBatches or batchAtAsync`);
+  }
+
+  /**
+   * Image files left out since the last call, because they could not be decoded (only with
+   * skipBadImages; otherwise the first one stops the epoch with an error naming it).
+   */
+  takeBadImages(): string[] {
+    const taken = this.badImages;
+    this.badImages = [];
+    return taken;
   }
 
   /** All batches of an epoch, built in the calling thread on demand (no worker, no prefetch). */
   *batchesSync(epoch = this.currentEpoch): Generator<Batch> {
+    this.refuseFiles('batchesSync');
     const order = this.order(epoch);
     for (let index = 0; index < this.batchCount; index++) yield buildBatch(this.data, this.recipe, order, epoch, index);
   }
@@ -279,7 +317,16 @@ export class BatchLoader implements AsyncIterable<Batch> {
       throw new Error(`${this.label}: epoch must be a non-negative integer, got ${String(epoch)}`);
     }
     if (!this.useWorker) {
-      yield* this.batchesSync(epoch);
+      if (this.data.files === undefined) {
+        yield* this.batchesSync(epoch);
+        return;
+      }
+      const order = this.order(epoch);
+      for (let index = 0; index < this.batchCount; index++) {
+        const batch = await this.batchAtAsync(epoch, index, order);
+        if (batch.badImages?.length) this.badImages.push(...batch.badImages);
+        yield batch;
+      }
       return;
     }
     if (this.iterating) {
@@ -292,6 +339,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
     try {
       for (let index = 0; index < this.batchCount; index++) {
         const batch = await pipe.receive(index);
+        if (batch.badImages?.length) this.badImages.push(...batch.badImages);
         // The consumer now holds this batch; let the worker refill the ahead-of-time window.
         if (index + this.prefetch < this.batchCount) pipe.credit(run, 1);
         yield batch;

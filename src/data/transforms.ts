@@ -159,36 +159,64 @@ export function resampleBox(
   const firstRow = vertical.start[0]!;
   const lastRow = vertical.start[window.height - 1]! + vertical.count[window.height - 1]!;
   const rows = lastRow - firstRow;
-  // Width first, then height, in float32 like torch's separable kernel.
+  // Width first, then height, in float32 like torch's separable kernel. The loops keep the taps
+  // in locals and handle the three channels of RGB together: this is the per-image hot path.
   const middle = new Float32Array(rows * window.width * channels);
+  const horizontalStart = horizontal.start;
+  const horizontalCount = horizontal.count;
+  const horizontalWeights = horizontal.weights;
+  const horizontalSpan = horizontal.span;
+  const windowWidth = window.width;
   for (let row = 0; row < rows; row++) {
-    const sourceRow = (box.top + firstRow + row) * width;
-    for (let column = 0; column < window.width; column++) {
-      const low = horizontal.start[column]!;
-      const size = horizontal.count[column]!;
-      const weightBase = column * horizontal.span;
-      const target = (row * window.width + column) * channels;
-      for (let channel = 0; channel < channels; channel++) {
-        let sum = 0;
-        for (let tap = 0; tap < size; tap++) {
-          sum += horizontal.weights[weightBase + tap]! * pixels[(sourceRow + box.left + low + tap) * channels + channel]!;
+    const rowBase = ((box.top + firstRow + row) * width + box.left) * channels;
+    const targetRow = row * windowWidth * channels;
+    for (let column = 0; column < windowWidth; column++) {
+      const size = horizontalCount[column]!;
+      const weightBase = column * horizontalSpan;
+      let source = rowBase + horizontalStart[column]! * channels;
+      const target = targetRow + column * channels;
+      if (channels === 3) {
+        let red = 0;
+        let green = 0;
+        let blue = 0;
+        for (let tap = 0; tap < size; tap++, source += 3) {
+          const weight = horizontalWeights[weightBase + tap]!;
+          red += weight * pixels[source]!;
+          green += weight * pixels[source + 1]!;
+          blue += weight * pixels[source + 2]!;
         }
-        middle[target + channel] = sum;
+        middle[target] = red;
+        middle[target + 1] = green;
+        middle[target + 2] = blue;
+      } else {
+        for (let channel = 0; channel < channels; channel++) {
+          let sum = 0;
+          for (let tap = 0; tap < size; tap++) sum += horizontalWeights[weightBase + tap]! * pixels[source + tap * channels + channel]!;
+          middle[target + channel] = sum;
+        }
       }
     }
   }
   const output = new Uint8Array(window.height * window.width * channels);
   const lineLength = window.width * channels;
+  const verticalWeights = vertical.weights;
+  const sums = new Float64Array(lineLength);
   for (let row = 0; row < window.height; row++) {
     const low = vertical.start[row]! - firstRow;
     const size = vertical.count[row]!;
     const weightBase = row * vertical.span;
+    // Row by row over the taps, so that the inner loop runs along contiguous memory.
+    sums.fill(0);
+    for (let tap = 0; tap < size; tap++) {
+      const weight = verticalWeights[weightBase + tap]!;
+      const line = (low + tap) * lineLength;
+      for (let offset = 0; offset < lineLength; offset++) sums[offset]! += weight * middle[line + offset]!;
+    }
+    const outputLine = row * lineLength;
     for (let offset = 0; offset < lineLength; offset++) {
-      let sum = 0;
-      for (let tap = 0; tap < size; tap++) sum += vertical.weights[weightBase + tap]! * middle[(low + tap) * lineLength + offset]!;
       // torchvision rounds half to even (torch.round) and bicubic overshoots are clamped.
-      const value = Math.fround(sum);
-      output[row * lineLength + offset] = value <= 0 ? 0 : value >= 255 ? 255 : roundHalfEven(value);
+      const value = Math.fround(sums[offset]!);
+      output[outputLine + offset] = value <= 0 ? 0 : value >= 255 ? 255 : roundHalfEven(value);
     }
   }
   return { pixels: output, height: window.height, width: window.width, channels };

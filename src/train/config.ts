@@ -113,6 +113,22 @@ export const SETTINGS = {
     group: 'model', schema: POSITIVE_INTEGER.nullable(), default: null,
     help: 'CNN only: side in pixels of the patches that masking zeroes (null: the model\'s default); a ViT masks its own patch tokens',
   }),
+  globalPool: define({
+    group: 'model', schema: z.enum(['token', 'avg']), default: 'token',
+    help: 'ViT only: what feeds the head: the class token, or the mean of the patch tokens with timm\'s fc_norm after it (MAE fine-tuning)',
+  }),
+  init: define({
+    group: 'model', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE', alias: ['pretrained', 'weights', 'finetune', 'initial-checkpoint'],
+    help: 'start from the weights in this .safetensors file, timm\'s names (a model.safetensors of a masksub run, or a converted timm/MAE/DeiT-III checkpoint): position embeddings are resampled to the grid (bicubic, as timm), a 3-channel first conv adapts to the data\'s channels, a head that is absent or has another class count is re-initialised (null: train from scratch)',
+  }),
+  initStrict: define({
+    group: 'model', schema: z.boolean(), default: true,
+    help: 'with init: every checkpoint key that is missing, unexpected or of the wrong shape is an error (false: load what fits, keep the model\'s own initialisation for the rest, and log them)',
+  }),
+  initAntialias: define({
+    group: 'model', schema: z.boolean(), default: true,
+    help: 'with init: resample position embeddings with antialias, as timm >= 0.9 (false: as MAE\'s interpolate_pos_embed and older timm)',
+  }),
   method: define({
     group: 'method', schema: z.enum(METHODS), default: 'baseline',
     help: 'training method (see `masksub --help`)',
@@ -121,6 +137,10 @@ export const SETTINGS = {
     group: 'method', schema: STRENGTH.nullable(), default: null,
     help: `the method's regularizer strength: ${Object.values(REGULARIZERS).map((regularizer) => regularizer.strength).join(', ')} (null: the method's default; above 0 for every method but baseline)`,
     alias: ['mask-ratio', 'strength', 'drop-ratio'],
+  }),
+  maskMode: define({
+    group: 'method', schema: z.enum(['drop', 'token']), default: 'drop',
+    help: 'ViT only: masking drops the masked patch tokens (MAE; the sub-model runs on fewer tokens), or replaces their embeddings by a learned mask token before the position embedding (BEiT / SimMIM; the sequence length stays)',
   }),
   subWeight: define({
     group: 'method', schema: PROBABILITY, default: 0.5, alias: ['sub-loss-weight', 'w2'],
@@ -177,6 +197,10 @@ export const SETTINGS = {
   weightDecay: define({
     group: 'optimization', schema: z.number().min(0).max(10), default: 0.05, alias: ['wd'],
     help: 'weight decay (not on 1-D parameters such as biases and norms, nor on a ViT\'s position embedding and class token)',
+  }),
+  layerDecay: define({
+    group: 'optimization', schema: z.number().gt(0).max(1).nullable(), default: null, alias: ['layer-wise-decay', 'lr-decay', 'layer-lr-decay'],
+    help: 'layer-wise learning-rate decay for fine-tuning (BEiT / MAE groups): the head learns at lr, each layer below at this factor times the one above (ViT: embeddings, block 1..N, head; ResNet: stem, each block, fc); null: off',
   }),
   momentum: define({
     group: 'optimization', schema: z.number().min(0).lt(1), default: 0.9,
@@ -578,6 +602,15 @@ function checkCombinations(config: TrainConfig): void {
   if (config.loss === 'bce' && config.labelSmoothing > 0 && config.bceTargetThreshold === 0) {
     // Smoothing gives every class a target above 0, and the threshold then makes every target 1.
     throw new ConfigError(`loss bce with label-smoothing ${config.labelSmoothing} and bce-target-threshold 0 turns every target into 1; use label-smoothing 0 (DeiT-III) or a threshold above label-smoothing / classes (RSB: 0.2)`);
+  }
+  if (config.globalPool !== 'token' && model.family !== 'vit') {
+    throw new ConfigError(`global-pool applies only to ViT models; ${config.model} always averages its last feature map: leave global-pool out`);
+  }
+  if (config.maskMode !== 'drop' && model.family !== 'vit') {
+    throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} masks by zeroing patches: leave mask-mode out`);
+  }
+  if (config.init === null && (config.initStrict !== true || config.initAntialias !== true)) {
+    throw new ConfigError(`${config.initStrict !== true ? 'init-strict' : 'init-antialias'} applies only with init (a pretrained weights file); give init or leave it out`);
   }
   if (config.layerScale !== null && model.family !== 'vit') {
     throw new ConfigError(`layer-scale applies only to ViT models; ${config.model} has none: leave layer-scale out`);

@@ -8,8 +8,9 @@ import { type ImageDataset, loadDataset, subsetDataset } from '../data/datasets.
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
 import { createModel } from '../models/factory.js';
+import { layerAssignment, loadPretrained, PretrainedError } from '../models/pretrained.js';
 import { hasSubModel, methodStep, type StepConfig } from '../masksub/method.js';
-import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
+import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
 import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, type EpochMetrics, loadCheckpoint, MODEL_FILE, RunDirectory, RunError, type RunMode, type RunSummary, saveCheckpoint, type TrainingState } from '../run/index.js';
 import { saveSafetensors } from '../tensor/safetensors.js';
 import { cudaAvailable, cudaDeviceCount, setNumThreads } from '../tensor/native.js';
@@ -114,11 +115,46 @@ function planTraining(config: ResolvedTrainConfig): Plan {
   const order = Int32Array.from({ length: train.count }, (_, index) => index);
   new Random(deriveSeed(config.seed, 777)).shuffle(order);
   const probe = subsetDataset(train, order.slice(0, Math.min(config.probeSize, train.count)));
+  if (config.init !== null) checkInit(config, train);
   return { train, test, probe, dropLast, microPerEpoch, schedule };
 }
 
+/** The run's model for its data and recipe (before --init and before moving to the device). */
+function buildModel(config: ResolvedTrainConfig, train: ImageDataset): Classifier {
+  return createModel(config.model, {
+    imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath,
+    dropRate: config.dropout, layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
+    globalPool: config.globalPool, maskMode: config.maskMode,
+  });
+}
+
+function initOptions(config: ResolvedTrainConfig, log?: (line: string) => void): { strict: boolean; antialias: boolean; log?: (line: string) => void } {
+  return { strict: config.initStrict, antialias: config.initAntialias, log };
+}
+
+/**
+ * --init is fitted once before the run directory is touched, so that a checkpoint that does not
+ * fit leaves nothing behind. The model built for it draws from the global generator, whose state
+ * is put back, so the run's own initialisation is the same with or without this check.
+ */
+function checkInit(config: ResolvedTrainConfig, train: ImageDataset): void {
+  const state = getRngState();
+  const model = buildModel(config, train);
+  try {
+    loadPretrained(model, config.init!, initOptions(config));
+  } catch (error) {
+    if (error instanceof PretrainedError) throw new TrainingError(error.message);
+    throw error;
+  } finally {
+    model.dispose();
+    setRngState(state);
+  }
+}
+
 function buildOptimizer(model: Classifier, config: ResolvedTrainConfig): Optimizer {
-  const groups = paramGroupsWithWeightDecay(model, config.weightDecay, model.noWeightDecay());
+  const groups = config.layerDecay === null
+    ? paramGroupsWithWeightDecay(model, config.weightDecay, model.noWeightDecay())
+    : paramGroupsWithLayerDecay(model, config.weightDecay, config.layerDecay, layerAssignment(model), model.noWeightDecay());
   switch (config.optimizer) {
     case 'lamb': return new Lamb(groups, { lr: config.lr, weightDecay: config.weightDecay });
     case 'sgd': return new SGD(groups, { lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay });
@@ -137,12 +173,12 @@ interface Session {
   step: StepConfig;
 }
 
-function buildSession(config: ResolvedTrainConfig, plan: Plan): Session {
+function buildSession(config: ResolvedTrainConfig, plan: Plan, log?: (line: string) => void): Session {
   const { train } = plan;
-  const model = createModel(config.model, {
-    imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath,
-    dropRate: config.dropout, layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
-  });
+  const model = buildModel(config, train);
+  // A resumed run loads the init too: its checkpoint then overwrites it (or, when no epoch had
+  // finished, the run starts over from the same init).
+  if (config.init !== null) loadPretrained(model, config.init, initOptions(config, log));
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   const loader = new BatchLoader(train, {
     batchSize: config.batchSize, shuffle: true, dropLast: plan.dropLast, seed: config.seed,
@@ -340,7 +376,7 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
     if (mode === 'fresh') run.writeStoredConfig(toStoredConfig(config));
     setNumThreads(config.threads);
     manualSeed(config.seed);
-    session = buildSession(config, plan);
+    session = buildSession(config, plan, log);
     let state = mode === 'resume' ? restore(session, run, log) : initialState(session);
 
     const faults = { nanAtStep: options.faults?.nanAtStep ?? -1 };

@@ -1,0 +1,71 @@
+// Builds a training batch of an image-file dataset: decode each file (sharp), RandomResizedCrop
+// to the output size, flip, then normalize, random erasing and mixup as for in-memory data.
+//
+// Random streams: the crop and flip of sample s in epoch e come from deriveSeed(seed, e, 2, s),
+// a stream of its own, so they do not depend on which thread or in which order the images are
+// decoded, nor on the batch the sample lands in; erasing and mixup use the batch's stream
+// deriveSeed(seed, e, 1, b) as batch.ts does. A batch is therefore a function of (seed, epoch,
+// batch index), and a resumed run or another worker count gives the same bytes.
+
+import { augmentSample, normalizeInto } from './augment.js';
+import type { Batch, BatchRecipe, LoaderData } from './batch.js';
+import { BadImageError, decodeImage } from './decode.js';
+import type { FileSource } from './datasets.js';
+import { mixBatch } from './mixup.js';
+import { deriveSeed, Random } from './random.js';
+import { flipHorizontal, randomResizedCropBox, resizedCrop, toChannelFirst } from './transforms.js';
+
+/** A batch of decoded files, with the files that could not be decoded and were left out. */
+export interface FileBatch extends Batch {
+  badImages: string[];
+}
+
+/** Decodes and crops one training sample into `target` (channel-first uint8 at `offset`). */
+export async function trainSample(files: FileSource, sample: number, seed: number, epoch: number, hflip: boolean, target: Uint8Array, offset: number): Promise<void> {
+  const image = await decodeImage(files.paths[sample]!);
+  const random = new Random(deriveSeed(seed, epoch, 2, sample));
+  const box = randomResizedCropBox(image.height, image.width, random, { scale: files.scale, ratio: files.ratio });
+  const cropped = resizedCrop(image, box, files.size, files.interpolation);
+  if (hflip && random.next() < 0.5) flipHorizontal(cropped);
+  toChannelFirst(cropped, target, offset);
+}
+
+/** Batch `batchIndex` of `epoch` given that epoch's sample order (see the module comment). */
+export async function buildFileBatch(data: LoaderData, files: FileSource, recipe: BatchRecipe, order: Int32Array, epoch: number, batchIndex: number): Promise<FileBatch> {
+  const start = batchIndex * recipe.batchSize;
+  const wanted = Math.min(recipe.batchSize, order.length - start);
+  const { channels, height, width } = data;
+  const sampleSize = channels * height * width;
+  const pixels = new Uint8Array(wanted * sampleSize);
+  const ok = new Uint8Array(wanted);
+  const badImages: string[] = [];
+  await Promise.all(Array.from({ length: wanted }, async (_, position) => {
+    const sample = order[start + position]!;
+    try {
+      await trainSample(files, sample, recipe.seed, epoch, recipe.augment.hflip, pixels, position * sampleSize);
+      ok[position] = 1;
+    } catch (error) {
+      if (!(error instanceof BadImageError)) throw new Error(`image ${files.paths[sample]}: ${(error as Error).message}`);
+      if (!files.skipBadImages) throw new Error(`${error.message}; pass --skip-bad-images to count and skip such files`);
+      badImages.push(error.path);
+    }
+  }));
+  const size = wanted - badImages.length;
+  if (size === 0) throw new Error(`batch ${batchIndex} of epoch ${epoch}: none of its ${wanted} images could be decoded (first: ${badImages.sort()[0]})`);
+  const images = new Float32Array(size * sampleSize);
+  const labels = new Int32Array(size);
+  const random = new Random(deriveSeed(recipe.seed, epoch, 1, batchIndex));
+  const scratch = new Float32Array(sampleSize);
+  // The flip was applied to the pixels above; erasing (and no crop padding) remains.
+  const rest = { ...recipe.augment, cropPadding: 0, hflip: false };
+  let position = 0;
+  for (let index = 0; index < wanted; index++) {
+    if (!ok[index]) continue;
+    labels[position] = data.labels[order[start + index]!]!;
+    normalizeInto(pixels, index * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
+    augmentSample(images, position * sampleSize, channels, height, width, rest, [], random, scratch);
+    position++;
+  }
+  const softTargets = recipe.mixup === null ? null : mixBatch(images, labels, channels, height, width, recipe.mixup, random).softTargets;
+  return { images, labels, softTargets, size, index: batchIndex, badImages: badImages.sort() };
+}

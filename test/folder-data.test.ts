@@ -1,0 +1,258 @@
+// Image folders and file lists on generated folders: classes and order as torchvision's
+// ImageFolder gives them, non-image files skipped, empty and unknown class folders, list files,
+// a corrupt JPEG named in the error (or counted and skipped), nothing written into the data
+// directory, and the loader's batches: pixel values by hand on single-colour images, and the same
+// bytes with and without the worker thread and for a batch rebuilt alone (resume). End to end: a
+// run on a folder records its class map, learns three colours, and resumes to the same weights.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { loadFolderDataset } from '../src/data/folder-dataset.js';
+import { readImageList, scanImageFolder } from '../src/data/folder.js';
+import { BatchLoader } from '../src/data/loader.js';
+import { loadSafetensors } from '../src/tensor/safetensors.js';
+import { buildConfig } from '../src/train/config.js';
+import { train } from '../src/train/trainer.js';
+
+const root = mkdtempSync(join(tmpdir(), 'masksub-folder-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+// Class colours: every image of a class is one solid colour, so each output pixel is known.
+const COLOURS: Record<string, [number, number, number]> = { ant: [200, 10, 30], bee: [0, 128, 255], cat: [90, 90, 90] };
+
+async function writeImage(path: string, colour: [number, number, number], width: number, height: number, format: 'png' | 'jpeg'): Promise<void> {
+  const image = sharp({ create: { width, height, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } } });
+  await (format === 'png' ? image.png() : image.jpeg({ quality: 100 })).toFile(path);
+}
+
+/** Every file below a directory with its size and modification time. */
+function snapshot(directory: string): string[] {
+  const out: string[] = [];
+  const walk = (path: string): void => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else out.push(`${relative(directory, full)} ${statSync(full).size} ${statSync(full).mtimeMs}`);
+    }
+  };
+  walk(directory);
+  return out.sort();
+}
+
+const data = join(root, 'data');
+
+before(async () => {
+  // train: bee has 3 PNGs, cat 2 PNGs + 1 JPEG in a nested folder, ant 2 PNGs; plus non-image files.
+  for (const [name, count] of [['bee', 3], ['cat', 2], ['ant', 2]] as const) {
+    mkdirSync(join(data, 'train', name), { recursive: true });
+    mkdirSync(join(data, 'val', name), { recursive: true });
+    for (let index = 0; index < count; index++) await writeImage(join(data, 'train', name, `${name}${index}.png`), COLOURS[name]!, 40 + 7 * index, 30 + 5 * index, 'png');
+  }
+  mkdirSync(join(data, 'train', 'cat', 'more'));
+  await writeImage(join(data, 'train', 'cat', 'more', 'late.JPG'), COLOURS.cat!, 50, 50, 'jpeg');
+  writeFileSync(join(data, 'train', 'bee', 'notes.txt'), 'not an image');
+  writeFileSync(join(data, 'train', 'README'), 'a file next to the class folders');
+  // val: ant is empty (allowed there), bee and cat one image each.
+  await writeImage(join(data, 'val', 'bee', 'b.png'), COLOURS.bee!, 64, 48, 'png');
+  await writeImage(join(data, 'val', 'cat', 'c.jpg'), COLOURS.cat!, 48, 64, 'jpeg');
+});
+
+describe('image folders', () => {
+  test('classes are the sorted folder names; files sorted, nested folders after the files; non-images skipped', () => {
+    const list = scanImageFolder(join(data, 'train'));
+    assert.deepEqual(list.classes, ['ant', 'bee', 'cat']);
+    assert.deepEqual(list.paths.map((path) => relative(join(data, 'train'), path)), [
+      'ant/ant0.png', 'ant/ant1.png', 'bee/bee0.png', 'bee/bee1.png', 'bee/bee2.png', 'cat/cat0.png', 'cat/cat1.png', 'cat/more/late.JPG',
+    ]);
+    assert.deepEqual(Array.from(list.labels), [0, 0, 1, 1, 1, 2, 2, 2]);
+    assert.equal(list.skippedFiles, 1); // notes.txt; README is beside the class folders, not in one
+  });
+
+  test('the evaluation split is read with the training map; an empty class folder is fine there, an unknown one is not', () => {
+    const list = scanImageFolder(join(data, 'val'), { classes: ['ant', 'bee', 'cat'] });
+    assert.deepEqual(Array.from(list.labels), [1, 2]);
+    assert.throws(() => scanImageFolder(join(data, 'val'), { classes: ['ant', 'bee'] }), /class folder\(s\) cat are not among the 2 training classes/);
+  });
+
+  test('an empty training class folder and a missing folder are errors naming them', () => {
+    const empty = join(root, 'empty-class');
+    mkdirSync(join(empty, 'a'), { recursive: true });
+    mkdirSync(join(empty, 'b'));
+    writeFileSync(join(empty, 'a', 'x.png'), '');
+    assert.throws(() => scanImageFolder(empty, { requireEveryClass: true }), /class folder b holds no image files/);
+    assert.throws(() => scanImageFolder(join(root, 'nowhere')), /nowhere does not exist/);
+  });
+
+  test('list files: class names or integer labels, a header, comments, relative paths, bad labels named', () => {
+    const named = join(root, 'named.csv');
+    writeFileSync(named, 'path,label\n# a comment\ntrain/bee/bee0.png,bee\ntrain/ant/ant0.png,ant\ntrain/bee/notes.txt,bee\n');
+    const list = readImageList(named, { base: data });
+    assert.deepEqual(list.classes, ['ant', 'bee']);
+    assert.deepEqual(Array.from(list.labels), [1, 0]);
+    assert.equal(list.paths[0], join(data, 'train/bee/bee0.png'));
+    assert.equal(list.skippedFiles, 1);
+    const numbered = join(root, 'numbered.tsv');
+    writeFileSync(numbered, `${join(data, 'train/cat/cat0.png')}\t4\n${join(data, 'train/ant/ant0.png')}\t0\n`);
+    const integers = readImageList(numbered);
+    assert.equal(integers.classes.length, 5);
+    assert.deepEqual(Array.from(integers.labels), [4, 0]);
+    assert.throws(() => readImageList(named, { base: data, classes: ['ant'] }), /label 'bee' of train\/bee\/bee0.png is not one of the 1 training classes/);
+    const broken = join(root, 'broken.csv');
+    writeFileSync(broken, 'just-a-path.png\n');
+    assert.throws(() => readImageList(broken), /broken.csv, line 1: expected 'path<TAB>label' or 'path,label'/);
+  });
+
+  test('the evaluation split decodes to the resized, center-cropped colours; the training split stays lazy', async () => {
+    const before = snapshot(data);
+    const train = await loadFolderDataset({ split: 'train', dataDir: data, list: null, size: 16 });
+    assert.equal(train.count, 8);
+    assert.equal(train.images.length, 0);
+    assert.equal(train.files?.paths.length, 8);
+    assert.deepEqual(train.classes, ['ant', 'bee', 'cat']);
+    const test = await loadFolderDataset({ split: 'test', dataDir: data, list: null, size: 16, classes: train.classes });
+    assert.equal(test.count, 2);
+    assert.equal(test.files, undefined);
+    assert.deepEqual(Array.from(test.labels), [1, 2]);
+    // A solid colour stays that colour through any resampling; PNG is lossless, the JPEG nearly.
+    const plane = 16 * 16;
+    for (let channel = 0; channel < 3; channel++) {
+      const bee = test.images.subarray(channel * plane, (channel + 1) * plane);
+      assert.ok(bee.every((value) => value === COLOURS.bee![channel]), `bee channel ${channel}`);
+      const cat = test.images.subarray(3 * plane + channel * plane, 3 * plane + (channel + 1) * plane);
+      assert.ok(cat.every((value) => Math.abs(value - COLOURS.cat![channel]!) <= 2), `cat channel ${channel}`);
+    }
+    assert.deepEqual(snapshot(data), before, 'the data directory was changed');
+  });
+
+  test('loader: normalized colours by hand, the same bytes with and without the worker, a batch rebuilt alone equals the iterated one', async () => {
+    const train = await loadFolderDataset({ split: 'train', dataDir: data, list: null, size: 12, scale: [0.3, 1] });
+    const options = { batchSize: 3, shuffle: true, seed: 5, augment: { cropPadding: 0, hflip: true, randomErasing: 0 } };
+    const collect = async (useWorker: boolean, epoch: number): Promise<{ images: number[]; labels: number[] }[]> => {
+      const loader = new BatchLoader(train, { ...options, useWorker, prefetch: 2 });
+      const batches: { images: number[]; labels: number[] }[] = [];
+      try {
+        for await (const batch of loader.epochBatches(epoch)) batches.push({ images: Array.from(batch.images), labels: Array.from(batch.labels) });
+      } finally {
+        await loader.close();
+      }
+      return batches;
+    };
+    const inThread = await collect(false, 1);
+    assert.equal(inThread.length, 3);
+    assert.deepEqual(inThread.map((batch) => batch.labels.length), [3, 3, 2]);
+    const plane = 12 * 12;
+    const mean = [0.485, 0.456, 0.406];
+    const std = [0.229, 0.224, 0.225];
+    for (const batch of inThread) {
+      batch.labels.forEach((label, position) => {
+        const colour = COLOURS[['ant', 'bee', 'cat'][label]!]!;
+        for (let channel = 0; channel < 3; channel++) {
+          const expected = (colour[channel]! / 255 - mean[channel]!) / std[channel]!;
+          const start = (position * 3 + channel) * plane;
+          const values = batch.images.slice(start, start + plane);
+          // The JPEG's colour may be a level off; one level is 1 / (255 * 0.225) = 0.0174.
+          assert.ok(values.every((value) => Math.abs(value - expected) < 0.04), `label ${label} channel ${channel}: ${values[0]} vs ${expected}`);
+        }
+      });
+    }
+    assert.deepEqual(await collect(true, 1), inThread, 'the worker thread gave other batches');
+    const epochTwo = await collect(true, 2);
+    assert.notDeepEqual(epochTwo.map((batch) => batch.labels), inThread.map((batch) => batch.labels), 'epoch 2 has the order of epoch 1');
+    const loader = new BatchLoader(train, { ...options, useWorker: false });
+    const alone = await loader.batchAtAsync(2, 1);
+    assert.deepEqual(Array.from(alone.images), epochTwo[1]!.images);
+    assert.throws(() => loader.batchAt(2, 1), /cannot decode image files synchronously/);
+  });
+
+  test('loader: crops differ between samples and epochs but depend only on (seed, epoch, sample)', async () => {
+    // One gradient image per class, so that crops show in the pixels.
+    const gradient = join(root, 'gradient');
+    for (const name of ['a', 'b']) {
+      mkdirSync(join(gradient, 'train', name), { recursive: true });
+      const pixels = Buffer.alloc(60 * 80 * 3);
+      for (let index = 0; index < pixels.length; index++) pixels[index] = (index * 7) % 251;
+      await sharp(pixels, { raw: { width: 80, height: 60, channels: 3 } }).png().toFile(join(gradient, 'train', name, 'g.png'));
+    }
+    const train = await loadFolderDataset({ split: 'train', dataDir: gradient, list: null, size: 16 });
+    const loader = (batchSize: number): BatchLoader => new BatchLoader(train, { batchSize, seed: 1, augment: { cropPadding: 0, hflip: true, randomErasing: 0 } });
+    const wholeEpoch = await loader(2).batchAtAsync(0, 0);
+    const oneByOne = [await loader(1).batchAtAsync(0, 0), await loader(1).batchAtAsync(0, 1)];
+    // The same sample gets the same crop whichever batch it lands in.
+    assert.deepEqual(Array.from(wholeEpoch.images), [...oneByOne[0]!.images, ...oneByOne[1]!.images]);
+    const sampleSize = 3 * 16 * 16;
+    assert.notDeepEqual(Array.from(wholeEpoch.images.slice(0, sampleSize)), Array.from(wholeEpoch.images.slice(sampleSize)));
+    const nextEpoch = await loader(2).batchAtAsync(1, 0);
+    assert.notDeepEqual(Array.from(nextEpoch.images), Array.from(wholeEpoch.images));
+  });
+
+  test('a corrupt JPEG is an error naming the file, or is counted and skipped with skipBadImages', async () => {
+    const corrupt = join(root, 'corrupt');
+    mkdirSync(join(corrupt, 'train', 'x'), { recursive: true });
+    mkdirSync(join(corrupt, 'train', 'y'), { recursive: true });
+    await writeImage(join(corrupt, 'train', 'x', 'good.png'), [1, 2, 3], 20, 20, 'png');
+    await writeImage(join(corrupt, 'train', 'y', 'good.png'), [4, 5, 6], 20, 20, 'png');
+    const whole = join(root, 'whole.jpg');
+    await writeImage(whole, [7, 8, 9], 64, 64, 'jpeg');
+    const bytes = (await import('node:fs')).readFileSync(whole);
+    writeFileSync(join(corrupt, 'train', 'y', 'broken.jpg'), bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const options = { batchSize: 4, augment: { cropPadding: 0, hflip: false, randomErasing: 0 } };
+    const strict = await loadFolderDataset({ split: 'train', dataDir: corrupt, list: null, size: 8 });
+    for (const useWorker of [false, true]) {
+      const loader = new BatchLoader(strict, { ...options, useWorker });
+      await assert.rejects(async () => {
+        for await (const _batch of loader.epochBatches(0)) { /* consume */ }
+      }, new RegExp(`image ${join(corrupt, 'train', 'y', 'broken.jpg').replace(/[.]/g, '\\.')}: cannot be decoded .*--skip-bad-images`));
+      await loader.close();
+    }
+    const lenient = await loadFolderDataset({ split: 'train', dataDir: corrupt, list: null, size: 8, skipBadImages: true });
+    const loader = new BatchLoader(lenient, { ...options, useWorker: true });
+    const sizes: number[] = [];
+    for await (const batch of loader.epochBatches(0)) sizes.push(batch.size);
+    await loader.close();
+    assert.deepEqual(sizes, [2]);
+    assert.deepEqual(loader.takeBadImages(), [join(corrupt, 'train', 'y', 'broken.jpg')]);
+    assert.deepEqual(loader.takeBadImages(), []);
+    // The evaluation split: same rule at decode time.
+    await assert.rejects(loadFolderDataset({ split: 'test', dataDir: join(corrupt), list: null, size: 8 }), /val does not exist/);
+  });
+});
+
+describe('training on an image folder', () => {
+  const quiet = (): void => undefined;
+  const flags = {
+    dataset: 'folder', dataDir: data, model: 'resnet_micro', imageSize: 16, epochs: 10, batchSize: 4, lr: 0.05, optimizer: 'sgd',
+    warmupEpochs: 0, probeSize: 4, threads: 1, cropScale: 0.5, labelSmoothing: 0,
+  };
+
+  test('settings: folder needs a data directory or lists; folder-only settings are refused elsewhere; a ViT needs its own size', () => {
+    assert.throws(() => buildConfig({ flags: { dataset: 'folder' } }), /dataset folder needs --data-dir DIR/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'folder', trainList: 'a.csv' } }), /needs --val-list FILE/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', imageSize: 32 } }), /image-size applies only to --dataset folder/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, model: 'vit_micro', imageSize: 32 } }), /takes 28x28 images but image-size is 32/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, cropPadding: 4 } }), /crop-padding 4 does not apply to folder data/);
+  });
+
+  test('a run records the class map, learns the colours, and a resumed run ends with the same weights', async () => {
+    const before = snapshot(data);
+    const straight = join(root, 'run-straight');
+    const result = await train(buildConfig({ flags }), { out: straight, log: quiet });
+    const stored = JSON.parse((await import('node:fs')).readFileSync(join(straight, 'config.json'), 'utf8')) as { classes: string[] };
+    assert.deepEqual(stored.classes, ['ant', 'bee', 'cat']);
+    // Two validation images of two colours, which 20 SGD steps teach a small ResNet to tell apart.
+    assert.equal(result.history.length, 10);
+    assert.equal(result.history[9]!.test_acc1, 100, `test top-1 by epoch: ${result.history.map((row) => row.test_acc1).join(', ')}`);
+    const resumed = join(root, 'run-resumed');
+    await train(buildConfig({ flags }), { out: resumed, log: quiet, stopAfterEpochs: 4 });
+    await train(buildConfig({ flags }), { out: resumed, resume: true, log: quiet });
+    const a = loadSafetensors(join(straight, 'model.safetensors')).tensors;
+    const b = loadSafetensors(join(resumed, 'model.safetensors')).tensors;
+    for (const [name, tensor] of a) {
+      assert.deepEqual(tensor.toArray(), b.get(name)!.toArray(), `${name} differs after resume`);
+    }
+    for (const tensor of [...a.values(), ...b.values()]) tensor.dispose();
+    assert.deepEqual(snapshot(data), before, 'training wrote into the data directory');
+  });
+});
