@@ -79,7 +79,27 @@ export const SETTINGS = {
   }),
   dataDir: define({
     group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'DIR',
-    help: 'directory holding the data set\'s files (null: the Debian package\'s directory for fashion-mnist and mnist)',
+    help: 'directory holding the data set\'s files (null: the Debian package\'s directory for fashion-mnist and mnist); for folder: DIR/train/<class>/<images> and DIR/val/<class>/<images>',
+  }),
+  trainList: define({
+    group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE',
+    help: 'folder only: the training images as a list, one `path,label` (or path TAB label) per line, instead of DIR/train; relative paths start at data-dir, else at the list\'s folder',
+  }),
+  valList: define({
+    group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE',
+    help: 'folder only: the evaluation images as such a list, instead of DIR/val',
+  }),
+  imageSize: define({
+    group: 'data', schema: z.number().int().min(8).max(4096).nullable(), default: null, alias: ['img-size', 'input-size', 'resolution'],
+    help: 'folder only: side in pixels of the square images the model sees (null: the model\'s input size)',
+  }),
+  skipBadImages: define({
+    group: 'data', schema: z.boolean(), default: false,
+    help: 'folder only: count, report and skip images that cannot be decoded, instead of stopping with an error naming the file',
+  }),
+  classes: define({
+    group: 'data', schema: z.array(z.string().min(1)).min(1).nullable(), default: null, placeholder: 'NAMES', values: 'a list of class names',
+    help: 'folder only: class names in label order (null: the sorted training folder names; a run records them in its config.json, so that a resumed run and eval use the same map)',
   }),
   limitTrain: define({
     group: 'data', schema: POSITIVE_INTEGER.nullable(), default: null,
@@ -240,7 +260,19 @@ export const SETTINGS = {
   }),
   cropPadding: define({
     group: 'augmentation', schema: z.number().int().min(0).max(64), default: 2,
-    help: 'random crop after padding each side by this many pixels (0: no crop)',
+    help: 'random crop after padding each side by this many pixels (0: no crop); not for folder data, which RandomResizedCrop crops',
+  }),
+  cropScale: define({
+    group: 'augmentation', schema: z.number().gt(0).max(1), default: 0.08, alias: ['scale', 'rrc-scale'],
+    help: 'folder only: RandomResizedCrop\'s smallest crop, as a fraction of the image\'s area (timm --scale; the largest is 1, the aspect ratio 3/4 to 4/3)',
+  }),
+  interpolation: define({
+    group: 'augmentation', schema: z.enum(['bilinear', 'bicubic']), default: 'bicubic', alias: ['interp'],
+    help: 'folder only: resampling of the crops and the evaluation resize (antialiased, as PIL)',
+  }),
+  cropPct: define({
+    group: 'augmentation', schema: z.number().gt(0).max(1), default: 0.875, alias: ['crop-percent', 'test-crop'],
+    help: 'folder only: evaluation resizes the shorter side to floor(image-size / crop-pct), then center-crops image-size (timm\'s crop_pct)',
   }),
   hflip: define({
     group: 'augmentation', schema: z.boolean(), default: true, alias: ['flip', 'horizontal-flip'],
@@ -589,15 +621,32 @@ function checkCombinations(config: TrainConfig): void {
   }
   const info = DATASET_INFO[config.dataset];
   const model = describeModel(config.model);
-  if (model.imageSize !== info.height && model.family === 'vit') {
+  const folder = config.dataset === 'folder';
+  if (!folder) {
+    const folderOnly = (['trainList', 'valList', 'imageSize', 'classes'] as const).find((name) => config[name] !== null);
+    if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
+  } else {
+    if (config.dataDir === null && config.trainList === null) {
+      throw new ConfigError('dataset folder needs --data-dir DIR (DIR/train/<class>/<images>, DIR/val/<class>/<images>) or --train-list FILE');
+    }
+    if (config.dataDir === null && config.valList === null) {
+      throw new ConfigError('dataset folder needs --val-list FILE for the evaluation images when there is no --data-dir');
+    }
+    if (config.cropPadding !== 0 && config.cropPadding !== DEFAULTS.cropPadding) {
+      throw new ConfigError(`crop-padding ${config.cropPadding} does not apply to folder data (RandomResizedCrop crops it, see crop-scale); leave crop-padding out`);
+    }
+  }
+  const dataSize = folder ? config.imageSize ?? model.imageSize : info.height;
+  if (model.imageSize !== dataSize && model.family === 'vit') {
+    if (folder) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}; leave image-size out or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
     throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but ${config.dataset} has ${info.height}x${info.width}; pick a ${info.height}-px model (${modelNames().filter((name) => describeModel(name).imageSize === info.height).join(', ')})`);
   }
   if (config.maskPatchSize !== null && model.family !== 'resnet') {
     // Masking a ViT drops its own patch tokens; a patch size for zeroing would be silently unused.
     throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ViT, which masks its own patch tokens: leave mask-patch-size out`);
   }
-  if (config.maskPatchSize !== null && info.height % config.maskPatchSize) {
-    throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${info.height}-px images of ${config.dataset}`);
+  if (config.maskPatchSize !== null && dataSize % config.maskPatchSize) {
+    throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${dataSize}-px images of ${config.dataset}`);
   }
   if (config.loss === 'bce' && config.labelSmoothing > 0 && config.bceTargetThreshold === 0) {
     // Smoothing gives every class a target above 0, and the threshold then makes every target 1.

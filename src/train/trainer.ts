@@ -5,9 +5,10 @@
 import { countBatches } from '../data/batch.js';
 import { BatchLoader } from '../data/loader.js';
 import { type ImageDataset, loadDataset, subsetDataset } from '../data/datasets.js';
+import { decodeForEvaluation, loadFolderDataset } from '../data/folder-dataset.js';
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
-import { createModel } from '../models/factory.js';
+import { createModel, describeModel } from '../models/factory.js';
 import { layerAssignment, loadPretrained, PretrainedError } from '../models/pretrained.js';
 import { hasSubModel, methodStep, type StepConfig } from '../masksub/method.js';
 import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
@@ -69,6 +70,22 @@ export function readRunConfig(out: string): ResolvedTrainConfig {
   }
 }
 
+/**
+ * One split of the configured data set; for folders, `classes` (the training map, or the run's
+ * record) fixes the labels. Evaluation splits come decoded, a folder's training split as files.
+ */
+export async function loadSplit(config: TrainConfig, split: 'train' | 'test', limit: number | null, classes: string[] | null): Promise<ImageDataset> {
+  const dataset = config.dataset !== 'folder'
+    ? loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined })
+    : await loadFolderDataset({
+      split, dataDir: config.dataDir, list: split === 'train' ? config.trainList : config.valList, classes, limit: limit ?? undefined,
+      size: config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
+      cropPercent: config.cropPct, skipBadImages: config.skipBadImages,
+    }).catch((error: Error) => { throw new TrainingError(error.message); });
+  if (dataset.count === 0) throw new TrainingError(`${config.dataset} ${split} split (${dataset.source}) holds no images`);
+  return dataset;
+}
+
 /** Everything that is read or checked before the run directory is touched. */
 interface Plan {
   train: ImageDataset;
@@ -84,19 +101,17 @@ interface Plan {
  * few steps for the warmup or a missing GPU must not leave a run directory behind (which a
  * corrected command would then refuse) nor remove the run that --overwrite would replace.
  */
-function planTraining(config: ResolvedTrainConfig): Plan {
+async function planTraining(config: ResolvedTrainConfig, log: (line: string) => void): Promise<Plan> {
   if (config.device !== 'cpu') {
     const index = Number(/^cuda:(\d+)$/.exec(config.device)?.[1] ?? 0);
     if (!cudaAvailable()) throw new TrainingError(`device ${config.device}: this build of masksub has no CUDA (or no GPU is visible); use --device cpu`);
     if (index >= cudaDeviceCount()) throw new TrainingError(`device ${config.device}: only ${cudaDeviceCount()} GPU(s) visible`);
   }
-  const data = (split: 'train' | 'test', limit: number | null): ImageDataset => {
-    const dataset = loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined });
-    if (dataset.count === 0) throw new TrainingError(`${config.dataset} ${split} split (${dataset.source}) holds no images`);
-    return dataset;
-  };
-  const train = data('train', config.limitTrain);
-  const test = data('test', config.limitTest);
+  const train = await loadSplit(config, 'train', config.limitTrain, config.classes);
+  const test = await loadSplit(config, 'test', config.limitTest, train.classes ?? null);
+  const skipped = (test as { badImages?: string[] }).badImages ?? [];
+  if (skipped.length > 0) log(`skipped ${skipped.length} evaluation image(s) that cannot be decoded: ${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`);
+
   const dropLast = train.count >= config.batchSize * 2;
   const microPerEpoch = countBatches(train.count, config.batchSize, dropLast);
   if (config.accumulation > microPerEpoch) {
@@ -114,7 +129,8 @@ function planTraining(config: ResolvedTrainConfig): Plan {
   // A fixed probe subset of the training images for the paper's Eq. 1 / Eq. 2 losses.
   const order = Int32Array.from({ length: train.count }, (_, index) => index);
   new Random(deriveSeed(config.seed, 777)).shuffle(order);
-  const probe = subsetDataset(train, order.slice(0, Math.min(config.probeSize, train.count)));
+  // Image files are decoded for the probe once, with the evaluation transform.
+  const probe = await decodeForEvaluation(subsetDataset(train, order.slice(0, Math.min(config.probeSize, train.count))));
   if (config.init !== null) checkInit(config, train);
   return { train, test, probe, dropLast, microPerEpoch, schedule };
 }
@@ -182,7 +198,7 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, log?: (line: stri
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   const loader = new BatchLoader(train, {
     batchSize: config.batchSize, shuffle: true, dropLast: plan.dropLast, seed: config.seed,
-    augment: { cropPadding: config.cropPadding, hflip: config.hflip, randomErasing: config.randomErasing },
+    augment: { cropPadding: train.files ? 0 : config.cropPadding, hflip: config.hflip, randomErasing: config.randomErasing },
     mixup: config.mixup > 0 || config.cutmix > 0
       ? { mixupAlpha: config.mixup, cutmixAlpha: config.cutmix, switchProb: config.mixupSwitchProb, prob: config.mixupProb, labelSmoothing: config.labelSmoothing, numClasses: train.numClasses }
       : undefined,
@@ -364,7 +380,7 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
     return { summary: run.readSummary(), history: run.readHistory(), out: run.path, epochsTrained: 0, stepsTaken: 0, interrupted: false };
   };
   if (mode === 'resume' && run.isFinished()) return alreadyFinished();
-  const plan = planTraining(config);
+  const plan = await planTraining(config, log);
 
   const lock = run.lock(`train --out ${run.path}`);
   let session: Session | null = null;
@@ -373,7 +389,8 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
     run.plan(options);
     if (mode === 'resume' && run.isFinished()) return alreadyFinished();
     run.prepare(mode);
-    if (mode === 'fresh') run.writeStoredConfig(toStoredConfig(config));
+    // A folder's class map is part of the run: a resume or eval reads the folders with it.
+    if (mode === 'fresh') run.writeStoredConfig(toStoredConfig(plan.train.classes ? { ...config, classes: plan.train.classes } : config));
     setNumThreads(config.threads);
     manualSeed(config.seed);
     session = buildSession(config, plan, log);
@@ -390,6 +407,8 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
       const epoch = state.epoch + 1;
       const epochStart = performance.now();
       const sums = await trainOneEpoch(session, state, epoch, progress, options, faults);
+      const badImages = session.loader.takeBadImages();
+      if (badImages.length > 0) log(`epoch ${epoch}: skipped ${badImages.length} training image(s) that cannot be decoded: ${badImages.slice(0, 5).join(', ')}${badImages.length > 5 ? ', ...' : ''}`);
       if (!sums) {
         interrupted = true;
         break;
