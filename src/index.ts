@@ -1,15 +1,23 @@
 // The masksub package: tensors and autograd on libtorch, nn layers, models, the MaskSub method,
 // optimizers, data, training and comparison reports.
 export * from './tensor/tensor.js';
-export { blasLibraries, buildInfo, cudaAvailable, cudaDeviceCount, getNumThreads, liveTensors, setNumThreads, synchronize } from './tensor/native.js';
+export { type BuildInfo, type NativeGenerator, type NativeHandle, blasLibraries, buildInfo, cudaAvailable, cudaDeviceCount, getNumThreads, liveTensors, setNumThreads, synchronize } from './tensor/native.js';
 export * as nn from './nn/index.js';
 export * as F from './nn/functional.js';
 export * as optim from './optim/index.js';
 export * as models from './models/index.js';
 export * as masksub from './masksub/index.js';
 export { loadSafetensors, saveSafetensors, encodeTensors, decodeTensors } from './tensor/safetensors.js';
-export { train, evaluate } from './train/trainer.js';
-export { compare } from './experiment/compare.js';
-export { buildConfig, PRESETS, DEFAULTS, type TrainConfig, type ResolvedTrainConfig } from './train/config.js';
-export { loadDataset } from './data/datasets.js';
+export { train, evaluate, type FaultHooks, type TrainOptions, type TrainResult } from './train/trainer.js';
+export type { EpochMetrics, ResolvedConfigCore, RunSummary } from './run/format.js';
+export type { Evaluation } from './train/evaluate.js';
+export { compare, type CompareOptions } from './experiment/compare.js';
+export {
+  buildConfig, PRESETS, DEFAULTS, SETTINGS, type ConfigSources, type Preset, type SettingName, type TrainConfig, type TrainSettings, type ResolvedTrainConfig,
+} from './train/config.js';
+export { loadDataset, type DatasetName, type DatasetSplit, type FileSource, type ImageDataset, type LoadDatasetOptions } from './data/datasets.js';
 export { renderReport } from './report/index.js';
+export type { ReportFiles } from './report/render.js';
+export type { AccuracyStats, BaselineComparison, Comparison, EpochRecord, GroupResult, RunConfig, RunRecord, SeedValue, SettingSummary } from './report/collect.js';
+export type { ChartId } from './report/charts.js';
+export type { AtomicWriteOptions, WriteFunction } from './io/atomic.js';

@@ -2,7 +2,7 @@
 import { native } from '../tensor/native.js';
 import { type Reduction, Tensor, wrapHandle as wrap } from '../tensor/tensor.js';
 
-type Pair = number | [number, number];
+export type Pair = number | [number, number];
 const pair = (value: Pair): number[] => (typeof value === 'number' ? [value, value] : value);
 
 export function linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {

@@ -64,7 +64,7 @@ export function constant_(tensor: Tensor, value: number): Tensor {
 export const zeros_ = (tensor: Tensor): Tensor => constant_(tensor, 0);
 export const ones_ = (tensor: Tensor): Tensor => constant_(tensor, 1);
 
-type Nonlinearity = 'relu' | 'leaky_relu' | 'linear' | 'tanh' | 'sigmoid';
+export type Nonlinearity = 'relu' | 'leaky_relu' | 'linear' | 'tanh' | 'sigmoid';
 function gain(nonlinearity: Nonlinearity, slope: number): number {
   switch (nonlinearity) {
     case 'relu': return Math.SQRT2;

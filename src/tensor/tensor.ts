@@ -126,7 +126,7 @@ function wrapList(handles: readonly NativeHandle[]): Tensor[] {
   return handles.map((handle) => new Tensor(handle));
 }
 
-type Operand = Tensor | number;
+export type Operand = Tensor | number;
 function operand(value: Operand): NativeHandle | number {
   return value instanceof Tensor ? value.handle : value;
 }
