@@ -226,5 +226,9 @@ test('refused steps name what to implement and leave the gradients untouched', (
     // its own masking scales the input by 0.5: L2 is CE(0.5 x W, softmax(x W))
     const teacher = x.matmul(weight);
     assert.ok(Math.abs((masks.lossSub as number) - subLoss(x.mul(0.5).matmul(weight), teacher, 'ce').item()) < 1e-6);
+    // subTarget 'labels' (the paper's ablation without the KD loss) passes through: L2 is CE against the labels
+    const onLabels = step(new Masks(), x, y, { method: 'masksub', ratio: 0.5, subTarget: 'labels' });
+    const plainCe: Criterion = { kind: 'ce', labelSmoothing: 0, bceTargetThreshold: null };
+    assert.ok(Math.abs((onLabels.lossSub as number) - labelLoss(x.mul(0.5).matmul(weight), y, plainCe).item()) < 1e-6);
   });
 });

@@ -8,14 +8,14 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { Dropout, DropPath, Module } from '../nn/index.js';
 import { checkRatio, Classifier, type ForwardOptions, isMaskable, withForwardRates } from '../models/classifier.js';
-import { type Criterion, methodStep, type StepResult } from './method.js';
+import { type Criterion, methodStep, type StepConfig, type StepResult } from './method.js';
 import { defaultRatio, describeMethod, hasSubModel, isMethod, type Method, METHODS } from './methods.js';
 import { type InputMaskingOptions, inputMasker } from './masking.js';
 
 /** A model masksub.step can train: any Module with a forward over one tensor. */
 export type ForwardModule = Module & { forward(inputs: Tensor): Tensor };
 
-export interface StepOptions extends InputMaskingOptions {
+export interface StepOptions extends InputMaskingOptions, Pick<StepConfig, 'subTarget' | 'subUpdatesRunningStats'> {
   /** The method: 'masksub' (the paper), 'dropsub', 'pathsub', a single-model regularizer or 'baseline'. */
   method: Method;
   /** The regularizer's strength (mask ratio, dropout or drop-path rate) in [0, 1). Default: the method's (masksub 0.5). */
@@ -69,7 +69,9 @@ export function step(model: ForwardModule, inputs: Tensor, targets: Tensor, opti
     throw new Error(`masksub.step: inputs [${inputs.shape.join(', ')}] and targets [${targets.shape.join(', ')}] must have the same batch size (first dimension)`);
   }
   checkRegularizerModules(model, method, name);
-  const config = { method, ratio, subWeight, criterion, lossScale };
+  const config: StepConfig = {
+    method, ratio, subWeight, criterion, lossScale, subTarget: options.subTarget, subUpdatesRunningStats: options.subUpdatesRunningStats,
+  };
   if (model instanceof Classifier) return methodStep(model, inputs, targets, config);
   return methodStep(new OptionsFromOutside(model, inputs, options, method, name), inputs, targets, config);
 }
