@@ -127,11 +127,11 @@ describe('image folders', () => {
     assert.deepEqual(snapshot(data), before, 'the data directory was changed');
   });
 
-  test('loader: normalized colours by hand, the same bytes with and without the worker, a batch rebuilt alone equals the iterated one', async () => {
+  test('loader: normalized colours by hand, the same bytes without a worker and with 1, 2 or 3 worker threads, a batch rebuilt alone equals the iterated one', async () => {
     const train = await loadFolderDataset({ split: 'train', dataDir: data, list: null, size: 12, scale: [0.3, 1] });
     const options = { batchSize: 3, shuffle: true, seed: 5, augment: { cropPadding: 0, hflip: true, randomErasing: 0 } };
-    const collect = async (useWorker: boolean, epoch: number): Promise<{ images: number[]; labels: number[] }[]> => {
-      const loader = new BatchLoader(train, { ...options, useWorker, prefetch: 2 });
+    const collect = async (useWorker: boolean, epoch: number, workers = 1): Promise<{ images: number[]; labels: number[] }[]> => {
+      const loader = new BatchLoader(train, { ...options, useWorker, prefetch: 2, workers });
       const batches: { images: number[]; labels: number[] }[] = [];
       try {
         for await (const batch of loader.epochBatches(epoch)) batches.push({ images: Array.from(batch.images), labels: Array.from(batch.labels) });
@@ -159,6 +159,18 @@ describe('image folders', () => {
       });
     }
     assert.deepEqual(await collect(true, 1), inThread, 'the worker thread gave other batches');
+    assert.deepEqual(await collect(true, 1, 2), inThread, 'two worker threads gave other batches');
+    assert.deepEqual(await collect(true, 1, 3), inThread, 'three worker threads (one batch each) gave other batches');
+    // An epoch abandoned after one batch, then the whole epoch again, with two workers.
+    const two = new BatchLoader(train, { ...options, useWorker: true, prefetch: 2, workers: 2 });
+    try {
+      for await (const _batch of two.epochBatches(1)) break;
+      const again: number[][] = [];
+      for await (const batch of two.epochBatches(1)) again.push(Array.from(batch.images));
+      assert.deepEqual(again, inThread.map((batch) => batch.images), 'an abandoned epoch disturbed the next one');
+    } finally {
+      await two.close();
+    }
     const epochTwo = await collect(true, 2);
     assert.notDeepEqual(epochTwo.map((batch) => batch.labels), inThread.map((batch) => batch.labels), 'epoch 2 has the order of epoch 1');
     const loader = new BatchLoader(train, { ...options, useWorker: false });

@@ -2,7 +2,8 @@
 // busy in synchronous native compute, and hands them over by transferring their ArrayBuffers.
 //
 // Protocol (see loader.ts): the main thread sends 'start' (epoch, run id, initial credit), 'credit'
-// (may build n more batches) and 'stop'. The worker answers 'batch' or 'error', tagged with the run
+// (may build n more batches) and 'stop'. With several workers, each builds every stride-th batch
+// (WorkerInit's first and stride) and counts credit in its own batches. The worker answers 'batch' or 'error', tagged with the run
 // id so that batches of an abandoned epoch are recognised and dropped.
 
 import { parentPort, workerData } from 'node:worker_threads';
@@ -12,6 +13,9 @@ import { buildFileBatch } from './file-batch.js';
 export interface WorkerInit {
   data: LoaderData;
   recipe: BatchRecipe;
+  /** This worker builds batches first, first + stride, first + 2 * stride, ... of each epoch. */
+  first: number;
+  stride: number;
 }
 
 export type ToWorker =
@@ -35,7 +39,7 @@ export type FromWorker =
 function main(): void {
   const port = parentPort;
   if (port === null) throw new Error('loader-worker: must be started as a worker thread by BatchLoader');
-  const { data, recipe } = workerData as WorkerInit;
+  const { data, recipe, first, stride } = workerData as WorkerInit;
   const total = countBatches(data.count, recipe.batchSize, recipe.dropLast);
 
   let run = -1;
@@ -53,7 +57,8 @@ function main(): void {
       scheduled = false;
       return;
     }
-    const index = next++;
+    const index = next;
+    next += stride;
     credit--;
     const batchRun = run;
     try {
@@ -87,7 +92,7 @@ function main(): void {
       run = message.run;
       epoch = message.epoch;
       order = epochOrder(data.count, recipe.shuffle, recipe.seed, epoch);
-      next = 0;
+      next = first;
       credit = message.credit;
       schedule();
     } else if (message.type === 'credit') {

@@ -31,6 +31,8 @@ export interface LoaderOptions {
   mixup?: MixupOptions; // when set, batches carry soft targets
   prefetch?: number; // batches prepared ahead by the worker; default 2, at least 1 with a worker
   useWorker?: boolean; // default false
+  /** Worker threads with useWorker; each builds every workers-th batch. Default 1. */
+  workers?: number;
 }
 
 export const NO_AUGMENTATION: AugmentOptions = { cropPadding: 0, hflip: false, randomErasing: 0 };
@@ -179,13 +181,14 @@ export class BatchLoader implements AsyncIterable<Batch> {
   readonly batchSize: number;
   readonly prefetch: number;
   readonly useWorker: boolean;
+  readonly workers: number;
   /** Batches per epoch. */
   readonly batchCount: number;
   private readonly data: LoaderData;
   private readonly recipe: BatchRecipe;
   private readonly label: string;
   private currentEpoch: number;
-  private pipe: WorkerPipe | null = null;
+  private pipes: WorkerPipe[] | null = null;
   private iterating = false;
   private badImages: string[] = [];
 
@@ -228,6 +231,9 @@ export class BatchLoader implements AsyncIterable<Batch> {
     }
     this.batchSize = options.batchSize;
     this.useWorker = options.useWorker ?? false;
+    const workers = options.workers ?? 1;
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) fail(`workers must be an integer in [1, 256], got ${String(workers)}`);
+    this.workers = workers;
     this.prefetch = this.useWorker ? Math.max(1, prefetch) : prefetch;
     this.currentEpoch = epoch;
     this.recipe = {
@@ -333,20 +339,26 @@ export class BatchLoader implements AsyncIterable<Batch> {
       throw new Error(`${this.label}: an epoch is already being iterated; finish or break out of it first`);
     }
     this.iterating = true;
-    const pipe = this.ensurePipe();
-    const run = pipe.start(epoch, Math.min(this.prefetch, this.batchCount));
+    const pipes = this.ensurePipes();
+    // Batch i belongs to worker i mod N; the first `prefetch` batches are credited to their owners,
+    // then each batch handed to the consumer credits the batch `prefetch` places further on.
+    const owner = (index: number): WorkerPipe => pipes[index % pipes.length]!;
+    const window = Math.min(this.prefetch, this.batchCount);
+    const runs = pipes.map((pipe, worker) => pipe.start(epoch, worker < window ? Math.floor((window - 1 - worker) / pipes.length) + 1 : 0));
+    const runOf = (index: number): number => runs[index % pipes.length]!;
     let finished = false;
     try {
       for (let index = 0; index < this.batchCount; index++) {
-        const batch = await pipe.receive(index);
+        const batch = await owner(index).receive(index);
         if (batch.badImages?.length) this.badImages.push(...batch.badImages);
         // The consumer now holds this batch; let the worker refill the ahead-of-time window.
-        if (index + this.prefetch < this.batchCount) pipe.credit(run, 1);
+        const ahead = index + this.prefetch;
+        if (ahead < this.batchCount) owner(ahead).credit(runOf(ahead), 1);
         yield batch;
       }
       finished = true;
     } finally {
-      if (!finished) pipe.stop(run);
+      if (!finished) pipes.forEach((pipe, worker) => pipe.stop(runs[worker]!));
       this.iterating = false;
     }
   }
@@ -355,19 +367,19 @@ export class BatchLoader implements AsyncIterable<Batch> {
     return this.epochBatches(this.currentEpoch);
   }
 
-  private ensurePipe(): WorkerPipe {
-    if (this.pipe === null) {
+  private ensurePipes(): WorkerPipe[] {
+    if (this.pipes === null) {
       const data: LoaderData = { ...this.data, images: sharedCopy(this.data.images) };
-      this.pipe = new WorkerPipe({ data, recipe: this.recipe }, this.label);
+      this.pipes = Array.from({ length: this.workers }, (_, worker) => new WorkerPipe({ data, recipe: this.recipe, first: worker, stride: this.workers }, this.label));
     }
-    return this.pipe;
+    return this.pipes;
   }
 
   /** Stops the worker thread, if one was started. The loader can still be used in-thread. */
   async close(): Promise<void> {
-    const pipe = this.pipe;
-    this.pipe = null;
-    if (pipe !== null) await pipe.close();
+    const pipes = this.pipes;
+    this.pipes = null;
+    if (pipes !== null) await Promise.all(pipes.map((pipe) => pipe.close()));
   }
 }
 
