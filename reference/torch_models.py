@@ -12,7 +12,7 @@ Stable API (other files import these names; add, do not rename):
   model(x, ratio=0.0, noise=None, generator=None)
                                      ratio > 0 masks the input as our forward's maskRatio does: ViT keeps
                                      int(L*(1-r)) patch tokens (MAE random_masking: argsort of noise
-                                     [B, L], first kept, shuffled order); ResNet zeroes int(n*r) patches
+                                     [B, L], first kept, shuffled order); ResNet zeroes n - int(n*(1-r)) patches
                                      of maskPatchSize pixels (the ones with the smallest noise). noise:
                                      the [B, L] uniform numbers to rank (torch.rand from generator if None).
   num_mask_tokens(model, image_size) the L of the noise a masked forward of `model` needs
@@ -72,8 +72,10 @@ def _round_half_up(value):
 
 
 def _masked_count(total, ratio):
-    """int(total * ratio) as our code computes it (Math.trunc of the same double product)."""
-    return int(total * ratio)
+    """total - int(total * (1 - ratio)): MAE's and the official code's rule (keep int(L(1-r)), mask the
+    rest), the same for ViT tokens and CNN patches, as our code computes it (Math.trunc of the same
+    double product)."""
+    return total - int(total * (1 - ratio))
 
 
 # ---------------------------------------------------------------- regularizers
@@ -333,7 +335,7 @@ class ResNet(nn.Module):
             rows, cols = h // p, w // p
             if noise is None:
                 noise = torch.rand(b, rows * cols, device=x.device, generator=generator)
-            # zero the int(n*r) patches with the smallest noise (the masked set)
+            # zero the n - int(n*(1-r)) patches with the smallest noise (the masked set)
             ids = torch.argsort(noise, dim=1)[:, :_masked_count(rows * cols, ratio)]
             keep = torch.ones(b, rows * cols, dtype=x.dtype, device=x.device).scatter(1, ids, 0.0).reshape(b, 1, rows, cols)
             x = x * keep.repeat_interleave(p, 2).repeat_interleave(p, 3)

@@ -113,7 +113,7 @@ test('a Maskable Module around ViT (token dropping through the interface) equals
   }
 });
 
-test('masking from outside masks exactly int(n * r) patches or tokens per sample, and nothing else', () => {
+test('masking from outside masks exactly n - int(n * (1 - r)) patches or tokens per sample, and nothing else', () => {
   tidy(() => {
     for (const ratio of [0, 0.1, 0.25, 0.5, 0.75, 0.99]) {
       // 4 samples of 2 x 12 x 8 images, patch 4: 3 x 2 = 6 patches each
@@ -124,7 +124,7 @@ test('masking from outside masks exactly int(n * r) patches or tokens per sample
         const flat = sample.flat();
         // each patch is either all zero (both channels) or untouched (2 * 16 ones)
         assert.ok(flat.every((value) => value === 0 || value === 32), `whole patches only: ${flat}`);
-        assert.equal(flat.filter((value) => value === 0).length, Math.trunc(6 * ratio), `ratio ${ratio}`);
+        assert.equal(flat.filter((value) => value === 0).length, 6 - Math.trunc(6 * (1 - ratio)), `ratio ${ratio}`);
       }
       // token ids: 3 samples of 10 ids, [CLS] at 0 kept, [MASK] = 99
       const ids = randint(1, 50, [3, 10]);
@@ -132,7 +132,7 @@ test('masking from outside masks exactly int(n * r) patches or tokens per sample
       const before = ids.toArray() as number[][];
       (maskedIds.toArray() as number[][]).forEach((row, b) => {
         assert.equal(row[0], before[b][0], '[CLS] kept');
-        assert.equal(row.filter((id) => id === 99).length, Math.trunc(9 * ratio), `token ratio ${ratio}`);
+        assert.equal(row.filter((id) => id === 99).length, 9 - Math.trunc(9 * (1 - ratio)), `token ratio ${ratio}`);
         row.forEach((id, i) => assert.ok(id === 99 || id === before[b][i]));
       });
     }

@@ -369,7 +369,7 @@ test('masked ViT forward = manual forward over the gathered tokens (class token 
 });
 
 // ---------------------------------------------------------------- patch masking
-test('randomPatchZero zeroes exactly int(n r) whole patches per sample (the masked set), uniformly', () => {
+test('randomPatchZero zeroes exactly n - int(n(1-r)) whole patches per sample (the masked set), uniformly', () => {
   tidy(() => {
     manualSeed(4);
     for (const [size, patch] of [[28, 4], [28, 7], [32, 8]]) {
@@ -381,7 +381,7 @@ test('randomPatchZero zeroes exactly int(n r) whole patches per sample (the mask
         const out = randomPatchZero(ones([batch, channels, size, size]), r, patch);
         assert.deepEqual(out.shape, [batch, channels, size, size]);
         const data = flat(out);
-        const masked = Math.trunc(n * r);
+        const masked = n - Math.trunc(n * (1 - r));
         const sets: string[] = [];
         for (let b = 0; b < batch; b++) {
           const zeroed: number[] = [];
@@ -406,7 +406,7 @@ test('randomPatchZero zeroes exactly int(n r) whole patches per sample (the mask
         assert.ok(new Set(sets).size > batch / 2, 'masks differ across samples');
       }
     }
-    // Uniform: each patch is zeroed with probability int(n r)/n.
+    // Uniform: each patch is zeroed with probability (n - int(n(1-r)))/n.
     const batch = 3000;
     for (const r of [0.25, 0.75]) {
       const data = flat(randomPatchZero(ones([batch, 1, 8, 8]), r, 2));
@@ -422,7 +422,7 @@ test('randomPatchZero zeroes exactly int(n r) whole patches per sample (the mask
     const ys = flat(randomPatchZero(x, 0.5, 4));
     let zerosCount = 0;
     ys.forEach((v, i) => { if (v === 0) zerosCount++; else assert.equal(v, xs[i]); });
-    assert.equal(zerosCount, 4 * 3 * 24 * 16);
+    assert.equal(zerosCount, 4 * 3 * 25 * 16); // 49 patches: int(24.5) = 24 kept, 25 zeroed
     // An explicit generator repeats the mask and leaves the global RNG alone.
     const state = getRngState();
     assert.deepEqual(flat(randomPatchZero(x, 0.5, 4, new Generator(1))), flat(randomPatchZero(x, 0.5, 4, new Generator(1))));
@@ -452,7 +452,7 @@ test('masked ResNet forward = forward of the manually masked image', () => {
       const mask = new Float32Array(batch * size * size).fill(1);
       noise.forEach((row, b) => {
         const order = row.map((v, i) => [v, i]).sort((p, q) => p[0] - q[0]).map(([, i]) => i);
-        for (const index of order.slice(0, Math.trunc(n * r))) {
+        for (const index of order.slice(0, n - Math.trunc(n * (1 - r)))) {
           const pi = Math.floor(index / side);
           const pj = index % side;
           for (let y = 0; y < patch; y++) for (let xx = 0; xx < patch; xx++) mask[(b * size + pi * patch + y) * size + pj * patch + xx] = 0;

@@ -34,7 +34,8 @@ export function inputKind(inputs: Tensor): InputKind | null {
 }
 
 /**
- * Replaces int((L - keepFirst) * r) positions of each sample's token ids [B, L], chosen uniformly
+ * Replaces m - int(m * (1 - r)) of the m = L - keepFirst positions of each sample's token ids [B, L]
+ * (the one masking rule: keep int(m(1-r)), mask the rest), chosen uniformly
  * among positions keepFirst..L-1, by maskTokenId. The shape is unchanged.
  */
 export function randomIdMask(ids: Tensor, ratio: number, maskTokenId: number, options: { keepFirst?: number; generator?: Generator } = {}): Tensor {
@@ -42,7 +43,7 @@ export function randomIdMask(ids: Tensor, ratio: number, maskTokenId: number, op
     const [batch, length] = ids.shape;
     const keepFirst = options.keepFirst ?? 0;
     const candidates = length - keepFirst;
-    const masked = Math.trunc(candidates * ratio);
+    const masked = candidates - Math.trunc(candidates * (1 - ratio));
     const generator = ids.device === 'cpu' ? options.generator : undefined;
     const noise = rand([batch, candidates], { device: ids.device as 'cpu', generator });
     // the rank of each position in a random order; the first `masked` ranks are masked

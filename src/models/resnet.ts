@@ -88,7 +88,8 @@ function downsample(inChannels: number, outChannels: number, stride: number): Se
 }
 
 /**
- * Zeroes int(n*r) of the n = (H/P)*(W/P) patches of each sample, chosen uniformly per sample;
+ * Zeroes n - int(n*(1-r)) of the n = (H/P)*(W/P) patches of each sample (the masking rule of
+ * ViT token dropping, MAE and the official code: keep int(n*(1-r)), mask the rest), chosen uniformly per sample;
  * the image shape is unchanged. 0 is the dataset mean after normalization.
  */
 export function randomPatchZero(images: Tensor, ratio: number, patchSize: number, generator?: Generator): Tensor {
@@ -100,7 +101,7 @@ export function randomPatchZero(images: Tensor, ratio: number, patchSize: number
     const rows = height / patchSize;
     const columns = width / patchSize;
     const patches = rows * columns;
-    const masked = Math.trunc(patches * ratio);
+    const masked = patches - Math.trunc(patches * (1 - ratio));
     const noise = maskNoise([batch, patches], images.device, generator);
     // rank of each patch in a random order; the first `masked` ranks are zeroed
     const rank = noise.argsort(1).argsort(1);
