@@ -113,6 +113,10 @@ export const SETTINGS = {
     group: 'data', schema: z.boolean(), default: true,
     help: 'prepare batches in a worker thread',
   }),
+  dataWorkers: define({
+    group: 'data', schema: z.number().int().min(1).max(64), default: 1, alias: ['num-workers', 'loader-workers'],
+    help: 'worker threads that prepare batches (with workers true); each builds every N-th batch and the batches are the same for any N; more help folder data, whose images are decoded and cropped as batches are built',
+  }),
   model: define({
     group: 'model', schema: z.enum(modelNames() as [string, ...string[]]), default: 'vit_tiny_patch4_28',
     help: 'model to train (`masksub models` describes each)', alias: ['arch', 'network'],

@@ -202,7 +202,8 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, log?: (line: stri
     mixup: config.mixup > 0 || config.cutmix > 0
       ? { mixupAlpha: config.mixup, cutmixAlpha: config.cutmix, switchProb: config.mixupSwitchProb, prob: config.mixupProb, labelSmoothing: config.labelSmoothing, numClasses: train.numClasses }
       : undefined,
-    prefetch: 3, useWorker: config.workers,
+    // Enough batches ahead for every worker thread to have one in hand.
+    prefetch: Math.max(3, 2 * config.dataWorkers), useWorker: config.workers, workers: config.dataWorkers,
   });
   return {
     config, plan, model, loader,
