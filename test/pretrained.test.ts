@@ -166,6 +166,16 @@ test('head absent or of another class count, and an MAE pretraining checkpoint (
     const lines: string[] = [];
     loadPretrained(plain, path, { log: (line) => lines.push(line) });
     assert.match(lines.join('\n'), /head\.weight, head\.bias re-initialised: the checkpoint has no head/);
+    // Same class count, new label set: the head is re-initialised when asked.
+    const resnet = new ResNet({ block: 'basic', layers: [1, 1, 1, 1], widths: [8, 16, 32, 64], stem: 'small', imageSize: 28, inChannels: 1, numClasses: 10, dropPathRate: 0, dropRate: 0, maskPatchSize: 4 });
+    const fresh = new ResNet({ ...resnet.config });
+    const fcBefore = fresh.fc.weight.clone();
+    const reset = fitCheckpoint(fresh, resnet.stateDict(), { resetHead: true });
+    assert.deepEqual([...reset.report.reinitialised].sort(), ['fc.bias', 'fc.weight']);
+    assert.ok(!reset.state.has('fc.weight') && reset.state.has('layer4.0.conv2.weight'));
+    for (const value of reset.state.values()) value.dispose();
+    assert.equal(relativeError(fresh.fc.weight, fcBefore), 0);
+    resnet.dispose(); fresh.dispose();
     for (const m of [source, model, plain]) m.dispose();
   });
 });

@@ -125,6 +125,11 @@ export interface InitOptions {
   strict?: boolean;
   /** Position-embedding resampling with antialias (timm >= 0.9's default) or without (MAE, timm < 0.9). */
   antialias?: boolean;
+  /**
+   * Re-initialise the classifier (ViT head, ResNet fc) even when the class count matches: for a
+   * new label set with as many classes, the pretrained head is a wrong prior.
+   */
+  resetHead?: boolean;
   /** Where the notes go (which variants were recognised, what was re-initialised). */
   log?: (line: string) => void;
 }
@@ -187,7 +192,9 @@ export function fitCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>
   const fitHead = (prefix: string): void => {
     const [weightKey, biasKey] = headKeys(prefix);
     const weight = source.get(weightKey);
-    if (!weight) {
+    if (options.resetHead) {
+      reinit([weightKey, biasKey], 'asked for (a new label set)');
+    } else if (!weight) {
       reinit([weightKey, biasKey], `the checkpoint has no ${prefix} (a backbone without classifier)`);
     } else if (weight.ndim === 2 && weight.size(0) !== classes && weight.size(1) === own.get(weightKey)?.size(1)) {
       reinit([weightKey, biasKey], `the checkpoint's ${prefix} has ${weight.size(0)} classes, this data set ${classes}`);

@@ -149,6 +149,10 @@ export const SETTINGS = {
     group: 'model', schema: z.boolean(), default: true,
     help: 'with init: every checkpoint key that is missing, unexpected or of the wrong shape is an error (false: load what fits, keep the model\'s own initialisation for the rest, and log them)',
   }),
+  initResetHead: define({
+    group: 'model', schema: z.boolean(), default: false,
+    help: 'with init: re-initialise the classifier head even when the class count matches (a new label set with as many classes); a head of another class count is always re-initialised',
+  }),
   initAntialias: define({
     group: 'model', schema: z.boolean(), default: true,
     help: 'with init: resample position embeddings with antialias, as timm >= 0.9 (false: as MAE\'s interpolate_pos_embed and older timm)',
@@ -652,18 +656,19 @@ function checkCombinations(config: TrainConfig): void {
   if (config.maskPatchSize !== null && dataSize % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${dataSize}-px images of ${config.dataset}`);
   }
-  if (config.loss === 'bce' && config.labelSmoothing > 0 && config.bceTargetThreshold === 0) {
-    // Smoothing gives every class a target above 0, and the threshold then makes every target 1.
-    throw new ConfigError(`loss bce with label-smoothing ${config.labelSmoothing} and bce-target-threshold 0 turns every target into 1; use label-smoothing 0 (DeiT-III) or a threshold above label-smoothing / classes (RSB: 0.2)`);
-  }
   if (config.globalPool !== 'token' && model.family !== 'vit') {
     throw new ConfigError(`global-pool applies only to ViT models; ${config.model} always averages its last feature map: leave global-pool out`);
   }
   if (config.maskMode !== 'drop' && model.family !== 'vit') {
     throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} masks by zeroing patches: leave mask-mode out`);
   }
-  if (config.init === null && (config.initStrict !== true || config.initAntialias !== true)) {
-    throw new ConfigError(`${config.initStrict !== true ? 'init-strict' : 'init-antialias'} applies only with init (a pretrained weights file); give init or leave it out`);
+  const initOnly = (['initStrict', 'initAntialias', 'initResetHead'] as const).find((name) => config[name] !== DEFAULTS[name]);
+  if (config.init === null && initOnly !== undefined) {
+    throw new ConfigError(`${kebab(initOnly)} applies only with init (a pretrained weights file); give init or leave it out`);
+  }
+  if (config.loss === 'bce' && config.labelSmoothing > 0 && config.bceTargetThreshold === 0) {
+    // Smoothing gives every class a target above 0, and the threshold then makes every target 1.
+    throw new ConfigError(`loss bce with label-smoothing ${config.labelSmoothing} and bce-target-threshold 0 turns every target into 1; use label-smoothing 0 (DeiT-III) or a threshold above label-smoothing / classes (RSB: 0.2)`);
   }
   if (config.layerScale !== null && model.family !== 'vit') {
     throw new ConfigError(`layer-scale applies only to ViT models; ${config.model} has none: leave layer-scale out`);

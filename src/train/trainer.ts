@@ -9,7 +9,7 @@ import { decodeForEvaluation, loadFolderDataset } from '../data/folder-dataset.j
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
 import { createModel, describeModel } from '../models/factory.js';
-import { layerAssignment, loadPretrained, PretrainedError } from '../models/pretrained.js';
+import { type InitOptions, layerAssignment, loadPretrained, PretrainedError } from '../models/pretrained.js';
 import { hasSubModel, methodStep, type StepConfig } from '../masksub/method.js';
 import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
 import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, type EpochMetrics, loadCheckpoint, MODEL_FILE, RunDirectory, RunError, type RunMode, type RunSummary, saveCheckpoint, type TrainingState } from '../run/index.js';
@@ -144,8 +144,8 @@ function buildModel(config: ResolvedTrainConfig, train: ImageDataset): Classifie
   });
 }
 
-function initOptions(config: ResolvedTrainConfig, log?: (line: string) => void): { strict: boolean; antialias: boolean; log?: (line: string) => void } {
-  return { strict: config.initStrict, antialias: config.initAntialias, log };
+function initOptions(config: ResolvedTrainConfig, log?: (line: string) => void): InitOptions {
+  return { strict: config.initStrict, antialias: config.initAntialias, resetHead: config.initResetHead, log };
 }
 
 /**
