@@ -70,7 +70,7 @@ for (const method of ['masksub', 'pathsub'] as const) {
   const test = batch(512);
   for (let step = 0; step < steps; step++) {
     const { ids, labels } = batch(64);
-    // masksub: the sub forward keeps 75% of the tokens; pathsub: drop-path 0.15 in the sub forward
+    // masksub: the sub forward keeps 75% of the tokens; pathsub: more drop-path (strength 0.15) in the sub forward
     const result = masksub.step(model, ids, labels, { method, ratio: method === 'masksub' ? 0.25 : 0.15 });
     optimizer.step();
     optimizer.zeroGrad();
