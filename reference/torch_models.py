@@ -97,17 +97,28 @@ class DropPath(nn.Module):
         return drop_path(x, self.p, self.training)
 
 
+MAX_DROP_PATH = 0.95
+
+
+def fixed_rate(dropout):
+    """A dropout no method changes (attention probabilities, embeddings, a head): the official DropSub
+    varies only the attention projection's and the MLP's dropouts."""
+    dropout.fixed_rate = True
+    return dropout
+
+
 @contextlib.contextmanager
-def rates(model, dropout=None, drop_path=None):
-    """Every Dropout / DropPath of `model` at the given rate inside the block (None: unchanged)."""
+def rates(model, dropout=None, drop_path=None, drop_path_increase=None):
+    """Inside the block: every Dropout without a fixed rate at `dropout`, every DropPath at `drop_path`
+    or at its own rate + `drop_path_increase` (at most MAX_DROP_PATH); None: unchanged."""
     saved = []
     for module in model.modules():
-        if isinstance(module, nn.Dropout) and dropout is not None:
+        if isinstance(module, nn.Dropout) and dropout is not None and not getattr(module, 'fixed_rate', False):
             saved.append((module, module.p))
             module.p = dropout
-        elif isinstance(module, DropPath) and drop_path is not None:
+        elif isinstance(module, DropPath) and (drop_path is not None or drop_path_increase is not None):
             saved.append((module, module.p))
-            module.p = drop_path
+            module.p = drop_path if drop_path is not None else min(MAX_DROP_PATH, module.p + drop_path_increase)
     try:
         yield model
     finally:
@@ -122,7 +133,7 @@ class Attention(nn.Module):
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(0.0)
+        self.attn_drop = fixed_rate(nn.Dropout(0.0))
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
@@ -196,7 +207,7 @@ class VisionTransformer(nn.Module):
         self.num_patches = (img_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, embed_dim))
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_drop = fixed_rate(nn.Dropout(drop_rate))
         if drop_path_schedule == 'uniform':
             path_rates = [drop_path_rate] * depth
         else:
@@ -319,7 +330,7 @@ class ResNet(nn.Module):
                 inplanes = planes * Block.expansion
                 index += 1
             setattr(self, 'layer%d' % (stage + 1), nn.Sequential(*blocks))
-        self.head_drop = nn.Dropout(drop_rate)
+        self.head_drop = fixed_rate(nn.Dropout(drop_rate))
         self.fc = nn.Linear(inplanes, num_classes)
         init_weights(self)
 
@@ -611,15 +622,15 @@ def regularizer(method, ratio):
     if method in ('dropout', 'dropsub'):
         return {'dropout': ratio}
     if method in ('droppath', 'pathsub'):
-        return {'drop_path': ratio}
+        return {'drop_path_increase': ratio}
     if method == 'baseline':
         return {}
     raise ValueError(f'unknown method {method!r}')
 
 
 def _forward(model, images, options, noise, generator):
-    dropout, path = options.get('dropout'), options.get('drop_path')
-    with rates(model, dropout=dropout, drop_path=path):
+    dropout, path, increase = options.get('dropout'), options.get('drop_path'), options.get('drop_path_increase')
+    with rates(model, dropout=dropout, drop_path=path, drop_path_increase=increase):
         return model(images, ratio=options.get('ratio', 0.0), noise=noise, generator=generator)
 
 

@@ -63,7 +63,8 @@ test('ranges: one range for ratios [0, 1), above 0 for a method with a regulariz
   assert.equal(buildConfig({ flags: { method: 'baseline', ratio: '0' } }).ratio, 0);
   assert.equal(buildConfig({ flags: { method: 'masksub', ratio: '0.75' } }).ratio, 0.75);
   assert.equal(buildConfig({ flags: { method: 'masksub' } }).ratio, 0.5);
-  assert.equal(buildConfig({ flags: { method: 'pathsub', 'drop-path': '0.2' } }).ratio, 0.2 + 0.1);
+  // pathsub's ratio is the increase over each block's own drop-path rate, whatever that rate is
+  assert.equal(buildConfig({ flags: { method: 'pathsub', 'drop-path': '0.2' } }).ratio, 0.1);
   assert.equal(rejection({ 'probe-mask-ratio': '1' }), '--probe-mask-ratio must be a number in [0, 1), got 1');
   assert.equal(rejection({ 'drop-path': '1' }), '--drop-path must be a number in [0, 1), got 1');
 });
@@ -162,8 +163,8 @@ test('compare plans each run from unresolved settings: a method without a given 
   assert.equal(base.ratio, null, 'nothing filled in before planning');
   const plan = planRuns(base, { out: root, methods: ['baseline', 'masksub', 'pathsub', 'dropout'], seeds: [0, 1], ratios: null });
   assert.deepEqual(plan.map((run) => [run.name, run.config.method, run.config.ratio, run.config.seed]), [
-    ['baseline-s0', 'baseline', 0, 0], ['masksub-s0', 'masksub', 0.5, 0], ['pathsub-s0', 'pathsub', 0.05 + 0.1, 0], ['dropout-s0', 'dropout', 0.2, 0],
-    ['baseline-s1', 'baseline', 0, 1], ['masksub-s1', 'masksub', 0.5, 1], ['pathsub-s1', 'pathsub', 0.05 + 0.1, 1], ['dropout-s1', 'dropout', 0.2, 1],
+    ['baseline-s0', 'baseline', 0, 0], ['masksub-s0', 'masksub', 0.5, 0], ['pathsub-s0', 'pathsub', 0.1, 0], ['dropout-s0', 'dropout', 0.2, 0],
+    ['baseline-s1', 'baseline', 0, 1], ['masksub-s1', 'masksub', 0.5, 1], ['pathsub-s1', 'pathsub', 0.1, 1], ['dropout-s1', 'dropout', 0.2, 1],
   ]);
   const sweep = planRuns(base, { out: root, methods: ['baseline', 'masking'], seeds: [3], ratios: [0.25, 0.75] });
   assert.deepEqual(sweep.map((run) => [run.name, run.config.ratio]), [['baseline-s3', 0], ['masking-r0.25-s3', 0.25], ['masking-r0.75-s3', 0.75]]);
@@ -175,12 +176,12 @@ test('compare plans each run from unresolved settings: a method without a given 
 
 test('the method table: paper defaults, regularizers, sub-models and counterparts', () => {
   assert.deepEqual([...METHODS], ['baseline', 'masking', 'dropout', 'droppath', 'masksub', 'dropsub', 'pathsub']);
-  assert.deepEqual(METHODS.map((method) => defaultRatio(method, 0.2)), [0, 0.5, 0.2, 0.2 + 0.1, 0.5, 0.2, 0.2 + 0.1]);
-  assert.equal(defaultRatio('pathsub', 0.9), 0.95, 'drop-path default is capped so some paths survive');
+  // the drop-path methods' strength is the paper's +0.1 over each block's own rate
+  assert.deepEqual(METHODS.map((method) => defaultRatio(method)), [0, 0.5, 0.2, 0.1, 0.5, 0.2, 0.1]);
   assert.deepEqual(METHODS.map(hasSubModel), [false, false, false, false, true, true, true]);
   assert.deepEqual(regularizer('masksub', 0.3), { maskRatio: 0.3 });
   assert.deepEqual(regularizer('dropsub', 0.3), { dropoutRate: 0.3 });
-  assert.deepEqual(regularizer('droppath', 0.3), { dropPathRate: 0.3 });
+  assert.deepEqual(regularizer('droppath', 0.3), { dropPathIncrease: 0.3 });
   assert.deepEqual(regularizer('baseline', 0.3), {});
   for (const method of METHODS) {
     const descriptor = describeMethod(method);
@@ -189,7 +190,7 @@ test('the method table: paper defaults, regularizers, sub-models and counterpart
     const counterpart = METHOD_TABLE[descriptor.singleModel as keyof typeof METHOD_TABLE];
     assert.equal(counterpart.subModel, false, `${method}'s counterpart`);
     assert.equal(counterpart.regularizer, descriptor.regularizer, `${method}'s counterpart`);
-    assert.equal(defaultRatio(descriptor.singleModel as typeof method, 0.1), defaultRatio(method, 0.1));
+    assert.equal(defaultRatio(descriptor.singleModel as typeof method), defaultRatio(method));
   }
   assert.ok(METHODS.filter(hasSubModel).every((method) => describeMethod(method).singleModel !== null), 'every sub-model method names its single model');
 });

@@ -7,7 +7,7 @@ import {
   arange, cat, Generator, getRngState, liveTensors, manualSeed, noGrad, ones, rand, randn, stack, type Tensor, tensor, tidy, zeros,
 } from '../src/index.js';
 import {
-  Classifier, type ClassifierInfo, createModel, type ForwardOptions, randomPatchZero, randomTokenKeep, ResNet, VisionTransformer,
+  Classifier, type ClassifierInfo, createModel, type ForwardOptions, MAX_DROP_PATH, randomPatchZero, randomTokenKeep, ResNet, VisionTransformer,
 } from '../src/models/index.js';
 import {
   type Criterion, defaultRatio, hasSubModel, labelLoss, METHODS, methodStep, regularizer, subLoss,
@@ -494,8 +494,12 @@ test('sub-forward dropout and drop-path rates hold during that forward only, and
         if (fail) throw new Error('boom');
         return original(x);
       };
-      const expect = (dropout: number | undefined, path: number | undefined): number[] =>
-        modules.map((m, i) => (m instanceof Dropout ? dropout ?? before[i] : path ?? before[i]));
+      // fixed-rate dropouts (attention probabilities, embeddings, a head) keep their rate; an increase
+      // raises each drop-path's own rate (the paper's +0.1 per block)
+      const expect = (dropout: number | undefined, path: number | undefined, increase?: number): number[] =>
+        modules.map((m, i) => (m instanceof Dropout
+          ? (m.fixedRate ? before[i] : dropout ?? before[i])
+          : path ?? (increase === undefined ? before[i] : Math.min(MAX_DROP_PATH, before[i] + increase))));
       try {
         model.forward(images, { dropoutRate: 0.3, dropPathRate: 0.4 });
         assert.deepEqual(during.pop(), expect(0.3, 0.4), `${name}: rates during the sub forward`);
@@ -516,7 +520,7 @@ test('sub-forward dropout and drop-path rates hold during that forward only, and
           const ratio = method === 'masking' || method === 'masksub' ? 0.5 : 0.35;
           methodStep(model, images, labels, { method, ratio, subWeight: 0.5, criterion: CE });
           const reg = regularizer(method, ratio);
-          const regularized = expect(reg.dropoutRate, reg.dropPathRate);
+          const regularized = expect(reg.dropoutRate, reg.dropPathRate, reg.dropPathIncrease);
           const wanted = hasSubModel(method) ? [before, regularized] : [regularized];
           assert.deepEqual(during, wanted, `${name} ${method}: rates seen by the main (and sub) forward`);
           assert.deepEqual(rates(), before, `${name} ${method}: restored`);
@@ -563,7 +567,7 @@ test('methodStep for every method on vit_micro and resnet_micro: losses, nulls, 
     const images = randn([4, 1, 28, 28]);
     const labels = tensor([0, 1, 2, 3], { dtype: 'int64' });
     for (const method of METHODS) {
-      const ratio = defaultRatio(method, 0.05);
+      const ratio = defaultRatio(method);
       const config = { method, ratio, subWeight: 0.5, criterion: CE };
       const sub = hasSubModel(method);
       model.zeroGrad();

@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadDataset } from '../src/data/datasets.js';
-import { labelLoss, methodStep } from '../src/masksub/method.js';
-import { createModel, maskNoise } from '../src/models/index.js';
+import { labelLoss, methodStep, regularizer } from '../src/masksub/method.js';
+import { createModel, maskNoise, type ResNet, VisionTransformer } from '../src/models/index.js';
+import { Dropout, DropPath } from '../src/nn/index.js';
 import { Generator, manualSeed, noGrad, rand, randn, tensor, tidy } from '../src/tensor/tensor.js';
 import { buildConfig, ConfigError } from '../src/train/config.js';
 import { evaluate } from '../src/train/evaluate.js';
@@ -75,4 +76,39 @@ test('mask noise from a fixed generator is drawn on the CPU: the same values whe
   const reference = rand([2, 5], { generator: new Generator(42) });
   assert.deepEqual(Array.from(noise.toTypedArray() as Float32Array), Array.from(reference.toTypedArray() as Float32Array));
   assert.deepEqual(Array.from(rand([3]).toTypedArray() as Float32Array), Array.from(before as Float32Array), 'the global generator was not advanced');
+});
+
+test('DropSub varies the official sites only; PathSub raises each block\'s own drop-path rate by r', () => {
+  manualSeed(3);
+  const vit = createModel('vit_micro', { inChannels: 1, numClasses: 10, imageSize: 28, dropRate: 0.05, dropPathRate: 0.1 });
+  const resnet = createModel('resnet_micro', { inChannels: 1, numClasses: 10, imageSize: 28, dropRate: 0.05, dropPathRate: 0.1 });
+  for (const model of [vit, resnet]) {
+    const seen = new Map<string, number>();
+    const named = [...model.namedModules()].filter(([, module]) => module instanceof Dropout || module instanceof DropPath) as [string, Dropout | DropPath][];
+    const head = model instanceof VisionTransformer ? model.head : (model as ResNet).fc;
+    const original = head.forward.bind(head);
+    head.forward = (x) => {
+      for (const [name, module] of named) seen.set(name, module.p);
+      return original(x);
+    };
+    const before = new Map(named.map(([name, module]) => [name, module.p]));
+    noGrad(() => tidy(() => model.forward(randn([2, 1, 28, 28]), { ...regularizer('dropsub', 0.3), ...regularizer('pathsub', 0.1) })));
+    delete (head as { forward?: unknown }).forward;
+    for (const [name, module] of named) {
+      const during = seen.get(name) as number;
+      if (module instanceof DropPath) {
+        assert.ok(Math.abs(during - ((before.get(name) as number) + 0.1)) < 1e-12, `${name}: own rate ${before.get(name)} + 0.1, got ${during}`);
+      } else if (/(^|\.)(attn_drop|pos_drop|head_drop)$/.test(name)) {
+        assert.equal(during, before.get(name), `${name}: not a DropSub site, rate kept`);
+      } else {
+        assert.equal(during, 0.3, `${name}: a DropSub site (attention projection, MLP, block)`);
+      }
+    }
+    // timm's linear schedule is kept: the blocks' rates still grow with depth
+    const paths = named.filter(([, module]) => module instanceof DropPath).map(([name]) => seen.get(name) as number);
+    assert.ok(paths[0] < paths[paths.length - 1], `${paths}`);
+    // the sites exist: the test is not vacuous
+    assert.ok(named.some(([name]) => /proj_drop|drop1|drop_block/.test(name)) && named.some(([name]) => /pos_drop|head_drop/.test(name)));
+    model.dispose();
+  }
 });

@@ -57,7 +57,7 @@ export function step(model: ForwardModule, inputs: Tensor, targets: Tensor, opti
     throw new TypeError('masksub.step: model must be an nn.Module with a forward(inputs) method');
   }
   const name = model.constructor.name || 'the model';
-  const ratio = options.ratio ?? defaultRatio(method, mainDropPathRate(model));
+  const ratio = options.ratio ?? defaultRatio(method);
   checkRatio(`masksub.step: ratio of method "${method}"`, ratio);
   const subWeight = options.subWeight ?? 0.5;
   if (!(subWeight >= 0 && subWeight <= 1)) throw new RangeError(`masksub.step: subWeight must be in [0, 1], got ${subWeight}`);
@@ -74,11 +74,6 @@ export function step(model: ForwardModule, inputs: Tensor, targets: Tensor, opti
   };
   if (model instanceof Classifier) return methodStep(model, inputs, targets, config);
   return methodStep(new OptionsFromOutside(model, inputs, options, method, name), inputs, targets, config);
-}
-
-/** The highest drop-path rate in the model (the last block's, under timm's linear schedule); 0 without DropPath. */
-function mainDropPathRate(model: Module): number {
-  return model.modules().reduce((rate, module) => (module instanceof DropPath ? Math.max(rate, module.p) : rate), 0);
 }
 
 /** A dropout or drop-path method needs modules that carry the rate; without them it would silently be the baseline. */

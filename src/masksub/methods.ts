@@ -22,23 +22,20 @@ export const REGULARIZERS = {
   },
   dropout: {
     strength: 'dropout rate',
-    description: 'dropout in every block',
+    description: 'dropout after the attention projection and in the MLP of every block (the official DropSub sites)',
     forwardOptions: (strength: number): ForwardOptions => ({ dropoutRate: strength }),
   },
   dropPath: {
-    strength: 'drop-path rate',
-    description: 'stochastic depth (drop-path) in every block',
-    forwardOptions: (strength: number): ForwardOptions => ({ dropPathRate: strength }),
+    strength: 'drop-path increase',
+    description: 'stochastic depth (drop-path): each block\'s own rate raised by r',
+    forwardOptions: (strength: number): ForwardOptions => ({ dropPathIncrease: strength }),
   },
 } as const satisfies Record<string, RegularizerDescriptor>;
 
 export type Regularizer = keyof typeof REGULARIZERS;
 
-/**
- * A method's default strength: a fixed value, or (drop-path methods) a step above the main
- * model's own drop-path rate, capped so that some paths always survive.
- */
-export type DefaultStrength = number | { readonly aboveDropPath: number; readonly cap: number };
+/** A method's default strength (for drop-path methods an increase over each block's own rate). */
+export type DefaultStrength = number;
 
 export interface MethodDescriptor {
   /** Trains a sub-model on regularized input next to the main model (the paper's *Sub rows). */
@@ -52,7 +49,8 @@ export interface MethodDescriptor {
   readonly singleModel: string | null;
 }
 
-// Paper defaults: masking 0.5, dropout 0.2, drop-path main rate + 0.1 (../shared/MASKSUB.md).
+// Paper defaults: masking 0.5, dropout 0.2, drop-path main rate + 0.1 (../shared/MASKSUB.md):
+// the drop-path methods' strength is that increase, applied per block.
 // The order here is the order of help texts and reports: baseline, single models, sub-models.
 export const METHOD_TABLE = {
   baseline: {
@@ -68,7 +66,7 @@ export const METHOD_TABLE = {
     description: 'one model with dropout always on',
   },
   droppath: {
-    subModel: false, regularizer: 'dropPath', defaultStrength: { aboveDropPath: 0.1, cap: 0.95 }, singleModel: null,
+    subModel: false, regularizer: 'dropPath', defaultStrength: 0.1, singleModel: null,
     description: 'one model with a higher drop-path rate always on',
   },
   masksub: {
@@ -80,7 +78,7 @@ export const METHOD_TABLE = {
     description: 'DropSub: main model + a sub-model with dropout',
   },
   pathsub: {
-    subModel: true, regularizer: 'dropPath', defaultStrength: { aboveDropPath: 0.1, cap: 0.95 }, singleModel: 'droppath',
+    subModel: true, regularizer: 'dropPath', defaultStrength: 0.1, singleModel: 'droppath',
     description: 'PathSub: main model + a sub-model with a higher drop-path rate',
   },
 } as const satisfies Record<string, MethodDescriptor>;
@@ -108,19 +106,15 @@ export function hasSubModel(method: Method): boolean {
 }
 
 /** The regularizer strength a method uses when none is given; 0 for a method without one. */
-export function defaultRatio(method: Method, mainDropPathRate = 0): number {
-  const strength: DefaultStrength = METHOD_TABLE[method].defaultStrength;
-  if (typeof strength === 'number') return strength;
-  return Math.min(strength.cap, mainDropPathRate + strength.aboveDropPath);
+export function defaultRatio(method: Method): number {
+  return METHOD_TABLE[method].defaultStrength;
 }
 
 /** The default strength in the words of help texts: "0.5", "drop-path + 0.1", "-". */
 export function describeDefaultRatio(method: Method): string {
   const descriptor = METHOD_TABLE[method];
   if (descriptor.regularizer === null) return '-';
-  const strength: DefaultStrength = descriptor.defaultStrength;
-  if (typeof strength === 'number') return String(strength);
-  return `drop-path + ${strength.aboveDropPath} (at most ${strength.cap})`;
+  return descriptor.regularizer === 'dropPath' ? `+${descriptor.defaultStrength} per block` : String(descriptor.defaultStrength);
 }
 
 /** The forward options that apply the method's regularizer at strength r ({} for none). */

@@ -7,10 +7,16 @@ import { Dropout, DropPath, Module } from '../nn/index.js';
 export interface ForwardOptions {
   /** Fraction of the input to mask (ViT: tokens dropped; CNN: patches zeroed). 0 = none. */
   maskRatio?: number;
-  /** Dropout probability for this forward only (DropSub / the dropout method). */
+  /** Dropout probability of every dropout without a fixed rate, for this forward only (DropSub / the dropout method). */
   dropoutRate?: number;
-  /** Drop-path rate of every block for this forward only (PathSub / the drop-path method). */
+  /** Drop-path rate of every block for this forward only. */
   dropPathRate?: number;
+  /**
+   * Raises each block's own drop-path rate by this much for this forward only, at most to
+   * {@link MAX_DROP_PATH} (PathSub / the drop-path method: the paper's main rate + 0.1, per block,
+   * so timm's linear schedule over depth is kept). dropPathRate wins when both are given.
+   */
+  dropPathIncrease?: number;
   /** Generator for the masks (fixed probe sets); the global one otherwise. */
   generator?: Generator;
 }
@@ -50,6 +56,9 @@ export function isMaskable(model: object): model is Maskable {
  */
 export type StepModel = Module & { forward(inputs: Tensor, options?: ForwardOptions): Tensor };
 
+/** The highest drop-path rate a dropPathIncrease reaches: some paths always survive. */
+export const MAX_DROP_PATH = 0.95;
+
 /**
  * Runs fn with every Dropout / DropPath in the module tree set to the given rates, then restores
  * the previous rates even if fn throws, so a sub forward's rates never leak into the main forward.
@@ -58,12 +67,12 @@ export function withForwardRates<T>(model: Module, options: ForwardOptions, fn: 
   const saved: [Dropout | DropPath, number][] = [];
   try {
     for (const module of model.modules()) {
-      if (module instanceof Dropout && options.dropoutRate !== undefined) {
+      if (module instanceof Dropout && options.dropoutRate !== undefined && !module.fixedRate) {
         saved.push([module, module.p]);
         module.p = options.dropoutRate;
-      } else if (module instanceof DropPath && options.dropPathRate !== undefined) {
+      } else if (module instanceof DropPath && (options.dropPathRate !== undefined || options.dropPathIncrease !== undefined)) {
         saved.push([module, module.p]);
-        module.p = options.dropPathRate;
+        module.p = options.dropPathRate ?? Math.min(MAX_DROP_PATH, module.p + (options.dropPathIncrease as number));
       }
     }
     return fn();

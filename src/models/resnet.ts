@@ -148,7 +148,7 @@ export class ResNet extends Classifier implements Maskable {
       }
       return this.registerModule(`layer${stage + 1}`, new ModuleList(blocks));
     });
-    this.drop = this.registerModule('head_drop', new Dropout(config.dropRate));
+    this.drop = this.registerModule('head_drop', new Dropout(config.dropRate, { fixedRate: true }));
     this.fc = this.registerModule('fc', new Linear(channels, config.numClasses));
     for (const module of this.modules()) {
       if (module instanceof Conv2d) kaimingNormal_(module.weight, { mode: 'fan_out', nonlinearity: 'relu' });

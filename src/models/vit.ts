@@ -154,7 +154,7 @@ export class VisionTransformer extends Classifier implements Maskable {
     this.patchEmbed = this.registerModule('patch_embed', new PatchEmbed(config.patchSize, config.inChannels, config.width));
     this.clsToken = this.registerParameter('cls_token', tidy(() => new Parameter(normal_(zeros([1, 1, config.width]), 0, 1e-6))));
     this.posEmbed = this.registerParameter('pos_embed', tidy(() => new Parameter(truncNormal_(zeros([1, this.numPatches + 1, config.width]), 0.02))));
-    this.posDrop = this.registerModule('pos_drop', new Dropout(config.dropRate));
+    this.posDrop = this.registerModule('pos_drop', new Dropout(config.dropRate, { fixedRate: true }));
     const rates = config.dropPathSchedule === 'uniform'
       ? new Array<number>(config.depth).fill(config.dropPathRate)
       : tidy(() => (config.depth > 1 ? (linspace(0, config.dropPathRate, config.depth, { dtype: 'float64' }).toArray() as number[]) : [config.dropPathRate]));

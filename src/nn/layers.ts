@@ -106,11 +106,17 @@ export class Embedding extends Layer {
   }
 }
 
-/** Dropout; `p` may be changed between forwards (the DropSub sub-model raises it). */
+/**
+ * Dropout; `p` may be changed between forwards (the DropSub sub-model raises it). A `fixedRate`
+ * dropout is never changed by a method: the official DropSub varies only the dropouts after the
+ * attention projection and in the MLP, not those on attention probabilities, embeddings or a head.
+ */
 export class Dropout extends Layer {
-  constructor(public p = 0.5) {
+  readonly fixedRate: boolean;
+  constructor(public p = 0.5, options: { fixedRate?: boolean } = {}) {
     super();
     if (!(p >= 0 && p < 1)) throw new RangeError(`Dropout: p must be in [0, 1), got ${p}`);
+    this.fixedRate = options.fixedRate ?? false;
   }
   forward(input: Tensor): Tensor {
     if (!this.training || this.p === 0) return input;
@@ -149,7 +155,7 @@ export class Attention extends Layer {
     this.headDim = dim / numHeads;
     this.scale = this.headDim ** -0.5;
     this.qkv = this.registerModule('qkv', new Linear(dim, dim * 3, qkvBias));
-    this.attnDrop = this.registerModule('attn_drop', new Dropout(attnDrop));
+    this.attnDrop = this.registerModule('attn_drop', new Dropout(attnDrop, { fixedRate: true }));
     this.proj = this.registerModule('proj', new Linear(dim, dim));
     this.projDrop = this.registerModule('proj_drop', new Dropout(projDrop));
   }

@@ -625,7 +625,7 @@ function checkCombinations(config: TrainConfig): void {
     // A zero strength turns the regularizer off: a sub-model method would train the same input
     // twice, a single-model method would be the baseline under another name.
     throw new ConfigError(`ratio 0 turns off the ${REGULARIZERS[method.regularizer].strength} of method ${config.method}; ` +
-      `use a ratio in (0, 1), or leave it out for the method's default ${defaultRatio(config.method, config.dropPath)}`);
+      `use a ratio in (0, 1), or leave it out for the method's default ${defaultRatio(config.method)}`);
   }
   const info = DATASET_INFO[config.dataset];
   const model = describeModel(config.model);
@@ -681,7 +681,7 @@ export function resolveConfig(config: TrainConfig, preset: string | null = null)
   for (const name of SETTING_NAMES) checked[name] = parseValue(name, kebab(name), (config as Raw)[name], { kind: 'code' });
   const settings = checked as TrainConfig;
   checkCombinations(settings);
-  const ratio = settings.ratio ?? defaultRatio(settings.method, settings.dropPath);
+  const ratio = settings.ratio ?? defaultRatio(settings.method);
   return { ...settings, ratio, machine: machineDescription(settings.device, settings.threads), preset };
 }
 
