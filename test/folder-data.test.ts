@@ -4,12 +4,16 @@
 // directory, and the loader's batches: pixel values by hand on single-colour images, and the same
 // bytes with and without the worker thread and for a batch rebuilt alone (resume). End to end: a
 // run on a folder records its class map, learns three colours, and resumes to the same weights.
+// export-images: a data set written as PNG folders reads back with its pixels and labels.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
+import { loadDataset } from '../src/data/datasets.js';
+import { checkExportDirectory, exportSplit } from '../src/data/export-images.js';
 import { loadFolderDataset } from '../src/data/folder-dataset.js';
 import { readImageList, scanImageFolder } from '../src/data/folder.js';
 import { BatchLoader } from '../src/data/loader.js';
@@ -266,5 +270,38 @@ describe('training on an image folder', () => {
     }
     for (const tensor of [...a.values(), ...b.values()]) tensor.dispose();
     assert.deepEqual(snapshot(data), before, 'training wrote into the data directory');
+  });
+});
+
+describe('export-images', () => {
+  test('a data set written as PNG folders reads back with the same pixels and labels (eval transform at the same size is the identity)', async () => {
+    const original = loadDataset('synthetic', { split: 'test', limit: 30 });
+    const folder = join(root, 'exported');
+    assert.equal(await exportSplit(original, join(folder, 'val')), 30);
+    checkExportDirectory(join(root, 'not-there-yet'));
+    assert.throws(() => checkExportDirectory(folder), /is not empty/);
+    const list = scanImageFolder(join(folder, 'val'));
+    assert.deepEqual(list.classes, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    const read = await loadFolderDataset({ split: 'test', dataDir: folder, list: null, size: 28, cropPercent: 1, interpolation: 'bilinear', classes: list.classes });
+    assert.equal(read.count, 30);
+    const plane = 28 * 28;
+    list.paths.forEach((path, position) => {
+      const index = Number(/(\d+)\.png$/.exec(path)![1]);
+      assert.equal(read.labels[position], original.labels[index]);
+      const expected = original.images.subarray(index * plane, (index + 1) * plane);
+      // Grey PNGs decode to three equal channels.
+      for (let channel = 0; channel < 3; channel++) {
+        assert.deepEqual(read.images.subarray((position * 3 + channel) * plane, (position * 3 + channel + 1) * plane), expected, `${path} channel ${channel}`);
+      }
+    });
+  });
+
+  test('the CLI writes train/ and val/ and refuses a directory that is not empty', () => {
+    const out = join(root, 'cli-export');
+    const run = (): string => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'export-images', '--dataset', 'synthetic', '--out', out, '--limit-train', '20', '--limit-test', '10'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.match(run(), /wrote 20 train images of synthetic to .*train\nwrote 10 test images of synthetic to .*val/);
+    assert.equal(scanImageFolder(join(out, 'train')).paths.length, 20);
+    assert.equal(scanImageFolder(join(out, 'val')).paths.length, 10);
+    assert.throws(run, (error: { status: number; stderr: string }) => error.status === 1 && /is not empty; pick a new directory/.test(error.stderr));
   });
 });
