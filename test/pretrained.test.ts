@@ -15,7 +15,7 @@ import { fitCheckpoint, layerAssignment, loadPretrained, PretrainedError, resamp
 import { AdamW, applyLr, paramGroupsWithLayerDecay } from '../src/optim/index.js';
 import { disposeCheckpoint, loadCheckpoint } from '../src/run/index.js';
 import { saveSafetensors } from '../src/tensor/safetensors.js';
-import { buildConfig } from '../src/train/config.js';
+import { buildConfig, buildSettings } from '../src/train/config.js';
 import { train } from '../src/train/trainer.js';
 import { relativeError, runTorch } from './helpers/torch.js';
 
@@ -343,4 +343,7 @@ test('train --init: a Fashion-MNIST run\'s model.safetensors starts a run on the
   assert.throws(() => buildConfig({ flags: { model: 'resnet_micro', 'global-pool': 'avg' } }), /global-pool applies only to ViT models/);
   assert.throws(() => buildConfig({ flags: { model: 'resnet_micro', 'mask-mode': 'token' } }), /mask-mode applies only to ViT models/);
   assert.throws(() => buildConfig({ flags: { 'layer-decay': '0' } }), /layer-decay must be/);
+  // The MAE fine-tuning preset carries the recipe's layer decay and mean pooling.
+  const mae = buildSettings({ preset: 'mae-vit-b-ft' });
+  assert.deepEqual([mae.layerDecay, mae.globalPool, mae.lr, mae.batchSize, mae.dropPath], [0.65, 'avg', 2e-3, 1024, 0.1]);
 });

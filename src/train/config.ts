@@ -386,6 +386,10 @@ export const PRESETS: Record<string, Preset> = {
     description: 'ResNet Strikes Back A2 (paper Table B.1) for 224 px data: ResNet-50, LAMB 5e-3, wd 0.01, batch 2048, 300 epochs (5 warmup), BCE, mixup 0.1, cutmix 1.0, drop-path 0.05',
     values: { model: 'resnet50', optimizer: 'lamb', lr: 5e-3, weightDecay: 0.01, batchSize: 2048, epochs: 300, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0.2, labelSmoothing: 0, mixup: 0.1, cutmix: 1.0, dropPath: 0.05, cropPadding: 0, hflip: true },
   },
+  'mae-vit-b-ft': {
+    description: 'MAE fine-tuning of ViT-B/16 (MAE\'s FINETUNE.md: blr 5e-4 x batch 1024 / 256) for 224 px data with --init from an MAE-pretrained checkpoint: AdamW 2e-3, wd 0.05, layer decay 0.65, batch 1024, 100 epochs (5 warmup), min lr 1e-6, drop-path 0.1, mixup 0.8, cutmix 1.0, random erasing 0.25, label smoothing 0.1, mean pooling with fc_norm',
+    values: { model: 'vit_base_patch16_224', optimizer: 'adamw', lr: 2e-3, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.65, batchSize: 1024, epochs: 100, warmupEpochs: 5, dropPath: 0.1, mixup: 0.8, cutmix: 1.0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', globalPool: 'avg', cropPadding: 0, hflip: true },
+  },
 };
 
 // ---------------------------------------------------------------------------------------------
