@@ -198,7 +198,12 @@ test('refused steps name what to implement and leave the gradients untouched', (
     assert.throws(() => step(model, x, y, { method: 'masksub' }), /Implement Maskable on Features: a 'masking' property .*forward\(inputs, \{ maskRatio, generator \}\)/);
     untouched();
     assert.throws(() => step(model, x, y, { method: 'dropsub' }), /"dropsub" sets the rate of the model's nn\.Dropout modules .* Features has none/);
-    assert.throws(() => step(model, x, y, { method: 'pathsub' }), /nn\.DropPath/);
+    assert.throws(() => step(model, x, y, { method: 'pathsub' }), /"pathsub" raises the rate of the model's nn\.DropPath modules for the sub forward/);
+    // dropouts made with fixedRate (attention probabilities, embeddings) are not DropSub's: as good as none
+    class FixedDropout extends Features {
+      readonly attentionDrop = this.registerModule('attention_drop', new Dropout(0.1, { fixedRate: true }));
+    }
+    assert.throws(() => step(new FixedDropout(), x, y, { method: 'dropsub' }), /\(those not made with fixedRate\) for the sub forward, but FixedDropout has none/);
     assert.throws(() => step(new BagOfTokens(), randint(1, 9, [4, 5]), y, { method: 'masksub' }), /give maskTokenId/);
     assert.throws(() => step(model, randn([4, 1, 6, 9]), y, { method: 'masking' }), /not square, so give patchSize/);
     assert.throws(() => step(model, randn([4, 1, 8, 8]), y, { method: 'masking', patchSize: 3 }), /patchSize 3 must be a positive integer that divides/);

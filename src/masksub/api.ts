@@ -18,7 +18,7 @@ export type ForwardModule = Module & { forward(inputs: Tensor): Tensor };
 export interface StepOptions extends InputMaskingOptions, Pick<StepConfig, 'subTarget' | 'subUpdatesRunningStats'> {
   /** The method: 'masksub' (the paper), 'dropsub', 'pathsub', a single-model regularizer or 'baseline'. */
   method: Method;
-  /** The regularizer's strength (mask ratio, dropout or drop-path rate) in [0, 1). Default: the method's (masksub 0.5). */
+  /** The regularizer's strength in [0, 1): mask ratio, dropout rate, or drop-path increase. Default: the method's (masksub 0.5). */
   ratio?: number;
   /** w2, the sub-model loss weight; the main loss gets 1 - w2. Default 0.5 (the paper's). */
   subWeight?: number;
@@ -40,8 +40,9 @@ export const DEFAULT_CRITERION: Criterion = { kind: 'ce', labelSmoothing: 0, bce
  *
  * Masking: a model that implements {@link Maskable} masks itself (forward gets `maskRatio`);
  * otherwise the step masks the input: image patches zeroed, or token ids replaced by
- * `maskTokenId`. Dropout / drop-path methods set the rates of the model's `nn.Dropout` /
- * `nn.DropPath` modules for the regularized forward only.
+ * `maskTokenId`. DropSub sets the rate of the model's `nn.Dropout` modules (all but those made
+ * with `fixedRate`), PathSub raises each `nn.DropPath`'s own rate by `ratio` (at most 0.95), for
+ * the regularized forward only.
  *
  * @example
  * ```ts
@@ -79,12 +80,15 @@ export function step(model: ForwardModule, inputs: Tensor, targets: Tensor, opti
 /** A dropout or drop-path method needs modules that carry the rate; without them it would silently be the baseline. */
 function checkRegularizerModules(model: Module, method: Method, name: string): void {
   const regularizer = describeMethod(method).regularizer;
-  const needed = regularizer === 'dropout' ? Dropout : regularizer === 'dropPath' ? DropPath : null;
-  if (needed === null || model.modules().some((module) => module instanceof needed)) return;
-  const layer = needed === Dropout ? 'nn.Dropout' : 'nn.DropPath';
+  if (regularizer !== 'dropout' && regularizer !== 'dropPath') return;
+  const carriers = model.modules().filter((module) => (regularizer === 'dropout' ? module instanceof Dropout && !module.fixedRate : module instanceof DropPath));
+  if (carriers.length) return;
   const which = hasSubModel(method) ? 'for the sub forward' : 'for every forward';
+  const [what, layer] = regularizer === 'dropout'
+    ? ['sets the rate of the model\'s nn.Dropout modules (those not made with fixedRate)', 'nn.Dropout']
+    : ['raises the rate of the model\'s nn.DropPath modules', 'nn.DropPath'];
   throw new Error(
-    `masksub.step: method "${method}" sets the rate of the model's ${layer} modules ${which}, but ${name} has none. ` +
+    `masksub.step: method "${method}" ${what} ${which}, but ${name} has none. ` +
     `Add ${layer} layers (registered with registerModule) where the model should drop.`,
   );
 }
