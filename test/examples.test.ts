@@ -14,11 +14,17 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Runs an example as a user would in this repository: 'masksub' resolved to the sources. */
 function runExample(file: string, environment: Record<string, string> = {}): string {
-  const result = spawnSync(process.execPath, ['--conditions=masksub-source', '--import', 'tsx', join(root, 'examples', file)], {
-    cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, MASKSUB_THREADS: '2', ...environment },
-  });
-  assert.equal(result.status, 0, `${file} exited with ${result.status} (signal ${result.signal}):\n${result.stderr}`);
-  return result.stdout;
+  // the examples write their checkpoints and runs under os.tmpdir(): here a directory removed afterwards
+  const scratch = mkdtempSync(join(tmpdir(), 'masksub-example-test-'));
+  try {
+    const result = spawnSync(process.execPath, ['--conditions=masksub-source', '--import', 'tsx', join(root, 'examples', file)], {
+      cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, MASKSUB_THREADS: '2', TMPDIR: scratch, ...environment },
+    });
+    assert.equal(result.status, 0, `${file} exited with ${result.status} (signal ${result.signal}):\n${result.stderr}`);
+    return result.stdout;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 /** The JSON object an example prints on its last line. */
