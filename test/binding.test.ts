@@ -6,7 +6,6 @@
 // (test/helpers/binding-child.ts) so that a crash or a hang fails the test rather than the runner.
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -35,7 +34,8 @@ function runChild(nodeArguments: string[], childArguments: string[], options: { 
 test('native/ops.def, the generated interface and the loaded addon list the same functions', () => {
   const check = spawnSync(process.execPath, [join(root, 'scripts', 'generate-binding.mjs'), '--check'], { encoding: 'utf8' });
   assert.equal(check.status, 0, `src/tensor/native-binding.ts is stale: ${check.stderr}`);
-  const addon = createRequire(import.meta.url)(join(root, 'build', 'Release', 'masksub_native.node')) as Record<string, unknown>;
+  // `native` is the addon's exports object itself, whichever build MASKSUB_ADDON points at.
+  const addon = native as unknown as Record<string, unknown>;
   assert.deepEqual(Object.keys(addon).sort(), [...nativeFunctionNames].sort());
   for (const name of nativeFunctionNames) assert.equal(typeof addon[name], 'function', name);
   assert.equal(new Set(nativeFunctionNames).size, nativeFunctionNames.length, 'no function listed twice');
@@ -118,12 +118,14 @@ test('cpu.max quotas give whole cores', () => {
 // user the limit is set above the processes that user already runs.
 test('thread counts are capped at the usable cores, and threads that cannot start are an error, not a hang', () => {
   let command: string[];
-  const ownProcesses = spawnSync('ps', ['-L', '-u', String(process.getuid?.() ?? 0), '--no-headers'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).length;
   const nodeCommand = `exec ${JSON.stringify(process.execPath)} --import tsx ${JSON.stringify(child)} threads`;
   if (process.getuid?.() === 0) {
     command = ['setpriv', '--ruid', '65534', '--bounding-set', '-sys_resource,-sys_admin', 'bash', '-p', '-c', `ulimit -u 100 && ${nodeCommand}`];
   } else {
-    command = ['bash', '-c', `ulimit -u ${ownProcesses + 60} && ${nodeCommand}`];
+    const listing = spawnSync('ps', ['-L', '-u', String(process.getuid?.()), '--no-headers'], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(listing.status, 0, `ps failed: ${listing.stderr}`);
+    const ownThreads = listing.stdout.split('\n').filter(Boolean).length;
+    command = ['bash', '-c', `ulimit -S -u ${ownThreads + 60} && ${nodeCommand}`];
   }
   const result = spawnSync(command[0], command.slice(1), {
     cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, MASKSUB_THREADS: '60' },
