@@ -8,6 +8,7 @@
 // values are N(0, 1) in normalized space.
 
 import type { Random } from './random.js';
+import { roundHalfEven } from './transforms.js';
 
 export interface AugmentOptions {
   /** Zero-padding (raw black) on each side before a random crop back to the original size; 0 = off. */
@@ -134,14 +135,6 @@ export function randomHorizontalFlip(
   return flip;
 }
 
-/** Python's round(): halves go to the even neighbour. timm's box sizes use it. */
-function roundHalfEven(value: number): number {
-  const floor = Math.floor(value);
-  const fraction = value - floor;
-  if (fraction > 0.5) return floor + 1;
-  if (fraction < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
 
 /**
  * timm RandomErasing (mode 'pixel', one box): with probability `probability`, try up to 10 times a

@@ -30,8 +30,8 @@ export interface Box {
   width: number;
 }
 
-/** Python's round(): halves go to the even neighbour (torchvision's box sizes use it). */
-function roundHalfEven(value: number): number {
+/** Python's round(): halves go to the even neighbour (torchvision's and timm's box sizes use it). */
+export function roundHalfEven(value: number): number {
   const floor = Math.floor(value);
   const fraction = value - floor;
   if (fraction > 0.5) return floor + 1;
