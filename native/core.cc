@@ -28,22 +28,26 @@ std::atomic<int64_t> live_tensors{0};
 static const napi_type_tag tensor_tag = {0x4a7e44a73f584c04ULL, 0x00aa34f72024590aULL};
 static const napi_type_tag generator_tag = {0xb343c6330c786561ULL, 0x7f83ad43500b61e0ULL};
 
-static bool has_tag(Napi::Value value, const napi_type_tag& tag) {
-  // Only Externals are checked: napi_check_object_type_tag would coerce a primitive to an object
-  // and, for null or undefined, leave a pending exception behind.
-  if (!value.IsExternal()) return false;
+// The pointer an External carries, or nullptr unless the value is an External with this tag.
+// napi_get_value_external refuses anything but an External without raising an exception, so the
+// tag is only ever checked on Externals (napi_check_object_type_tag would coerce a primitive to an
+// object and, for null or undefined, leave an exception pending). Two N-API calls per handle.
+static void* tagged_data(Napi::Value value, const napi_type_tag& tag) {
+  void* data = nullptr;
+  if (napi_get_value_external(value.Env(), value, &data) != napi_ok) return nullptr;
   bool tagged = false;
-  return napi_check_object_type_tag(value.Env(), value, &tag, &tagged) == napi_ok && tagged;
+  if (napi_check_object_type_tag(value.Env(), value, &tag, &tagged) != napi_ok || !tagged) {
+    return nullptr;
+  }
+  return data;
 }
 
 Holder* tensor_holder(Napi::Value value) {
-  if (!has_tag(value, tensor_tag)) return nullptr;
-  return value.As<Napi::External<Holder>>().Data();
+  return static_cast<Holder*>(tagged_data(value, tensor_tag));
 }
 
 GeneratorHolder* generator_holder(Napi::Value value) {
-  if (!has_tag(value, generator_tag)) return nullptr;
-  return value.As<Napi::External<GeneratorHolder>>().Data();
+  return static_cast<GeneratorHolder*>(tagged_data(value, generator_tag));
 }
 
 // What a JS value is, for errors that say what was passed instead of a handle.
@@ -61,17 +65,26 @@ static std::string kind_of(Napi::Value value) {
   return "an object";
 }
 
-static void finalize_holder(Napi::Env, Holder* holder) {
+static void finalize_holder(napi_env, void* data, void*) {
+  auto* holder = static_cast<Holder*>(data);
   if (holder->alive) live_tensors--;
   delete holder;
 }
 
+// The plain N-API calls: node-addon-api's External::New allocates a second block per handle to
+// carry a C++ finalizer, and a tensor handle is made for every op result.
 Napi::Value wrap(Napi::Env env, at::Tensor tensor) {
   auto* holder = new Holder{std::move(tensor), true};
+  napi_value external = nullptr;
+  if (napi_create_external(env, holder, finalize_holder, nullptr, &external) != napi_ok) {
+    delete holder;
+    throw Napi::Error::New(env, "cannot create a tensor handle");
+  }
   live_tensors++;
-  auto external = Napi::External<Holder>::New(env, holder, finalize_holder);
-  external.TypeTag(&tensor_tag);
-  return external;
+  if (napi_type_tag_object(env, external, &tensor_tag) != napi_ok) {
+    throw Napi::Error::New(env, "cannot type-tag a tensor handle");
+  }
+  return Napi::Value(env, external);
 }
 
 Napi::Value wrap_list(Napi::Env env, const std::vector<at::Tensor>& tensors) {
