@@ -29,9 +29,9 @@ static const napi_type_tag tensor_tag = {0x4a7e44a73f584c04ULL, 0x00aa34f7202459
 static const napi_type_tag generator_tag = {0xb343c6330c786561ULL, 0x7f83ad43500b61e0ULL};
 
 // The pointer an External carries, or nullptr unless the value is an External with this tag.
-// napi_get_value_external refuses anything but an External without raising an exception, so the
-// tag is only ever checked on Externals (napi_check_object_type_tag would coerce a primitive to an
-// object and, for null or undefined, leave an exception pending). Two N-API calls per handle.
+// napi_get_value_external refuses anything but an External with a status (no JS exception), so
+// the tag check only ever sees Externals, never a primitive, null or undefined. Two N-API calls
+// per handle read (the tags cost about 2-3% of a tiny op such as add on 1-element tensors).
 static void* tagged_data(Napi::Value value, const napi_type_tag& tag) {
   void* data = nullptr;
   if (napi_get_value_external(value.Env(), value, &data) != napi_ok) return nullptr;

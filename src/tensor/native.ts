@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NativeBinding } from './native-binding.js';
+import { type NativeBinding, nativeFunctionNames } from './native-binding.js';
 
 export type { NativeBinding } from './native-binding.js';
 
@@ -31,8 +31,9 @@ process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
 
 function load(): NativeBinding {
   const require = createRequire(import.meta.url);
+  let addon: Record<string, unknown>;
   try {
-    return require(addonPath) as NativeBinding;
+    addon = require(addonPath) as Record<string, unknown>;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
@@ -40,6 +41,16 @@ function load(): NativeBinding {
         'Build it with `npm ci` (needs: apt-get install -y libtorch-dev libopenblas0-openmp).',
     );
   }
+  // An addon built from older sources than these lacks functions: say so now, not as
+  // "native.x is not a function" in the middle of a run.
+  const missing = nativeFunctionNames.filter((name) => typeof addon[name] !== 'function');
+  if (missing.length > 0) {
+    throw new Error(
+      `masksub: the native addon at ${addonPath} is older than the sources (it lacks ${missing.slice(0, 5).join(', ')}` +
+        `${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}); rebuild it with \`npm run build\``,
+    );
+  }
+  return addon as unknown as NativeBinding;
 }
 
 export const native: NativeBinding = load();
