@@ -19,7 +19,7 @@ if (!torch) {
   console.error(`masksub: libtorch was not found (no $LIBTORCH, no torch in python3, no system libtorch).\nInstall it with:\n  ${APT_HINT}`);
   process.exit(1);
 }
-console.log(`masksub: building the native addon against ${torch.source} (C++11 ABI ${torch.abi}, CUDA ${torch.cuda ? 'yes' : 'no'})`);
+console.log(`masksub: building the native addon against ${torch.source} (C++11 ABI ${torch.abi}, CUDA ${torch.cuda ? 'yes' : 'no'}, distributed (gloo) ${torch.distributed ? 'yes' : 'no: apt-get install -y libgloo-dev'})`);
 
 const require = createRequire(import.meta.url);
 let gyp;

@@ -68,6 +68,12 @@ export function findTorch() {
   if (found.abi === undefined) found.abi = detectAbi(found.lib);
   const libs = readdirSync(found.lib);
   found.cuda = libs.includes('libtorch_cuda.so');
+  // c10d's Gloo process group (native/distributed.cc) needs gloo's headers beside torch's:
+  // Debian's libtorch is built with the system gloo, whose headers come with libgloo-dev.
+  const glooInclude = [...found.include, '/usr/include', '/usr/local/include']
+    .find((dir) => existsSync(join(dir, 'gloo/algorithm.h')));
+  found.distributed = glooInclude !== undefined && existsSync(join(found.include[0], 'torch/csrc/distributed/c10d/ProcessGroupGloo.hpp'));
+  if (glooInclude !== undefined && !found.include.includes(glooInclude)) found.include.push(glooInclude);
   return found;
 }
 
@@ -76,13 +82,13 @@ function gypValue(kind) {
   if (!torch) throw new Error(`libtorch not found. Install it with: ${APT_HINT}`);
   switch (kind) {
     case 'include': return torch.include.join(' ');
-    case 'defines': return [`_GLIBCXX_USE_CXX11_ABI=${torch.abi}`, ...(torch.cuda ? ['MASKSUB_CUDA=1'] : [])].join(' ');
+    case 'defines': return [`_GLIBCXX_USE_CXX11_ABI=${torch.abi}`, ...(torch.cuda ? ['MASKSUB_CUDA=1'] : []), ...(torch.distributed ? ['MASKSUB_DISTRIBUTED=1'] : [])].join(' ');
     case 'libraries': {
       const base = [`-L${torch.lib}`, `-Wl,-rpath,${torch.lib}`];
       const cuda = torch.cuda ? ['-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed'] : [];
       return [...base, ...cuda, '-ltorch', '-ltorch_cpu', '-lc10'].join(' ');
     }
-    case 'describe': return `${torch.source}, C++11 ABI ${torch.abi}, CUDA ${torch.cuda ? 'yes' : 'no'}`;
+    case 'describe': return `${torch.source}, C++11 ABI ${torch.abi}, CUDA ${torch.cuda ? 'yes' : 'no'}, distributed (gloo) ${torch.distributed ? 'yes' : 'no'}`;
     default: throw new Error(`unknown query ${kind}`);
   }
 }

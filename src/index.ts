@@ -1,12 +1,14 @@
 // The masksub package: tensors and autograd on libtorch, nn layers, models, the MaskSub method,
-// optimizers, data, training and comparison reports.
+// optimizers, data, data-parallel training and comparison reports.
 export * from './tensor/tensor.js';
+export * from './tensor/foreach.js';
 export { type BuildInfo, type NativeGenerator, type NativeHandle, blasLibraries, buildInfo, cudaAvailable, cudaDeviceCount, getNumThreads, liveTensors, setNumThreads, synchronize } from './tensor/native.js';
 export * as nn from './nn/index.js';
 export * as F from './nn/functional.js';
 export * as optim from './optim/index.js';
 export * as models from './models/index.js';
 export * as masksub from './masksub/index.js';
+export * as distributed from './distributed/index.js';
 export { loadSafetensors, saveSafetensors, encodeTensors, decodeTensors } from './tensor/safetensors.js';
 export { train, evaluate, type FaultHooks, type TrainOptions, type TrainResult } from './train/trainer.js';
 export type { EpochMetrics, ResolvedConfigCore, RunSummary } from './run/format.js';

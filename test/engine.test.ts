@@ -192,6 +192,20 @@ test('tidy frees everything made inside except results and kept tensors', () => 
   result.list[0].dispose();
   kept?.dispose();
   assert.equal(liveTensors(), before);
+
+  // A scope that throws frees what it made (its kept tensors survive) and rethrows.
+  let survivor: Tensor | undefined;
+  assert.throws(() => tidy(() => {
+    randn([4]);
+    tidy(() => randn([2]).matmul(randn([3])));
+  }), /matmul/);
+  assert.throws(() => tidy(() => {
+    survivor = keep(ones([1]));
+    throw new Error('boom');
+  }), /boom/);
+  assert.equal(liveTensors(), before + 1);
+  survivor?.dispose();
+  assert.equal(liveTensors(), before);
 });
 
 test('300 training steps of a small MLP: live tensors flat, RSS bounded', () => {

@@ -13,6 +13,7 @@ import {
   AdamW, applyLr, clipGradNorm, gradNorm, Lamb, ModelEma, type Optimizer, type OptimizerStateDict, paramGroupsWithWeightDecay,
   SGD, WarmupCosineSchedule,
 } from '../src/optim/index.js';
+import { native } from '../src/tensor/native.js';
 import { relativeError, runTorch } from './helpers/torch.js';
 
 const SHAPES = [[16, 8], [8], [8, 4], [4]];
@@ -114,6 +115,20 @@ function compareWithTorch(optimizer: Optimizer, params: nn.Parameter[], expected
   return worst;
 }
 
+/** Addon calls made by fn (every Tensor method and functional reaches libtorch through `native`). */
+function countCalls(fn: () => void): number {
+  const binding = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const originals = Object.entries(binding).filter(([, value]) => typeof value === 'function');
+  let calls = 0;
+  for (const [name, value] of originals) binding[name] = (...args: unknown[]) => { calls++; return value(...args); };
+  try {
+    fn();
+  } finally {
+    for (const [name, value] of originals) binding[name] = value;
+  }
+  return calls;
+}
+
 function disposeAll(...tensors: (Tensor | null)[]): void {
   for (const t of tensors) t?.dispose();
 }
@@ -140,6 +155,27 @@ for i, p in enumerate(params):
     t.diagnostic(`AdamW worst relative error ${worst.toExponential(2)}`);
     optimizer.dispose();
     disposeAll(...params);
+  });
+});
+
+test('AdamW foreach (multi-tensor, the default) equals the single-tensor path bit for bit, and makes one addon call per op per group', () => {
+  tidy(() => {
+    const weights = initialWeights();
+    const grads = gradientSequence(true);
+    const run = (foreach: boolean): { params: nn.Parameter[]; state: OptimizerStateDict; calls: number } => {
+      const params = makeParams(weights);
+      const optimizer = new AdamW(groupsOf(params), { lr: 0.1, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0.3, foreach });
+      const calls = countCalls(() => runSteps(optimizer, params, grads, [0, 1, 2, 3, 4]));
+      const state = optimizer.stateDict();
+      optimizer.dispose();
+      return { params, state, calls };
+    };
+    const [single, multi] = [run(false), run(true)];
+    single.params.forEach((param, i) => assert.deepEqual(multi.params[i]!.toTypedArray(), param.toTypedArray(), `parameter ${i}`));
+    assert.deepEqual(multi.state.scalars, single.state.scalars);
+    for (const [key, value] of single.state.tensors) assert.deepEqual(multi.state.tensors.get(key)!.toTypedArray(), value.toTypedArray(), key);
+    // 4 parameters in 2 groups: the foreach path's calls do not grow with the parameter count.
+    assert.ok(multi.calls < single.calls, `foreach made ${multi.calls} addon calls, the loop ${single.calls}`);
   });
 });
 

@@ -32,11 +32,16 @@ const CONFIG: CommandOption = { flag: 'config', placeholder: 'FILE', help: 'YAML
 export const COMMANDS = {
   train: {
     summary: 'train one model into a run directory (resumable)',
-    usage: ['masksub train --out DIR [--preset NAME] [--config FILE] [--SETTING VALUE ...] [--overwrite]', 'masksub train --out DIR --resume'],
+    usage: [
+      'masksub train --out DIR [--preset NAME] [--config FILE] [--SETTING VALUE ...] [--overwrite] [--nproc N]',
+      'masksub train --out DIR --resume [--nproc N]',
+      'torchrun --nproc-per-node N [--nnodes M ...] --no-python npx masksub train --out DIR ...',
+    ],
     options: [
       { flag: 'out', placeholder: 'DIR', help: 'run directory: config.json, metrics.jsonl, summary.csv, checkpoints, done.json' },
       { flag: 'resume', placeholder: null, help: 'continue the unfinished run in DIR with its saved settings' },
       { flag: 'overwrite', placeholder: null, help: 'replace the run in DIR' },
+      { flag: 'nproc', placeholder: 'N', help: 'data parallel on this machine: start N worker processes (c10d Gloo), each with 1/N of every batch and of the cores; batch-size stays the global batch. Under torchrun or srun, leave it out: the job comes from their environment' },
       PRESET, CONFIG, HELP,
     ],
     settings: { sets: {} },

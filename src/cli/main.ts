@@ -17,6 +17,7 @@ import {
   settingDocs, suggestSetting, type SettingName, type TrainConfig,
 } from '../train/config.js';
 import { evaluate, type FaultHooks, loadSplit, readRunConfig, train, TrainingError } from '../train/trainer.js';
+import { launchLocal, type World, WORKER_ENV, worldFromEnvironment } from '../distributed/index.js';
 import { type CommandName, COMMANDS, type CommandSpec, commandHelp, isCommand, overviewHelp } from './help.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -162,20 +163,33 @@ function parseList<Name extends SettingName>(name: Name, text: string, flag: str
 function interruptionSignal(): { signal: AbortSignal; received: () => NodeJS.Signals | null; dispose: () => void } {
   const controller = new AbortController();
   let received: NodeJS.Signals | null = null;
-  const handler = (name: NodeJS.Signals): void => {
+  const stopFor = (name: NodeJS.Signals, why: string): void => {
     if (received) process.exit(name === 'SIGINT' ? 130 : 143);
     received = name;
-    complain(`\nmasksub: ${name} received; stopping after the current step (send it again to stop at once)`);
+    complain(`\nmasksub: ${why}; stopping after the current step (send SIGINT or SIGTERM to stop at once)`);
     controller.abort();
   };
+  // (Node passes a signal listener the name and the number.)
+  const handler = (name: NodeJS.Signals): void => stopFor(name, `${name} received`);
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
+  // A worker of `train --nproc` stops as on SIGTERM when its launcher goes away (launch.ts).
+  const orphaned = (): void => stopFor('SIGTERM', 'the launcher (train --nproc) is gone');
+  if (process.env[WORKER_ENV] === '1') {
+    if (!process.connected) {
+      orphaned();
+    } else {
+      process.channel?.unref();
+      process.on('disconnect', orphaned);
+    }
+  }
   return {
     signal: controller.signal,
     received: () => received,
     dispose: () => {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
+      process.off('disconnect', orphaned);
     },
   };
 }
@@ -186,12 +200,28 @@ function signalExitCode(signal: NodeJS.Signals | null): number {
 
 /** Test-only fault injection (test/faults.test.ts); the library itself never reads the environment for it. */
 function faultHooksFromEnvironment(): FaultHooks {
-  const nan = process.env.MASKSUB_INJECT_NAN_AT_STEP;
+  // In a data-parallel job, MASKSUB_INJECT_NAN_RANK limits the NaN to that rank.
+  const nanRank = process.env.MASKSUB_INJECT_NAN_RANK;
+  const nan = nanRank === undefined || nanRank === (process.env.RANK ?? '0') ? process.env.MASKSUB_INJECT_NAN_AT_STEP : undefined;
   const slowMs = Number(process.env.MASKSUB_TEST_SLOW_CHECKPOINT_MS ?? 0);
   return {
     nanAtStep: nan ? Number(nan) : undefined,
     beforeCheckpointRename: slowMs > 0 ? () => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, slowMs); } : undefined,
   };
+}
+
+/** argv without `--name VALUE` / `--name=VALUE`. */
+function withoutOption(argv: readonly string[], name: string): string[] {
+  const kept: string[] = [];
+  for (let index = 0; index < argv.length; index++) {
+    if (argv[index] === `--${name}`) {
+      index++;
+      continue;
+    }
+    if (argv[index]!.startsWith(`--${name}=`)) continue;
+    kept.push(argv[index]!);
+  }
+  return kept;
 }
 
 async function commandTrain(flags: Flags): Promise<number> {
@@ -200,6 +230,16 @@ async function commandTrain(flags: Flags): Promise<number> {
   const resume = takeSwitch(flags, 'resume');
   const overwrite = takeSwitch(flags, 'overwrite');
   if (resume && overwrite) throw new ConfigError('--resume and --overwrite exclude each other');
+  const nprocText = take(flags, 'nproc');
+  const nproc = nprocText === undefined ? 1 : /^\d+$/.test(nprocText) ? Number(nprocText) : Number.NaN;
+  if (!(nproc >= 1 && nproc <= 1024)) throw new ConfigError(`--nproc must be an integer in [1, 1024], got '${nprocText}'`);
+  let world: World | null;
+  try {
+    world = worldFromEnvironment();
+  } catch (error) {
+    throw new ConfigError(`the launcher's environment: ${(error as Error).message}`);
+  }
+  if (nproc > 1 && world !== null) throw new ConfigError(`--nproc starts its own ${nproc} workers, but this process is already rank ${world.rank} of a job of ${world.size} (torchrun or srun); leave --nproc out`);
   const preset = take(flags, 'preset') ?? null;
   const file = take(flags, 'config') ?? null;
   if (resume && (preset || file || Object.keys(flags).length)) {
@@ -207,19 +247,25 @@ async function commandTrain(flags: Flags): Promise<number> {
     throw new ConfigError(`--resume continues ${out} with its saved settings and takes no other settings (got ${[preset ? '--preset' : '', file ? '--config' : '', ...Object.keys(flags).map((name) => `--${name}`)].filter(Boolean).join(', ')}); to change them, edit ${out}/config.json`);
   }
   const config = resume ? buildConfig({}) : buildConfig({ preset, file, flags });
+  if (nproc > 1) {
+    // Every bad setting was reported above, once; the workers run this same command without --nproc.
+    return launchLocal({ nproc, args: [process.argv[1]!, ...withoutOption(process.argv.slice(2), 'nproc')], log: complain });
+  }
+  // In a data-parallel job rank 0 speaks for all; the others print only their errors.
+  const tell = world === null || world.rank === 0 ? say : () => {};
   const stop = interruptionSignal();
   let result;
   try {
-    result = await train(config, { out, resume, overwrite, log: say, signal: stop.signal, faults: faultHooksFromEnvironment() });
+    result = await train(config, { out, resume, overwrite, log: tell, signal: stop.signal, faults: faultHooksFromEnvironment(), world });
   } finally {
     stop.dispose();
   }
   if (result.interrupted) {
-    say(`stopped by ${stop.received() ?? 'a signal'} after epoch ${result.history.length}; continue with: masksub train --out ${out} --resume`);
+    tell(`stopped by ${stop.received() ?? 'a signal'} after epoch ${result.history.length}; continue with: masksub train --out ${out} --resume`);
     return signalExitCode(stop.received());
   }
   if (result.summary) {
-    say(`finished: final top-1 ${result.summary.final_test_acc1.toFixed(2)}%, best ${result.summary.best_test_acc1.toFixed(2)}% (epoch ${result.summary.best_epoch}); run in ${out}`);
+    tell(`finished: final top-1 ${result.summary.final_test_acc1.toFixed(2)}%, best ${result.summary.best_test_acc1.toFixed(2)}% (epoch ${result.summary.best_epoch}); run in ${out}`);
   }
   return 0;
 }

@@ -1,9 +1,16 @@
 // The deterministic recipe for one batch, shared by the in-thread loader and the prefetch worker so
 // that both produce bit-identical batches.
 //
-// Random streams: the sample order of epoch e comes from deriveSeed(seed, e, 0); batch b of epoch e
-// is augmented and mixed with its own stream deriveSeed(seed, e, 1, b). Because each batch has its
-// own stream, any batch of any epoch can be rebuilt alone, in any thread, in any order.
+// Random streams: the sample order of epoch e comes from deriveSeed(seed, e, 0); sample s is
+// augmented in epoch e with its own stream deriveSeed(seed, e, 1, s), and batch b of epoch e is
+// mixed (mixup / cutmix) with deriveSeed(seed, e, 3, b). Because each sample and each batch has
+// its own stream, any batch of any epoch can be rebuilt alone, in any thread, in any order, and a
+// sample is augmented the same whichever batch, thread or rank builds it.
+//
+// Data-parallel shards: with `shard` {rank, world} a loader's batches are local batches of
+// batchSize = global batch / world, and its batch k is local batch k * world + rank of the epoch's
+// order: the ranks' batches k, side by side, are the single process's global batch k, sample for
+// sample and, without mixup (which mixes within a local batch, as timm's DDP does), value for value.
 
 import { augmentSample, blackFill, normalizeInto, type AugmentOptions } from './augment.js';
 import { mixBatch, type MixupOptions } from './mixup.js';
@@ -21,6 +28,14 @@ export interface BatchRecipe {
   seed: number;
   augment: AugmentOptions;
   mixup: MixupOptions | null;
+  /** This process's part of each global batch in a data-parallel run; null = all of it. */
+  shard: DataShard | null;
+}
+
+/** A rank of `world` data-parallel processes (see the file's header). */
+export interface DataShard {
+  rank: number;
+  world: number;
 }
 
 export interface Batch {
@@ -38,6 +53,17 @@ export function countBatches(count: number, batchSize: number, dropLast: boolean
   return dropLast ? Math.floor(count / batchSize) : Math.ceil(count / batchSize);
 }
 
+/** Batches a loader with this recipe yields per epoch (the last partial ones are left to no rank). */
+export function recipeBatchCount(count: number, recipe: Pick<BatchRecipe, 'batchSize' | 'dropLast' | 'shard'>): number {
+  const all = countBatches(count, recipe.batchSize, recipe.dropLast);
+  return recipe.shard === null ? all : Math.floor(all / recipe.shard.world);
+}
+
+/** The epoch's batch, numbered as one process with batches of recipe.batchSize sees them, that batch `index` of this shard is. */
+export function epochBatchIndex(recipe: Pick<BatchRecipe, 'shard'>, index: number): number {
+  return recipe.shard === null ? index : index * recipe.shard.world + recipe.shard.rank;
+}
+
 /** Sample order of an epoch: 0..count-1, shuffled with the epoch's stream when `shuffle`. */
 export function epochOrder(count: number, shuffle: boolean, seed: number, epoch: number): Int32Array {
   const order = new Int32Array(count);
@@ -46,26 +72,36 @@ export function epochOrder(count: number, shuffle: boolean, seed: number, epoch:
   return order;
 }
 
+/** The stream that augments `sample` in `epoch` (see the file's header). */
+export function sampleRandom(seed: number, epoch: number, sample: number): Random {
+  return new Random(deriveSeed(seed, epoch, 1, sample));
+}
+
+/** The stream that mixes batch `epochBatch` of `epoch`. */
+export function batchMixRandom(seed: number, epoch: number, epochBatch: number): Random {
+  return new Random(deriveSeed(seed, epoch, 3, epochBatch));
+}
+
 /** Builds batch `batchIndex` of `epoch` given that epoch's sample order. */
 export function buildBatch(data: LoaderData, recipe: BatchRecipe, order: Int32Array, epoch: number, batchIndex: number): Batch {
-  const start = batchIndex * recipe.batchSize;
+  const epochBatch = epochBatchIndex(recipe, batchIndex);
+  const start = epochBatch * recipe.batchSize;
   const size = Math.min(recipe.batchSize, order.length - start);
   const { channels, height, width } = data;
   const sampleSize = channels * height * width;
   const images = new Float32Array(size * sampleSize);
   const labels = new Int32Array(size);
-  const random = new Random(deriveSeed(recipe.seed, epoch, 1, batchIndex));
   const scratch = new Float32Array(sampleSize);
   const fill = blackFill(data.mean, data.std);
   for (let position = 0; position < size; position++) {
     const sample = order[start + position]!;
     labels[position] = data.labels[sample]!;
     normalizeInto(data.images, sample * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
-    augmentSample(images, position * sampleSize, channels, height, width, recipe.augment, fill, random, scratch);
+    augmentSample(images, position * sampleSize, channels, height, width, recipe.augment, fill, sampleRandom(recipe.seed, epoch, sample), scratch);
   }
   let softTargets: Float32Array | null = null;
   if (recipe.mixup !== null) {
-    softTargets = mixBatch(images, labels, channels, height, width, recipe.mixup, random).softTargets;
+    softTargets = mixBatch(images, labels, channels, height, width, recipe.mixup, batchMixRandom(recipe.seed, epoch, epochBatch)).softTargets;
   }
   return { images, labels, softTargets, size, index: batchIndex };
 }

@@ -3,12 +3,13 @@
 //
 // Random streams: the crop and flip of sample s in epoch e come from deriveSeed(seed, e, 2, s),
 // a stream of its own, so they do not depend on which thread or in which order the images are
-// decoded, nor on the batch the sample lands in; erasing and mixup use the batch's stream
-// deriveSeed(seed, e, 1, b) as batch.ts does. A batch is therefore a function of (seed, epoch,
-// batch index), and a resumed run or another worker count gives the same bytes.
+// decoded, nor on the batch the sample lands in; erasing uses the sample's stream
+// deriveSeed(seed, e, 1, s) and mixup the batch's deriveSeed(seed, e, 3, b), as batch.ts does. A
+// batch is therefore a function of (seed, epoch, batch index), and a resumed run, another worker
+// count or another number of data-parallel ranks gives the same bytes.
 
 import { augmentSample, normalizeInto } from './augment.js';
-import type { Batch, BatchRecipe, LoaderData } from './batch.js';
+import { type Batch, type BatchRecipe, batchMixRandom, epochBatchIndex, type LoaderData, sampleRandom } from './batch.js';
 import { BadImageError, decodeImage } from './decode.js';
 import type { FileSource } from './datasets.js';
 import { mixBatch } from './mixup.js';
@@ -32,7 +33,8 @@ export async function trainSample(files: FileSource, sample: number, seed: numbe
 
 /** Batch `batchIndex` of `epoch` given that epoch's sample order (see the module comment). */
 export async function buildFileBatch(data: LoaderData, files: FileSource, recipe: BatchRecipe, order: Int32Array, epoch: number, batchIndex: number): Promise<FileBatch> {
-  const start = batchIndex * recipe.batchSize;
+  const epochBatch = epochBatchIndex(recipe, batchIndex);
+  const start = epochBatch * recipe.batchSize;
   const wanted = Math.min(recipe.batchSize, order.length - start);
   const { channels, height, width } = data;
   const sampleSize = channels * height * width;
@@ -54,7 +56,6 @@ export async function buildFileBatch(data: LoaderData, files: FileSource, recipe
   if (size === 0) throw new Error(`batch ${batchIndex} of epoch ${epoch}: none of its ${wanted} images could be decoded (first: ${badImages.sort()[0]})`);
   const images = new Float32Array(size * sampleSize);
   const labels = new Int32Array(size);
-  const random = new Random(deriveSeed(recipe.seed, epoch, 1, batchIndex));
   const scratch = new Float32Array(sampleSize);
   // The flip was applied to the pixels above; erasing (and no crop padding) remains.
   const rest = { ...recipe.augment, cropPadding: 0, hflip: false };
@@ -63,9 +64,9 @@ export async function buildFileBatch(data: LoaderData, files: FileSource, recipe
     if (!ok[index]) continue;
     labels[position] = data.labels[order[start + index]!]!;
     normalizeInto(pixels, index * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
-    augmentSample(images, position * sampleSize, channels, height, width, rest, [], random, scratch);
+    augmentSample(images, position * sampleSize, channels, height, width, rest, [], sampleRandom(recipe.seed, epoch, order[start + index]!), scratch);
     position++;
   }
-  const softTargets = recipe.mixup === null ? null : mixBatch(images, labels, channels, height, width, recipe.mixup, random).softTargets;
+  const softTargets = recipe.mixup === null ? null : mixBatch(images, labels, channels, height, width, recipe.mixup, batchMixRandom(recipe.seed, epoch, epochBatch)).softTargets;
   return { images, labels, softTargets, size, index: batchIndex, badImages: badImages.sort() };
 }

@@ -7,7 +7,7 @@
 // id so that batches of an abandoned epoch are recognised and dropped.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { buildBatch, countBatches, epochOrder, type Batch, type BatchRecipe, type LoaderData } from './batch.js';
+import { buildBatch, epochOrder, recipeBatchCount, type Batch, type BatchRecipe, type LoaderData } from './batch.js';
 import { buildFileBatch } from './file-batch.js';
 
 export interface WorkerInit {
@@ -40,7 +40,7 @@ function main(): void {
   const port = parentPort;
   if (port === null) throw new Error('loader-worker: must be started as a worker thread by BatchLoader');
   const { data, recipe, first, stride } = workerData as WorkerInit;
-  const total = countBatches(data.count, recipe.batchSize, recipe.dropLast);
+  const total = recipeBatchCount(data.count, recipe);
 
   let run = -1;
   let epoch = 0;

@@ -13,7 +13,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { validateAugmentOptions, type AugmentOptions } from './augment.js';
-import { buildBatch, countBatches, epochOrder, type Batch, type BatchRecipe, type LoaderData } from './batch.js';
+import { buildBatch, type DataShard, epochOrder, recipeBatchCount, type Batch, type BatchRecipe, type LoaderData } from './batch.js';
 import { buildFileBatch } from './file-batch.js';
 import type { ImageDataset } from './datasets.js';
 import type { FromWorker, ToWorker, WorkerInit } from './loader-worker.js';
@@ -33,6 +33,11 @@ export interface LoaderOptions {
   useWorker?: boolean; // default false
   /** Worker threads with useWorker; each builds every workers-th batch. Default 1. */
   workers?: number;
+  /**
+   * A data-parallel rank's part of the data: batchSize is then the local batch (global / world),
+   * and batch k is the epoch's local batch k * world + rank (batch.ts). Default: all of it.
+   */
+  shard?: DataShard;
 }
 
 export const NO_AUGMENTATION: AugmentOptions = { cropPadding: 0, hflip: false, randomErasing: 0 };
@@ -235,6 +240,10 @@ export class BatchLoader implements AsyncIterable<Batch> {
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) fail(`workers must be an integer in [1, 256], got ${String(workers)}`);
     this.workers = workers;
     this.prefetch = this.useWorker ? Math.max(1, prefetch) : prefetch;
+    const shard = options.shard ?? null;
+    if (shard !== null && !(Number.isInteger(shard.world) && shard.world >= 1 && Number.isInteger(shard.rank) && shard.rank >= 0 && shard.rank < shard.world)) {
+      fail(`shard rank ${String(shard.rank)} of world ${String(shard.world)} is not a rank in [0, world)`);
+    }
     this.currentEpoch = epoch;
     this.recipe = {
       batchSize: options.batchSize,
@@ -243,6 +252,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
       seed,
       augment: { ...augment },
       mixup: options.mixup === undefined ? null : { ...options.mixup },
+      shard: shard === null ? null : { rank: shard.rank, world: shard.world },
     };
     this.data = {
       images: dataset.images,
@@ -256,7 +266,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
       std: [...dataset.std],
       files: dataset.files,
     };
-    this.batchCount = countBatches(dataset.count, options.batchSize, this.recipe.dropLast);
+    this.batchCount = recipeBatchCount(dataset.count, this.recipe);
   }
 
   /** The epoch that plain iteration (`for await (const batch of loader)`) goes through. */

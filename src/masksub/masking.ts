@@ -3,7 +3,9 @@
 // input decides how: floating-point images [B, C, H, W] get random square patches zeroed (as our
 // ResNet does, the same function), integer token ids [B, L] get random positions replaced by a
 // [MASK] id (BERT's masking without the 80/10/10 split: the sub-model only needs a masked view).
-import { type Generator, rand, type Tensor, tidy } from '../tensor/tensor.js';
+import type { Generator, Tensor } from '../tensor/tensor.js';
+import { tidy } from '../tensor/tensor.js';
+import { sampleNoise } from '../nn/index.js';
 import { defaultMaskPatchSize, randomPatchZero } from '../models/resnet.js';
 
 /** What the step can mask from outside: images [B, C, H, W] (floating point) or token ids [B, L] (integer). */
@@ -44,8 +46,7 @@ export function randomIdMask(ids: Tensor, ratio: number, maskTokenId: number, op
     const keepFirst = options.keepFirst ?? 0;
     const candidates = length - keepFirst;
     const masked = candidates - Math.trunc(candidates * (1 - ratio));
-    const generator = ids.device === 'cpu' ? options.generator : undefined;
-    const noise = rand([batch, candidates], { device: ids.device as 'cpu', generator });
+    const noise = sampleNoise([batch, candidates], ids.device, options.generator);
     // the rank of each position in a random order; the first `masked` ranks are masked
     let mask = noise.argsort(1).argsort(1).lt(masked);
     if (keepFirst > 0) mask = mask.pad([keepFirst, 0], 'constant', 0);

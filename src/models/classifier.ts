@@ -1,8 +1,8 @@
 // The contract every image classifier here meets: one forward whose options carry the
 // sub-model regularizers (token/patch masking, dropout and drop-path rates), so the MaskSub
 // step, not the model, decides how each branch runs.
-import { type Generator, rand, type Tensor } from '../tensor/tensor.js';
-import { Dropout, DropPath, Module } from '../nn/index.js';
+import type { Generator, Tensor } from '../tensor/tensor.js';
+import { Dropout, DropPath, Module, sampleNoise } from '../nn/index.js';
 
 export interface ForwardOptions {
   /** Fraction of the input to mask (ViT: tokens dropped; CNN: patches zeroed). 0 = none. */
@@ -104,14 +104,12 @@ export abstract class Classifier extends Module {
 }
 
 /**
- * Uniform noise of `shape` on `device` that chooses what a mask masks. With a generator (fixed
- * probe sets) it is drawn on the CPU and moved, so the choice is the same on every device and the
- * device's own random stream, which training uses, is left alone; without one, the device's global
- * generator draws it in place.
+ * Uniform noise of `shape` on `device` that chooses what a mask masks: nn's sampleNoise (a fixed
+ * generator's draw for probe sets; this rank's rows of the global batch's noise in a data-parallel
+ * run; the device's global generator otherwise).
  */
 export function maskNoise(shape: number[], device: string, generator?: Generator): Tensor {
-  if (!generator || device === 'cpu') return rand(shape, { device: device as 'cpu', generator });
-  return rand(shape, { generator }).to({ device: device as 'cuda' });
+  return sampleNoise(shape, device, generator);
 }
 
 export function checkRatio(name: string, value: number | undefined): void {

@@ -1,5 +1,6 @@
 // The layers the models are built from, with PyTorch/timm parameter names and default inits.
 import { bernoulli, empty, ones, type Tensor, tidy, zeros } from '../tensor/tensor.js';
+import { currentBatchShard, sampleNoise } from './sample-noise.js';
 import * as F from './functional.js';
 import { constant_, kaimingUniform_, uniform_, fanInOut, normal_ } from './init.js';
 import { Layer, Parameter } from './module.js';
@@ -135,7 +136,11 @@ export class DropPath extends Layer {
     return tidy(() => {
       const keepProbability = 1 - this.p;
       const shape = [input.size(0), ...new Array<number>(input.ndim - 1).fill(1)];
-      const mask = bernoulli(empty(shape, { dtype: input.dtype === 'float64' ? 'float64' : 'float32', device: input.device as 'cpu' }), keepProbability);
+      const dtype = input.dtype === 'float64' ? 'float64' : 'float32';
+      // In a data-parallel shard the keep decisions are the global batch's (sample-noise.ts).
+      const mask = currentBatchShard() !== null
+        ? sampleNoise(shape, input.device).lt(keepProbability).to({ dtype })
+        : bernoulli(empty(shape, { dtype, device: input.device as 'cpu' }), keepProbability);
       return input.mul(mask.div(keepProbability));
     });
   }

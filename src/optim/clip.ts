@@ -1,5 +1,6 @@
 // Gradient norms over many parameters and PyTorch's clip_grad_norm_ (grads scaled in place).
 import { type Device, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
+import { foreachMul_, foreachNorm } from '../tensor/foreach.js';
 
 function gradientsOf(parameters: Iterable<Tensor>): Tensor[] {
   const grads: Tensor[] = [];
@@ -15,7 +16,9 @@ function totalNorm(grads: Tensor[], normType: number): Tensor {
   const device = grads[0].device as Device;
   const onDevice = (value: Tensor): Tensor => (value.device === device ? value : value.to({ device }));
   if (normType === Infinity) return stack(grads.map((grad) => onDevice(grad.abs().max()))).max();
-  return stack(grads.map((grad) => onDevice(grad.norm(normType)))).norm(normType);
+  // One multi-tensor call for the per-gradient norms (the same kernel as grad.norm) when they share a device.
+  const norms = grads.every((grad) => grad.device === device) ? foreachNorm(grads, normType) : grads.map((grad) => onDevice(grad.norm(normType)));
+  return stack(norms).norm(normType);
 }
 
 function checkNormType(normType: number): void {
@@ -48,7 +51,9 @@ export function clipGradNorm(parameters: Iterable<Tensor>, maxNorm: number, norm
     // so they are only touched when clipping (or a NaN norm, which PyTorch propagates) applies.
     const [norm, factor] = Array.from(stack([total.to({ dtype: 'float64' }), coefficient.to({ dtype: 'float64' })]).toTypedArray() as Float64Array);
     if (!(factor >= 1)) {
-      for (const grad of grads) grad.mul_(coefficient.device === grad.device ? coefficient : coefficient.to({ device: grad.device as Device }));
+      // The float32 coefficient as a number is exact, so this equals grad.mul_(coefficient).
+      if (Number.isNaN(factor)) for (const grad of grads) grad.mul_(coefficient.device === grad.device ? coefficient : coefficient.to({ device: grad.device as Device }));
+      else foreachMul_(grads, factor);
     }
     return norm;
   }));

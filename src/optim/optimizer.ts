@@ -161,6 +161,17 @@ export abstract class Optimizer {
     }
   }
 
+  /** gradients(), gathered by parameter group (groups without a gradient left out). */
+  protected gradientsByGroup(): { group: ParamGroup; slots: GradientSlot[] }[] {
+    const byGroup = new Map<ParamGroup, GradientSlot[]>();
+    for (const slot of this.gradients()) {
+      const slots = byGroup.get(slot.group);
+      if (slots) slots.push(slot);
+      else byGroup.set(slot.group, [slot]);
+    }
+    return [...byGroup].map(([group, slots]) => ({ group, slots }));
+  }
+
   /** A moment tensor of `state`, created as zeros like `param` on first use; it outlives tidy. */
   protected zerosBuffer(state: ParameterState, name: string, param: Tensor): Tensor {
     let buffer = state.buffers.get(name);

@@ -40,6 +40,11 @@ export interface CheckpointParts {
   optimizer: { tensors: Map<string, Tensor>; scalars: OptimizerRecord };
   ema: Map<string, Tensor> | null;
   rngState: Tensor;
+  /**
+   * The state of the generator of per-sample noise (masks, drop-path; nn/sample-noise.ts), which
+   * every rank of a data-parallel run shares. Null in checkpoints written before it existed.
+   */
+  sampleRngState: Tensor | null;
   state: TrainingState;
 }
 
@@ -49,6 +54,7 @@ export function saveCheckpoint(path: string, parts: CheckpointParts, options?: A
   for (const [name, tensor] of parts.optimizer.tensors) tensors.set(`optimizer.${name}`, tensor);
   if (parts.ema) for (const [name, tensor] of parts.ema) tensors.set(`ema.${name}`, tensor);
   tensors.set('rng.cpu', parts.rngState);
+  if (parts.sampleRngState) tensors.set('rng.samples', parts.sampleRngState);
   saveSafetensors(path, tensors, { [STATE_KEY]: JSON.stringify(parts.state), format: 'masksub-checkpoint' }, options);
 }
 
@@ -117,22 +123,26 @@ export function loadCheckpoint(path: string): CheckpointParts {
   const optimizer = new Map<string, Tensor>();
   let ema: Map<string, Tensor> | null = null;
   let rngState: Tensor | null = null;
+  let sampleRngState: Tensor | null = null;
   const unknown: string[] = [];
   for (const [name, tensor] of tensors) {
     if (name.startsWith('model.')) model.set(name.slice(6), tensor);
     else if (name.startsWith('optimizer.')) optimizer.set(name.slice(10), tensor);
     else if (name.startsWith('ema.')) (ema ??= new Map()).set(name.slice(4), tensor);
     else if (name === 'rng.cpu') rngState = tensor;
+    else if (name === 'rng.samples') sampleRngState = tensor;
     else unknown.push(name);
   }
   if (unknown.length) return fail(`unexpected tensors ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', ...' : ''}`);
   if (!rngState) return fail('no RNG state (rng.cpu)');
   if ((rngState as Tensor).dtype !== 'uint8' || (rngState as Tensor).ndim !== 1) return fail('the RNG state rng.cpu is not a 1-D uint8 tensor');
+  if (sampleRngState && ((sampleRngState as Tensor).dtype !== 'uint8' || (sampleRngState as Tensor).ndim !== 1)) return fail('the RNG state rng.samples is not a 1-D uint8 tensor');
   if (!model.size) return fail('no model weights (model.*)');
   const valid = state as TrainingState;
-  return { model, optimizer: { tensors: optimizer, scalars: valid.optimizer }, ema, rngState: rngState as Tensor, state: valid };
+  return { model, optimizer: { tensors: optimizer, scalars: valid.optimizer }, ema, rngState: rngState as Tensor, sampleRngState, state: valid };
 }
 
 export function disposeCheckpoint(parts: CheckpointParts): void {
   for (const tensor of [...parts.model.values(), ...parts.optimizer.tensors.values(), ...(parts.ema?.values() ?? []), parts.rngState]) tensor.dispose();
+  parts.sampleRngState?.dispose();
 }

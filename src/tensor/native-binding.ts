@@ -200,6 +200,19 @@ export interface NativeBinding {
   mseLoss(input: Handle, target: Handle, reduction?: Reduction): Handle;
   nllLoss(input: Handle, target: Handle, weight?: Handle | null, reduction?: Reduction, ignoreIndex?: number | null): Handle;
   klDiv(input: Handle, target: Handle, reduction?: Reduction, logTarget?: boolean): Handle;
+  foreachMul_(self: readonly Handle[], scalar: number | readonly number[]): void;
+  foreachDiv_(self: readonly Handle[], scalar: number | readonly number[]): void;
+  foreachAdd_(self: readonly Handle[], other: readonly Handle[] | number | readonly number[], alpha?: number | null): void;
+  foreachAddcmul_(self: readonly Handle[], tensor1: readonly Handle[], tensor2: readonly Handle[], value: number | readonly number[]): void;
+  foreachAddcdiv_(self: readonly Handle[], tensor1: readonly Handle[], tensor2: readonly Handle[], value: number | readonly number[]): void;
+  foreachSqrt(self: readonly Handle[]): Handle[];
+  foreachNorm(self: readonly Handle[], ord?: number | null): Handle[];
+  distAvailable(): boolean;
+  distInit(rank: number, worldSize: number, host: string, port: number, timeoutMs: number, networkInterface: string): void;
+  distDestroy(): void;
+  distAllReduce(tensors: readonly Handle[], op: 'sum' | 'avg' | 'max' | 'min', bucketBytes: number): void;
+  distBroadcast(tensors: readonly Handle[], root: number, bucketBytes: number): void;
+  distBarrier(): void;
 }
 
 /** The names of the addon's functions, in the order of native/ops.def. */
@@ -393,4 +406,17 @@ export const nativeFunctionNames = [
   'mseLoss',
   'nllLoss',
   'klDiv',
+  'foreachMul_',
+  'foreachDiv_',
+  'foreachAdd_',
+  'foreachAddcmul_',
+  'foreachAddcdiv_',
+  'foreachSqrt',
+  'foreachNorm',
+  'distAvailable',
+  'distInit',
+  'distDestroy',
+  'distAllReduce',
+  'distBroadcast',
+  'distBarrier',
 ] as const;

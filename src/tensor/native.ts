@@ -24,9 +24,12 @@ const addonPath = process.env.MASKSUB_ADDON
   : join(here, '..', '..', 'build', 'Release', 'masksub_native.node');
 
 // libgomp reads its settings when libtorch is loaded, so they are set before the addon loads.
-// Passive waiting: measured here, a busy 2-core machine (a data worker thread or another process
-// next to libtorch's 2 OpenMP threads) made a small ViT's forward+backward 10-25x slower with
-// the default spin-waiting (550 ms vs 20 ms); a user's own OMP_WAIT_POLICY wins.
+// Passive waiting: with one busy process on the same 2 cores, a vit_micro step (batch 32) took
+// 53.0 ms with ACTIVE (spinning) OpenMP threads and 22.2 ms with PASSIVE (x2.24; PyTorch with
+// libgomp's default: 57.2 vs 26.8 ms); on idle cores PASSIVE costs 28% (20.8 vs 15.7 ms).
+// bench/results/cpu-waitfeed.json (npm run bench -- --only waitpolicy). Training shares the
+// cores with the loader's worker threads, so PASSIVE is the default; a user's own
+// OMP_WAIT_POLICY wins.
 process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
 
 function load(): NativeBinding {

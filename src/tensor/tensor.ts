@@ -49,9 +49,13 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (error) {
+    // Nothing is returned, so nothing made inside survives (TF.js's tidy does the same).
     scopes.pop();
+    for (const tensor of scope) tensor.dispose();
+    throw error;
   }
+  scopes.pop();
   if (result instanceof Promise) {
     throw new Error('tidy() takes a synchronous function; tensors of an async function cannot be scoped');
   }

@@ -319,6 +319,10 @@ export const SETTINGS = {
     default: { describe: 'MASKSUB_THREADS, else all cores', value: threadsFromEnvironment },
     help: 'libtorch intra-op threads',
   }),
+  distTimeout: define({
+    group: 'run', schema: z.number().positive().max(7 * 24 * 3600), default: 1800, placeholder: 'SECONDS',
+    help: 'in a data-parallel job (train --nproc, torchrun), how long a rank waits for the others in one collective before it stops with an error (torch.distributed\'s default, 30 min); a rank that exits stops the others at once',
+  }),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

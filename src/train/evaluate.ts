@@ -9,6 +9,9 @@ import { noGrad, type Tensor, tensor, tidy } from '../tensor/tensor.js';
 
 export interface Evaluation { loss: number; acc1: number; acc5: number }
 
+/** Sums over the samples evaluated (what ranks of a job add up before dividing). */
+export interface EvaluationSums { loss: number; correct1: number; correct5: number; count: number }
+
 /** A batch as tensors on `device`: images [B, C, H, W], labels [B], soft (mixup) targets [B, K] or null. */
 export function batchTensors(images: Float32Array, labels: Int32Array, soft: Float32Array | null, dataset: ImageDataset, device: string): { images: Tensor; labels: Tensor; soft: Tensor | null } {
   const size = labels.length;
@@ -30,6 +33,17 @@ export function batchTensors(images: Float32Array, labels: Int32Array, soft: Flo
  */
 export function evaluate(model: Classifier, dataset: ImageDataset, batchSize: number, device: string, options: ForwardOptions = {}, criterion?: Criterion): Evaluation {
   if (dataset.count === 0) throw new Error(`cannot evaluate on ${dataset.name} ${dataset.split} (${dataset.source}): it holds no images`);
+  return finishEvaluation(evaluateSums(model, dataset, batchSize, device, options, criterion));
+}
+
+/** Mean loss and top-1 / top-5 percentages from sums. */
+export function finishEvaluation(sums: EvaluationSums): Evaluation {
+  return { loss: sums.loss / sums.count, acc1: (100 * sums.correct1) / sums.count, acc5: (100 * sums.correct5) / sums.count };
+}
+
+/** evaluate()'s sums (zeros for an empty dataset, e.g. a rank's empty shard of a tiny test set). */
+export function evaluateSums(model: Classifier, dataset: ImageDataset, batchSize: number, device: string, options: ForwardOptions = {}, criterion?: Criterion): EvaluationSums {
+  if (dataset.count === 0) return { loss: 0, correct1: 0, correct5: 0, count: 0 };
   const loader = new BatchLoader(dataset, { batchSize, augment: NO_AUGMENTATION });
   const wasTraining = model.training;
   model.eval();
@@ -52,5 +66,5 @@ export function evaluate(model: Classifier, dataset: ImageDataset, batchSize: nu
   } finally {
     model.train(wasTraining);
   }
-  return { loss: loss / dataset.count, acc1: (100 * correct1) / dataset.count, acc5: (100 * correct5) / dataset.count };
+  return { loss, correct1, correct5, count: dataset.count };
 }

@@ -2,6 +2,11 @@
 // per-epoch evaluation, the paper's Eq. 1 / Eq. 2 probe losses, metrics, atomic checkpoints and
 // exact resume. `train()` reads top to bottom in one sitting (nanoGPT's loop, timm's
 // train_one_epoch / validate split); the run directory's files belong to src/run.
+// Data parallel (a `world` from torchrun's environment or `train --nproc`): every rank runs this
+// same loop on its shard of each global batch; gradients are averaged over ranks before the
+// optimizer step (c10d Gloo, src/distributed), rank 0 alone touches the run directory, and the
+// per-sample noise (masks, drop-path) is the global batch's, so W ranks train the same model as
+// one process with the same global batch (test/distributed.test.ts).
 import { countBatches } from '../data/batch.js';
 import { BatchLoader } from '../data/loader.js';
 import { type ImageDataset, loadDataset, subsetDataset } from '../data/datasets.js';
@@ -15,9 +20,11 @@ import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGrou
 import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, type EpochMetrics, loadCheckpoint, MODEL_FILE, RunDirectory, RunError, type RunMode, type RunSummary, saveCheckpoint, type TrainingState } from '../run/index.js';
 import { saveSafetensors } from '../tensor/safetensors.js';
 import { cudaAvailable, cudaDeviceCount, setNumThreads } from '../tensor/native.js';
-import { Generator, getRngState, keep, manualSeed, noGrad, setRngState, tensor, tidy } from '../tensor/tensor.js';
+import { Generator, getRngState, keep, manualSeed, noGrad, setRngState, type Tensor, tensor, tidy } from '../tensor/tensor.js';
+import { DistributedError, ProcessGroup, type World } from '../distributed/index.js';
+import { withBatchShard } from '../nn/sample-noise.js';
 import { fromStoredConfig, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
-import { batchTensors, evaluate } from './evaluate.js';
+import { batchTensors, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation } from './evaluate.js';
 import { Progress } from './progress.js';
 
 export { evaluate } from './evaluate.js';
@@ -44,6 +51,11 @@ export interface TrainOptions {
   /** Aborting it (SIGINT/SIGTERM in the CLI) stops training after the current step. */
   signal?: AbortSignal;
   faults?: FaultHooks;
+  /**
+   * This process's place in a data-parallel job (distributed/world.ts; the CLI reads it from
+   * torchrun's environment). Null or absent: a single process.
+   */
+  world?: World | null;
 }
 
 export interface TrainResult {
@@ -86,12 +98,35 @@ export async function loadSplit(config: TrainConfig, split: 'train' | 'test', li
   return dataset;
 }
 
+/**
+ * This process's part in the run: rank `rank` of `size` processes (size 1: alone, no group). The
+ * leader, rank 0, alone reads the run's state first, writes the run directory and logs.
+ */
+interface Team {
+  rank: number;
+  size: number;
+  group: ProcessGroup | null;
+}
+
+const ALONE: Team = { rank: 0, size: 1, group: null };
+
+/** Contiguous shard `rank` of `count` items (evaluation sets; training uses the loader's shards). */
+function shardIndices(count: number, team: Team): Int32Array {
+  const start = Math.floor((count * team.rank) / team.size);
+  const end = Math.floor((count * (team.rank + 1)) / team.size);
+  return Int32Array.from({ length: end - start }, (_, index) => start + index);
+}
+
 /** Everything that is read or checked before the run directory is touched. */
 interface Plan {
   train: ImageDataset;
   test: ImageDataset;
+  /** This rank's part of the test set (all of it for a single process). */
+  testShard: ImageDataset;
   probe: ImageDataset;
   dropLast: boolean;
+  /** Samples of each global batch that this rank holds (batch size / processes). */
+  localBatch: number;
   microPerEpoch: number;
   schedule: WarmupCosineSchedule;
 }
@@ -101,7 +136,7 @@ interface Plan {
  * few steps for the warmup or a missing GPU must not leave a run directory behind (which a
  * corrected command would then refuse) nor remove the run that --overwrite would replace.
  */
-async function planTraining(config: ResolvedTrainConfig, log: (line: string) => void): Promise<Plan> {
+async function planTraining(config: ResolvedTrainConfig, log: (line: string) => void, team: Team): Promise<Plan> {
   if (config.device !== 'cpu') {
     const index = Number(/^cuda:(\d+)$/.exec(config.device)?.[1] ?? 0);
     if (!cudaAvailable()) throw new TrainingError(`device ${config.device}: this build of masksub has no CUDA (or no GPU is visible); use --device cpu`);
@@ -112,7 +147,14 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
   const skipped = (test as { badImages?: string[] }).badImages ?? [];
   if (skipped.length > 0) log(`skipped ${skipped.length} evaluation image(s) that cannot be decoded: ${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`);
 
-  const dropLast = train.count >= config.batchSize * 2;
+  if (team.size > 1 && config.batchSize % team.size !== 0) {
+    throw new TrainingError(`batch-size ${config.batchSize} is the global batch of the job's ${team.size} processes and must divide evenly among them; use a multiple of ${team.size}`);
+  }
+  if (team.size > 1 && train.count < config.batchSize) {
+    throw new TrainingError(`${train.count} training images do not fill one global batch of ${config.batchSize}; lower batch-size`);
+  }
+  // Every rank must take the same number of steps, so a job drops the last partial batch.
+  const dropLast = team.size > 1 || train.count >= config.batchSize * 2;
   const microPerEpoch = countBatches(train.count, config.batchSize, dropLast);
   if (config.accumulation > microPerEpoch) {
     throw new TrainingError(`accumulation ${config.accumulation} needs that many batches per optimizer step, but an epoch has only ${microPerEpoch} ` +
@@ -132,7 +174,8 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
   // Image files are decoded for the probe once, with the evaluation transform.
   const probe = await decodeForEvaluation(subsetDataset(train, order.slice(0, Math.min(config.probeSize, train.count))));
   if (config.init !== null) checkInit(config, train);
-  return { train, test, probe, dropLast, microPerEpoch, schedule };
+  const testShard = team.size === 1 ? test : subsetDataset(test, shardIndices(test.count, team));
+  return { train, test, testShard, probe, dropLast, localBatch: config.batchSize / team.size, microPerEpoch, schedule };
 }
 
 /** The run's model for its data and recipe (before --init and before moving to the device). */
@@ -182,14 +225,17 @@ function buildOptimizer(model: Classifier, config: ResolvedTrainConfig): Optimiz
 interface Session {
   config: ResolvedTrainConfig;
   plan: Plan;
+  team: Team;
   model: Classifier;
   optimizer: Optimizer;
   ema: ModelEma | null;
   loader: BatchLoader;
   step: StepConfig;
+  /** Draws the per-sample noise (masks, drop-path) of every global batch, the same on every rank (nn/sample-noise.ts). */
+  sampleGenerator: Generator;
 }
 
-function buildSession(config: ResolvedTrainConfig, plan: Plan, log?: (line: string) => void): Session {
+function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?: (line: string) => void): Session {
   const { train } = plan;
   const model = buildModel(config, train);
   // A resumed run loads the init too: its checkpoint then overwrites it (or, when no epoch had
@@ -197,7 +243,8 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, log?: (line: stri
   if (config.init !== null) loadPretrained(model, config.init, initOptions(config, log));
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   const loader = new BatchLoader(train, {
-    batchSize: config.batchSize, shuffle: true, dropLast: plan.dropLast, seed: config.seed,
+    batchSize: plan.localBatch, shuffle: true, dropLast: plan.dropLast, seed: config.seed,
+    shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined,
     augment: { cropPadding: train.files ? 0 : config.cropPadding, hflip: config.hflip, randomErasing: config.randomErasing },
     mixup: config.mixup > 0 || config.cutmix > 0
       ? { mixupAlpha: config.mixup, cutmixAlpha: config.cutmix, switchProb: config.mixupSwitchProb, prob: config.mixupProb, labelSmoothing: config.labelSmoothing, numClasses: train.numClasses }
@@ -206,7 +253,8 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, log?: (line: stri
     prefetch: Math.max(3, 2 * config.dataWorkers), useWorker: config.workers, workers: config.dataWorkers,
   });
   return {
-    config, plan, model, loader,
+    config, plan, team, model, loader,
+    sampleGenerator: new Generator(deriveSeed(config.seed, 8128)),
     optimizer: buildOptimizer(model, config),
     ema: config.ema ? new ModelEma(model, { decay: config.emaDecay }) : null,
     step: {
@@ -242,6 +290,12 @@ function restore(session: Session, run: RunDirectory, log: (line: string) => voi
     optimizer.loadStateDict(parts.optimizer);
     if (ema && parts.ema) ema.loadStateDict({ tensors: parts.ema, updates: state.emaUpdates ?? 0 });
     setRngState(new Uint8Array(parts.rngState.toBytes()));
+    if (parts.sampleRngState) {
+      session.sampleGenerator.setState(new Uint8Array(parts.sampleRngState.toBytes()));
+    } else {
+      log(`${path} predates the stored mask generator: masks from here on differ from an uninterrupted run's`);
+    }
+    if (session.team.rank !== 0) return state;
     // A kill between the checkpoint's rename and the metrics' leaves metrics.jsonl an epoch behind;
     // the checkpoint is the record, the metrics files are derived from it.
     let metricsBehind = true;
@@ -260,6 +314,21 @@ function restore(session: Session, run: RunDirectory, log: (line: string) => voi
   }
 }
 
+/** Averages the gradients over the job's ranks (in flat 25 MiB buckets; process-group.ts). */
+function averageGradients(parameters: readonly Tensor[], group: ProcessGroup, step: number): void {
+  const grads = parameters.map((parameter) => parameter.grad).filter((grad): grad is Tensor => grad !== null);
+  try {
+    group.allReduce(grads, 'avg', `the gradient all-reduce of step ${step}`);
+  } finally {
+    for (const grad of grads) grad.dispose();
+  }
+}
+
+function reduceSums(local: EvaluationSums, group: ProcessGroup, what: string): EvaluationSums {
+  const [loss, correct1, correct5, count] = group.allReduceNumbers([local.loss, local.correct1, local.correct5, local.count], 'sum', what);
+  return { loss: loss!, correct1: correct1!, correct5: correct5!, count: count! };
+}
+
 interface EpochSums { loss: number; main: number; sub: number; normMain: number; normSub: number; steps: number; micro: number; images: number; stepSeconds: number }
 
 /**
@@ -267,14 +336,17 @@ interface EpochSums { loss: number; main: number; sub: number; normMain: number;
  * stopped it; the epoch is then discarded and the run resumes from the previous checkpoint.
  */
 async function trainOneEpoch(session: Session, state: TrainingState, epoch: number, progress: Progress, options: TrainOptions, faults: { nanAtStep: number }): Promise<EpochSums | null> {
-  const { config, plan, model, optimizer, ema, loader } = session;
+  const { config, plan, team, model, optimizer, ema, loader } = session;
   model.train();
   const sums: EpochSums = { loss: 0, main: 0, sub: 0, normMain: 0, normSub: 0, steps: 0, micro: 0, images: 0, stepSeconds: 0 };
   const epochStart = performance.now();
   progress.start(epoch, config.epochs, plan.microPerEpoch);
+  const shard = { generator: session.sampleGenerator, rank: team.rank, world: team.size };
   let microIndex = 0;
   for await (const batch of loader.epochBatches(epoch - 1)) {
-    if (options.signal?.aborted) return null;
+    // Alone, a stop request ends the epoch before the next step; in a job the ranks agree on it
+    // after the step (below), so that all stop at the same one.
+    if (team.group === null && options.signal?.aborted) return null;
     const stepStart = performance.now();
     applyLr(optimizer, plan.schedule.lr(state.globalStep));
     // A skipped step must leave no trace, but its forward pass already folded the bad batch into
@@ -286,10 +358,24 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
         images = images.mul(Number.NaN);
         faults.nanAtStep = -1;
       }
-      return methodStep(model, images, soft ?? labels, session.step);
+      return withBatchShard(shard, () => methodStep(model, images, soft ?? labels, session.step));
     });
     microIndex++;
-    const finite = result.finite && Number.isFinite(result.gradNormMain) && (result.gradNormSub === null || Number.isFinite(result.gradNormSub));
+    let finite = result.finite && Number.isFinite(result.gradNormMain) && (result.gradNormSub === null || Number.isFinite(result.gradNormSub));
+    let images = batch.size;
+    if (team.group !== null) {
+      // One small all-reduce per micro-batch: the ranks' mean metrics, whether any rank's step
+      // was not finite (then every rank skips it or stops) and whether any was asked to stop.
+      const [loss, main, sub, normMain, normSub, bad, stop, count] = team.group.allReduceNumbers([
+        finite ? result.loss : 0, finite ? result.lossMain : 0, finite ? result.lossSub ?? 0 : 0, finite ? result.gradNormMain : 0, finite ? result.gradNormSub ?? 0 : 0,
+        finite ? 0 : 1, options.signal?.aborted ? 1 : 0, batch.size,
+      ], 'sum', `the metrics of step ${state.globalStep + 1}`);
+      if (stop! > 0) return null;
+      finite = bad === 0;
+      const mean = (value: number): number => value / team.size;
+      Object.assign(result, { loss: finite ? mean(loss!) : Number.NaN, lossMain: mean(main!), lossSub: result.lossSub === null ? null : mean(sub!), gradNormMain: mean(normMain!), gradNormSub: result.gradNormSub === null ? null : mean(normSub!) });
+      images = count!;
+    }
     if (!finite && config.skipNonFinite) noGrad(() => model.buffers().forEach((buffer, index) => buffer.copy_(savedBuffers[index])));
     for (const saved of savedBuffers) saved.dispose();
     if (!finite) {
@@ -304,8 +390,11 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
     }
     sums.loss += result.loss; sums.main += result.lossMain; sums.sub += result.lossSub ?? 0;
     sums.normMain += result.gradNormMain; sums.normSub += result.gradNormSub ?? 0; sums.micro++;
-    sums.images += batch.size;
+    sums.images += images;
     if (microIndex % config.accumulation === 0) {
+      // DDP's all-reduce, after the whole accumulation group (its no_sync): the mean gradient of
+      // the global batch, the same on every rank, so every rank's optimizer takes the same step.
+      if (team.group !== null) averageGradients(model.parameters(), team.group, state.globalStep + 1);
       if (config.clipGrad !== null) clipGradNorm(model.parameters(), config.clipGrad);
       optimizer.step();
       optimizer.zeroGrad();
@@ -324,9 +413,21 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
 
 /** Test accuracy, the Eq. 1 / Eq. 2 probe losses and EMA accuracy after an epoch (timm's validate). */
 function validate(session: Session, state: TrainingState, epoch: number, sums: EpochSums, trainSeconds: number, wallSeconds: number): EpochMetrics {
-  const { config, plan, model, ema } = session;
+  const { config, plan, team, model, ema } = session;
   const batchSize = Math.max(config.batchSize, 256);
-  const evaluation = evaluate(model, plan.test, batchSize, config.device);
+  if (team.group !== null) {
+    // Each rank's BatchNorm statistics saw only its shard (no SyncBatchNorm); like DDP's
+    // broadcast_buffers, every rank evaluates (and rank 0 saves) rank 0's.
+    team.group.broadcast(model.buffers(), 0, `the broadcast of epoch ${epoch}'s buffers`);
+    if (ema) team.group.broadcast([...ema.tensors.values()], 0, `the broadcast of epoch ${epoch}'s EMA weights`);
+  }
+  // The test set is split among the ranks and their sums are added; the small probe set is
+  // evaluated whole on every rank (the same model, the same fixed masks: the same numbers).
+  const testEvaluation = (): Evaluation => {
+    const local = evaluateSums(model, plan.testShard, batchSize, config.device);
+    return finishEvaluation(team.group === null ? local : reduceSums(local, team.group, `the test evaluation of epoch ${epoch}`));
+  };
+  const evaluation = testEvaluation();
   // The probes measure the training criterion (Eq. 1 / Eq. 2 are training losses); their masks come
   // from a fixed generator, the same every epoch and on every device, apart from training's stream.
   const probeStandard = evaluate(model, plan.probe, 256, config.device, {}, session.step.criterion);
@@ -335,7 +436,7 @@ function validate(session: Session, state: TrainingState, epoch: number, sums: E
   if (ema) {
     ema.swap(model);
     try {
-      emaAcc1 = evaluate(model, plan.test, batchSize, config.device).acc1;
+      emaAcc1 = testEvaluation().acc1;
     } finally {
       ema.swap(model);
     }
@@ -364,7 +465,8 @@ function saveEpoch(session: Session, run: RunDirectory, state: TrainingState, im
   if (improved) saveSafetensors(run.file(BEST_FILE), model.stateDict(), weights);
   tidy(() => {
     saveCheckpoint(run.file(CHECKPOINT_FILE), {
-      model: model.stateDict(), optimizer: optimizer.stateDict(), ema: ema ? new Map(ema.tensors) : null, rngState: tensor(getRngState()), state,
+      model: model.stateDict(), optimizer: optimizer.stateDict(), ema: ema ? new Map(ema.tensors) : null, rngState: tensor(getRngState()),
+      sampleRngState: tensor(session.sampleGenerator.getState()), state,
     }, { beforeRename: faults.beforeCheckpointRename });
   });
   run.writeMetrics(state.history);
@@ -372,30 +474,100 @@ function saveEpoch(session: Session, run: RunDirectory, state: TrainingState, im
 
 /** Trains one run to the end (or to stopAfterEpochs, or until aborted), resuming from its checkpoint when asked. */
 export async function train(requested: ResolvedTrainConfig, options: TrainOptions): Promise<TrainResult> {
+  const world = options.world ?? null;
+  if (world === null) return trainAs(ALONE, requested, options);
+  let group: ProcessGroup;
+  try {
+    group = ProcessGroup.init(world, { timeoutSeconds: requested.distTimeout });
+  } catch (error) {
+    throw new TrainingError((error as Error).message);
+  }
+  try {
+    // Only rank 0 speaks; the others' errors still reach their stderr through the CLI.
+    const quiet = world.rank === 0 ? options : { ...options, log: () => {} };
+    return await trainAs({ rank: world.rank, size: world.size, group }, requested, quiet);
+  } catch (error) {
+    if (!(error instanceof DistributedError)) throw error;
+    throw new TrainingError(`${error.message}. The last checkpoint that rank 0 finished writing in ${options.out} is intact; continue with: masksub train --out ${options.out} --resume (with the same number of processes or any other)`);
+  } finally {
+    group.destroy();
+  }
+}
+
+/** What rank 0 found in the run directory, sent to the other ranks. */
+interface Decision {
+  mode: RunMode;
+  config: Record<string, unknown>;
+  finished: { summary: RunSummary | null; history: EpochMetrics[] } | null;
+  /** Rank 0 could not start (its own error is in its log); the others stop too. */
+  error?: string;
+}
+
+/** The settings of a job that must be the same on every rank (threads may differ by machine). */
+function differingSettings(mine: Record<string, unknown>, leader: Record<string, unknown>): string[] {
+  const keys = new Set([...Object.keys(mine), ...Object.keys(leader)]);
+  return [...keys].filter((key) => key !== 'threads' && key !== 'machine' && JSON.stringify(mine[key]) !== JSON.stringify(leader[key]));
+}
+
+async function trainAs(team: Team, requested: ResolvedTrainConfig, options: TrainOptions): Promise<TrainResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const run = new RunDirectory(options.out);
-  const mode: RunMode = run.plan(options);
-  const config = mode === 'resume' ? readRunConfig(run.path) : requested;
-  const alreadyFinished = (): TrainResult => {
-    log(`${run.path}: already finished`);
-    return { summary: run.readSummary(), history: run.readHistory(), out: run.path, epochsTrained: 0, stepsTaken: 0, interrupted: false };
-  };
-  if (mode === 'resume' && run.isFinished()) return alreadyFinished();
-  const plan = await planTraining(config, log);
+  const leader = team.rank === 0;
 
-  const lock = run.lock(`train --out ${run.path}`);
+  // Rank 0 reads the run directory and decides; the others take its mode and settings.
+  let decision: Decision;
+  let leaderConfig: ResolvedTrainConfig | null = null;
+  if (leader) {
+    try {
+      const mode: RunMode = run.plan(options);
+      const config = leaderConfig = mode === 'resume' ? readRunConfig(run.path) : requested;
+      const finished = mode === 'resume' && run.isFinished() ? { summary: run.readSummary(), history: run.readHistory() } : null;
+      decision = { mode, config: toStoredConfig(config) as unknown as Record<string, unknown>, finished };
+    } catch (error) {
+      team.group?.broadcastJson<Decision>({ mode: 'fresh', config: {}, finished: null, error: (error as Error).message }, 0, 'the start');
+      throw error;
+    }
+    team.group?.broadcastJson(decision, 0, 'the start');
+  } else {
+    decision = team.group!.broadcastJson<Decision>(undefined, 0, 'the start');
+    if (decision.error !== undefined) throw new TrainingError(`rank 0 could not start the run: ${decision.error}`);
+  }
+  const config = leaderConfig ?? adoptLeaderConfig(decision, requested);
+  if (decision.finished) {
+    log(`${run.path}: already finished`);
+    return { ...decision.finished, out: run.path, epochsTrained: 0, stepsTaken: 0, interrupted: false };
+  }
+  const plan = await planTraining(config, log, team);
+
+  const lock = leader ? run.lock(`train --out ${run.path}`) : null;
   let session: Session | null = null;
   try {
-    // Again, now that no other process can change the directory (one may have finished it meanwhile).
-    run.plan(options);
-    if (mode === 'resume' && run.isFinished()) return alreadyFinished();
-    run.prepare(mode);
-    // A folder's class map is part of the run: a resume or eval reads the folders with it.
-    if (mode === 'fresh') run.writeStoredConfig(toStoredConfig(plan.train.classes ? { ...config, classes: plan.train.classes } : config));
+    if (leader) {
+      // Again, now that no other process can change the directory (one may have finished it meanwhile).
+      run.plan(options);
+      if (decision.mode === 'resume' && run.isFinished()) {
+        if (team.group !== null) throw new TrainingError(`${run.path} was finished by another process meanwhile`);
+        log(`${run.path}: already finished`);
+        return { summary: run.readSummary(), history: run.readHistory(), out: run.path, epochsTrained: 0, stepsTaken: 0, interrupted: false };
+      }
+      run.prepare(decision.mode);
+      // A folder's class map is part of the run: a resume or eval reads the folders with it.
+      if (decision.mode === 'fresh') run.writeStoredConfig(toStoredConfig(plan.train.classes ? { ...config, classes: plan.train.classes } : config));
+    }
     setNumThreads(config.threads);
     manualSeed(config.seed);
-    session = buildSession(config, plan, log);
-    let state = mode === 'resume' ? restore(session, run, log) : initialState(session);
+    session = buildSession(config, plan, team, log);
+    let state = decision.mode === 'resume' ? restore(session, run, log) : initialState(session);
+    if (team.group !== null) {
+      // Every rank starts from rank 0's weights (the same seed gives the same ones; an --init file
+      // that differs between machines would not) and checks that it resumed where rank 0 did.
+      const [epoch] = team.group.allReduceNumbers([state.epoch], 'max', 'the start');
+      if (epoch !== state.epoch) {
+        throw new TrainingError(`rank ${team.rank} resumed after epoch ${state.epoch} but another rank after epoch ${epoch}: ` +
+          `every rank reads ${run.file(CHECKPOINT_FILE)}, so a job across machines needs the run directory on a shared filesystem`);
+      }
+      team.group.broadcast([...session.model.parameters(), ...session.model.buffers()], 0, 'the broadcast of the initial weights');
+    }
 
     const faults = { nanAtStep: options.faults?.nanAtStep ?? -1 };
     const started = performance.now();
@@ -406,6 +578,10 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
     let interrupted = false;
     while (state.epoch < config.epochs && !(options.stopAfterEpochs !== undefined && epochsTrained >= options.stopAfterEpochs)) {
       const epoch = state.epoch + 1;
+      // Element-wise dropout draws from each rank's own stream: rank 0 continues the single
+      // process's (stored in the checkpoint), the others restart theirs from (seed, epoch, rank)
+      // each epoch, so a resume at an epoch boundary repeats them exactly.
+      if (team.rank > 0) manualSeed(deriveSeed(config.seed, 6007, epoch, team.rank));
       const epochStart = performance.now();
       const sums = await trainOneEpoch(session, state, epoch, progress, options, faults);
       const badImages = session.loader.takeBadImages();
@@ -421,11 +597,14 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
         bestAcc1: improved ? row.test_acc1 : state.bestAcc1, bestEpoch: improved ? epoch : state.bestEpoch,
         optimizer: tidy(() => session!.optimizer.stateDict().scalars), emaUpdates: session.ema ? session.ema.updates : null,
       };
-      lock.verify();
-      saveEpoch(session, run, state, improved, options.faults ?? {});
+      if (lock) {
+        lock.verify();
+        saveEpoch(session, run, state, improved, options.faults ?? {});
+      }
       progress.finish(row);
       epochsTrained++;
-      if (options.signal?.aborted) {
+      const stop = team.group === null ? options.signal?.aborted === true : team.group.allReduceNumbers([options.signal?.aborted ? 1 : 0], 'max', `the end of epoch ${epoch}`)[0]! > 0;
+      if (stop) {
         interrupted = state.epoch < config.epochs;
         break;
       }
@@ -438,7 +617,9 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
       best_test_acc1: state.bestAcc1, best_epoch: state.bestEpoch, wall_s: state.wallSeconds,
       mean_step_time_s: state.history.reduce((total, row) => total + row.step_time_s, 0) / state.history.length,
     };
-    run.writeSummary(summary);
+    if (leader) run.writeSummary(summary);
+    // No rank reports success before rank 0 has written the summary.
+    team.group?.barrier('the end of the run');
     return { summary, history: state.history, out: run.path, epochsTrained, stepsTaken, interrupted: false };
   } finally {
     if (session) {
@@ -447,8 +628,24 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
       session.optimizer.dispose();
       session.ema?.dispose();
     }
-    lock.release();
+    lock?.release();
   }
+}
+
+/**
+ * A non-zero rank's configuration: rank 0's (a resumed run's stored settings, or the command's),
+ * with its own thread count. A fresh job whose ranks were given different settings is refused.
+ */
+function adoptLeaderConfig(decision: Decision, requested: ResolvedTrainConfig): ResolvedTrainConfig {
+  const { machine: _machine, preset, ...settings } = fromStoredConfig(decision.config);
+  const config = { ...resolveConfig(settings as TrainConfig, preset ?? null), threads: requested.threads };
+  if (decision.mode === 'fresh') {
+    const differing = differingSettings(toStoredConfig(requested) as unknown as Record<string, unknown>, decision.config);
+    if (differing.length > 0) {
+      throw new TrainingError(`this rank was started with other settings than rank 0 (${differing.slice(0, 5).join(', ')}${differing.length > 5 ? ', ...' : ''}); start every rank with the same command`);
+    }
+  }
+  return config;
 }
 
 /** metrics.jsonl of a run directory (one row per finished epoch). */

@@ -1,0 +1,222 @@
+// Data-parallel communication through libtorch's c10d, the engine behind torch.distributed: a
+// TCPStore rendezvous (rank 0 serves it, as torchrun's MASTER_ADDR:MASTER_PORT) and a
+// ProcessGroupGloo, one default group per process as init_process_group makes. Collectives run
+// on the group's own threads; each call here waits for its work, so it returns once every rank
+// took part, or throws a JS error (a peer that exits closes its sockets and the others fail at
+// once; a peer that hangs fails them after the group's timeout). Built only when gloo's headers
+// are found (Debian: libgloo-dev; scripts/torch-config.mjs defines MASKSUB_DISTRIBUTED);
+// otherwise every function says what to install.
+#include "common.h"
+
+#ifdef MASKSUB_DISTRIBUTED
+// torch's build defines these for its own sources; the headers hide the Gloo group without them.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+#include <chrono>
+#include <memory>
+
+namespace masksub {
+
+#ifdef MASKSUB_DISTRIBUTED
+namespace {
+
+struct DefaultGroup {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  int rank = 0;
+  int size = 1;
+};
+
+std::unique_ptr<DefaultGroup> default_group;
+
+DefaultGroup& current_group() {
+  if (!default_group) throw std::runtime_error("no process group: call distInit first");
+  return *default_group;
+}
+
+// Tensors are sent in buckets of at most `cap` bytes, each one flat buffer (DDP's bucketing:
+// one collective per bucket instead of one per tensor). A bucket holds tensors of one dtype and
+// device, in the given order, so every rank forms the same buckets from the same list.
+std::vector<std::vector<size_t>> buckets_of(const std::vector<at::Tensor>& tensors, int64_t cap) {
+  std::vector<std::vector<size_t>> buckets;
+  int64_t bytes = 0;
+  for (size_t index = 0; index < tensors.size(); index++) {
+    const at::Tensor& tensor = tensors[index];
+    if (!tensor.defined()) throw ArgumentError("tensor " + std::to_string(index) + " is undefined");
+    if (tensor.is_sparse()) throw ArgumentError("tensor " + std::to_string(index) + " is sparse");
+    const int64_t size = tensor.numel() * static_cast<int64_t>(tensor.element_size());
+    bool fits = !buckets.empty() && bytes + size <= cap;
+    if (fits) {
+      const at::Tensor& first = tensors[buckets.back().front()];
+      fits = first.scalar_type() == tensor.scalar_type() && first.device() == tensor.device();
+    }
+    if (!fits) {
+      buckets.emplace_back();
+      bytes = 0;
+    }
+    buckets.back().push_back(index);
+    bytes += size;
+  }
+  return buckets;
+}
+
+// One collective per bucket over a flat copy of its tensors, then the results copied back.
+template <typename Launch>
+void bucketed(std::vector<at::Tensor>& tensors, int64_t cap, Launch launch, bool copy_back,
+              double scale) {
+  at::NoGradGuard no_grad;
+  for (const std::vector<size_t>& bucket : buckets_of(tensors, cap)) {
+    std::vector<at::Tensor> members;
+    members.reserve(bucket.size());
+    for (size_t index : bucket) members.push_back(tensors[index]);
+    const bool direct = members.size() == 1 && members[0].is_contiguous();
+    at::Tensor flat = direct ? members[0] : at::cat([&] {
+      std::vector<at::Tensor> views;
+      for (const at::Tensor& member : members) views.push_back(member.reshape({-1}));
+      return views;
+    }());
+    std::vector<at::Tensor> buffers{flat};
+    launch(buffers)->wait();
+    if (scale != 1.0) flat.mul_(scale);
+    if (!direct && copy_back) {
+      int64_t offset = 0;
+      for (at::Tensor& member : members) {
+        const int64_t count = member.numel();
+        member.copy_(flat.narrow(0, offset, count).view(member.sizes()));
+        offset += count;
+      }
+    }
+  }
+}
+
+c10d::ReduceOp reduce_op(const std::string& name) {
+  if (name == "sum" || name == "avg") return c10d::ReduceOp::SUM;
+  if (name == "max") return c10d::ReduceOp::MAX;
+  if (name == "min") return c10d::ReduceOp::MIN;
+  throw ArgumentError("op must be 'sum', 'avg', 'max' or 'min', got '" + name + "'");
+}
+
+}  // namespace
+#endif
+
+static std::runtime_error not_built() {
+  return std::runtime_error(
+      "this build of masksub has no distributed support: gloo's headers were not found when the "
+      "addon was built (Debian: apt-get install -y libgloo-dev, then npm rebuild masksub)");
+}
+
+OP(distAvailable)
+#ifdef MASKSUB_DISTRIBUTED
+  return Napi::Boolean::New(env, true);
+#else
+  return Napi::Boolean::New(env, false);
+#endif
+END
+
+// (rank, worldSize, host, port, timeoutMs, interface): rank 0 serves the store on host:port; every
+// rank connects to it and the group forms (Gloo's full mesh). `interface` picks the network
+// interface Gloo binds (GLOO_SOCKET_IFNAME's meaning); empty = the address `host` resolves to when
+// it is a loopback address, else the machine's hostname (Gloo's default device).
+OP(distInit)
+#ifdef MASKSUB_DISTRIBUTED
+  const int64_t rank = I(0);
+  const int64_t size = I(1);
+  const std::string host = S(2);
+  const int64_t port = I(3);
+  const int64_t timeout_ms = I(4);
+  const std::string interface = S(5);
+  if (default_group) throw std::runtime_error("the process group is already initialised; call distDestroy first");
+  if (size < 1) throw ArgumentError("world size must be >= 1, got " + std::to_string(size));
+  if (rank < 0 || rank >= size) throw ArgumentError("rank " + std::to_string(rank) + " is outside [0, " + std::to_string(size) + ")");
+  if (port < 1 || port > 65535) throw ArgumentError("port must be in [1, 65535], got " + std::to_string(port));
+  if (timeout_ms < 1) throw ArgumentError("timeout must be positive, got " + std::to_string(timeout_ms) + " ms");
+  const std::chrono::milliseconds timeout(timeout_ms);
+  auto group = std::make_unique<DefaultGroup>();
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<std::uint16_t>(port);
+  store_options.isServer = rank == 0;
+  store_options.numWorkers = static_cast<size_t>(size);
+  store_options.waitWorkers = true;
+  store_options.timeout = timeout;
+  group->store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+  if (!interface.empty()) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+  } else if (loopback) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  } else {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  // Two threads move the buckets, torch.distributed's default for Gloo.
+  options->threads = 2;
+  group->group = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, static_cast<int>(rank),
+                                                             static_cast<int>(size), options);
+  group->rank = static_cast<int>(rank);
+  group->size = static_cast<int>(size);
+  default_group = std::move(group);
+  return env.Undefined();
+#else
+  throw not_built();
+#endif
+END
+
+OP(distDestroy)
+#ifdef MASKSUB_DISTRIBUTED
+  default_group.reset();
+#endif
+  return env.Undefined();
+END
+
+// (tensors, op, bucketBytes): in place on every tensor; 'avg' = sum / world size (Gloo has no
+// AVG op, torch's DDP divides the same way).
+OP(distAllReduce)
+#ifdef MASKSUB_DISTRIBUTED
+  std::vector<at::Tensor> tensors = TL(0);
+  const std::string name = S(1);
+  const int64_t cap = I(2);
+  DefaultGroup& group = current_group();
+  c10d::AllreduceOptions options;
+  options.reduceOp = reduce_op(name);
+  const double scale = name == "avg" ? 1.0 / group.size : 1.0;
+  bucketed(tensors, cap, [&](std::vector<at::Tensor>& buffers) { return group.group->allreduce(buffers, options); },
+           true, scale);
+  return env.Undefined();
+#else
+  throw not_built();
+#endif
+END
+
+// (tensors, root, bucketBytes): every rank's tensors take the root's values.
+OP(distBroadcast)
+#ifdef MASKSUB_DISTRIBUTED
+  std::vector<at::Tensor> tensors = TL(0);
+  const int64_t root = I(1);
+  const int64_t cap = I(2);
+  DefaultGroup& group = current_group();
+  if (root < 0 || root >= group.size) throw ArgumentError("root " + std::to_string(root) + " is outside [0, " + std::to_string(group.size) + ")");
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  bucketed(tensors, cap, [&](std::vector<at::Tensor>& buffers) { return group.group->broadcast(buffers, options); },
+           group.rank != root, 1.0);
+  return env.Undefined();
+#else
+  throw not_built();
+#endif
+END
+
+OP(distBarrier)
+#ifdef MASKSUB_DISTRIBUTED
+  current_group().group->barrier()->wait();
+  return env.Undefined();
+#else
+  throw not_built();
+#endif
+END
+
+}  // namespace masksub
