@@ -104,11 +104,13 @@ c10d::ReduceOp reduce_op(const std::string& name) {
 }  // namespace
 #endif
 
+#ifndef MASKSUB_DISTRIBUTED
 static std::runtime_error not_built() {
   return std::runtime_error(
       "this build of masksub has no distributed support: gloo's headers were not found when the "
       "addon was built (Debian: apt-get install -y libgloo-dev, then npm rebuild masksub)");
 }
+#endif
 
 OP(distAvailable)
 #ifdef MASKSUB_DISTRIBUTED

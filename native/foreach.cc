@@ -77,27 +77,31 @@ OP(foreachAdd_)
   return env.Undefined();
 END
 
-OP(foreachAddcmul_)
+// self[i] += value * tensor1[i] (op) tensor2[i]: addcmul_ and addcdiv_ share everything but op.
+template <typename One, typename Each>
+void ternary(const Napi::CallbackInfo& info, One one, Each each) {
   std::vector<at::Tensor> self = TL(0);
   std::vector<at::Tensor> first = TL(1);
   std::vector<at::Tensor> second = TL(2);
   same_length(self, first, "tensor1");
   same_length(self, second, "tensor2");
   Scalars value = scalars_arg(info, 3, self.size());
-  if (value.list) at::_foreach_addcmul_(self, first, second, value.each);
-  else at::_foreach_addcmul_(self, first, second, value.one);
+  if (value.list) each(self, first, second, value.each);
+  else one(self, first, second, value.one);
+}
+
+using Tensors = std::vector<at::Tensor>;
+using ScalarList = std::vector<at::Scalar>;
+
+OP(foreachAddcmul_)
+  ternary(info, [](Tensors& a, Tensors& b, Tensors& c, const at::Scalar& v) { at::_foreach_addcmul_(a, b, c, v); },
+          [](Tensors& a, Tensors& b, Tensors& c, const ScalarList& v) { at::_foreach_addcmul_(a, b, c, v); });
   return env.Undefined();
 END
 
 OP(foreachAddcdiv_)
-  std::vector<at::Tensor> self = TL(0);
-  std::vector<at::Tensor> first = TL(1);
-  std::vector<at::Tensor> second = TL(2);
-  same_length(self, first, "tensor1");
-  same_length(self, second, "tensor2");
-  Scalars value = scalars_arg(info, 3, self.size());
-  if (value.list) at::_foreach_addcdiv_(self, first, second, value.each);
-  else at::_foreach_addcdiv_(self, first, second, value.one);
+  ternary(info, [](Tensors& a, Tensors& b, Tensors& c, const at::Scalar& v) { at::_foreach_addcdiv_(a, b, c, v); },
+          [](Tensors& a, Tensors& b, Tensors& c, const ScalarList& v) { at::_foreach_addcdiv_(a, b, c, v); });
   return env.Undefined();
 END
 
