@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "masksub_native",
-      "sources": ["native/core.cc", "native/ops.cc", "native/allocator.cc", "native/distributed.cc", "native/foreach.cc"],
+      "sources": ["native/core.cc", "native/ops.cc", "native/allocator.cc", "native/distributed.cc", "native/foreach.cc", "native/autocast.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node scripts/torch-config.mjs include)"

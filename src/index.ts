@@ -2,6 +2,7 @@
 // optimizers, data, data-parallel training and comparison reports.
 export * from './tensor/tensor.js';
 export * from './tensor/foreach.js';
+export * from './tensor/autocast.js';
 export { type BuildInfo, type NativeGenerator, type NativeHandle, blasLibraries, buildInfo, cudaAvailable, cudaDeviceCount, getNumThreads, liveTensors, setNumThreads, synchronize } from './tensor/native.js';
 export * as nn from './nn/index.js';
 export * as F from './nn/functional.js';

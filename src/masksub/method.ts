@@ -3,7 +3,8 @@
 // the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
 import { type DType, keep, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
-import type { StepModel } from '../models/classifier.js';
+import type { ForwardOptions, StepModel } from '../models/classifier.js';
+import { type AutocastDtype, autocast } from '../tensor/autocast.js';
 import type { Module, Parameter } from '../nn/module.js';
 import { hasSubModel, type Method, regularizer } from './methods.js';
 
@@ -61,6 +62,17 @@ export interface StepConfig {
   criterion: Criterion;
   /** Divides both losses (gradient accumulation over this many micro-batches). */
   lossScale?: number;
+  /**
+   * Mixed precision of the forward passes (torch.autocast on the inputs' device); the logits are
+   * cast to float32, so both losses and the MaskSub target are computed in float32. Default off.
+   */
+  amp?: AutocastDtype | null;
+  /**
+   * Multiplies both losses before their backward (float16 loss scaling, optim's GradScaler); the
+   * gradients then hold scaled values for the caller to unscale. Reported losses and gradient
+   * norms are unscaled. Default 1.
+   */
+  gradScale?: number;
   /**
    * Whether the sub forward may update running statistics (BatchNorm's running mean/variance and
    * any other buffer a forward changes). Default false: the sub forward normalizes with its own
@@ -126,7 +138,11 @@ function freezeBuffers(model: Module): { restore(): void } {
  */
 export function methodStep(model: StepModel, images: Tensor, targets: Tensor, config: StepConfig): StepResult {
   const { method, ratio, subWeight, criterion } = config;
-  const scale = 1 / (config.lossScale ?? 1);
+  const scale = (config.gradScale ?? 1) / (config.lossScale ?? 1);
+  const amp = config.amp ?? null;
+  const forward = (options: ForwardOptions): Tensor => amp === null
+    ? model.forward(images, options)
+    : autocast({ device: images.device, dtype: amp }, () => model.forward(images, options)).to({ dtype: 'float32' });
   const parameters = model.parameters();
   const previous = gradients(parameters);
   for (const parameter of parameters) parameter.zeroGrad();
@@ -134,7 +150,7 @@ export function methodStep(model: StepModel, images: Tensor, targets: Tensor, co
   const mainWeight = hasSubModel(method) ? 1 - subWeight : 1;
 
   const main = tidy(() => {
-    const logits = model.forward(images, single);
+    const logits = forward(single);
     const loss = labelLoss(logits, targets, criterion);
     loss.mul(mainWeight * scale).backward();
     return { value: loss.item(), teacher: logits.detach() };
@@ -151,7 +167,7 @@ export function methodStep(model: StepModel, images: Tensor, targets: Tensor, co
     const frozen = config.subUpdatesRunningStats ? null : freezeBuffers(model);
     try {
       lossSub = tidy(() => {
-        const logits = model.forward(images, regularizer(method, ratio));
+        const logits = forward(regularizer(method, ratio));
         const loss = config.subTarget === 'labels' ? labelLoss(logits, targets, criterion) : subLoss(logits, main.teacher, criterion.kind);
         loss.mul(subWeight * scale).backward();
         return loss.item();

@@ -7,3 +7,4 @@ export * from './clip.js';
 export * from './groups.js';
 export * from './schedule.js';
 export * from './ema.js';
+export * from './grad-scaler.js';

@@ -33,6 +33,8 @@ export interface TrainingState {
   history: EpochMetrics[];
   optimizer: OptimizerRecord;
   emaUpdates: number | null;
+  /** float16 loss scaling's state (optim's GradScalerState); absent or null without it. */
+  gradScaler?: { scale: number; goodSteps: number } | null;
 }
 
 export interface CheckpointParts {
@@ -74,6 +76,10 @@ export function trainingStateProblems(value: unknown): string[] {
   if (!isFiniteNumber(value.bestAcc1) || value.bestAcc1 < -1 || value.bestAcc1 > 100) problems.push(`bestAcc1 ${JSON.stringify(value.bestAcc1)} is not an accuracy`);
   if (!isCount(value.bestEpoch) || (isCount(value.epoch) && (value.bestEpoch as number) > (value.epoch as number))) problems.push(`bestEpoch ${JSON.stringify(value.bestEpoch)} is not a finished epoch`);
   if (value.emaUpdates !== null && !isCount(value.emaUpdates)) problems.push(`emaUpdates ${JSON.stringify(value.emaUpdates)} is not a count or null`);
+  const scaler = value.gradScaler;
+  if (scaler !== undefined && scaler !== null && !(isRecord(scaler) && isFiniteNumber(scaler.scale) && scaler.scale > 0 && isCount(scaler.goodSteps))) {
+    problems.push(`gradScaler ${JSON.stringify(scaler)} is not {scale > 0, goodSteps}`);
+  }
   if (!Array.isArray(value.history)) {
     problems.push('history is not a list');
   } else {

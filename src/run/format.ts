@@ -42,6 +42,7 @@ export interface EpochMetrics {
   wall_s: number;                // seconds since the run started (cumulative over resumes)
   ema_test_acc1?: number | null; // present when EMA is enabled
   skipped_steps?: number;        // non-finite steps skipped (opt-in)
+  grad_scale?: number;           // float16 loss scale at the end of the epoch (amp fp16)
 }
 
 export interface RunSummary {

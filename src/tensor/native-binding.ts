@@ -207,6 +207,9 @@ export interface NativeBinding {
   foreachAddcdiv_(self: readonly Handle[], tensor1: readonly Handle[], tensor2: readonly Handle[], value: number | readonly number[]): void;
   foreachSqrt(self: readonly Handle[]): Handle[];
   foreachNorm(self: readonly Handle[], ord?: number | null): Handle[];
+  autocastEnter(device: 'cpu' | 'cuda', dtype: 'bfloat16' | 'float16'): [enabled: boolean, dtype: DType];
+  autocastExit(device: 'cpu' | 'cuda', enabled: boolean, dtype: DType): void;
+  autocastEnabled(device: 'cpu' | 'cuda'): boolean;
   distAvailable(): boolean;
   distInit(rank: number, worldSize: number, host: string, port: number, timeoutMs: number, networkInterface: string): void;
   distDestroy(): void;
@@ -413,6 +416,9 @@ export const nativeFunctionNames = [
   'foreachAddcdiv_',
   'foreachSqrt',
   'foreachNorm',
+  'autocastEnter',
+  'autocastExit',
+  'autocastEnabled',
   'distAvailable',
   'distInit',
   'distDestroy',

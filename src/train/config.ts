@@ -319,6 +319,10 @@ export const SETTINGS = {
     default: { describe: 'MASKSUB_THREADS, else all cores', value: threadsFromEnvironment },
     help: 'libtorch intra-op threads',
   }),
+  amp: define({
+    group: 'optimization', schema: z.enum(['none', 'bf16', 'fp16']), default: 'none', alias: ['mixed-precision', 'autocast'],
+    help: 'mixed precision (torch.autocast) of the forward passes: bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling); weights, optimizer state, losses and the MaskSub target stay float32',
+  }),
   distTimeout: define({
     group: 'run', schema: z.number().positive().max(7 * 24 * 3600), default: 1800, placeholder: 'SECONDS',
     help: 'in a data-parallel job (train --nproc, torchrun), how long a rank waits for the others in one collective before it stops with an error (torch.distributed\'s default, 30 min); a rank that exits stops the others at once',
@@ -620,6 +624,9 @@ function machineDescription(device: string, threads: number): string {
 
 /** The checks that involve more than one setting, after each setting passed its own schema. */
 function checkCombinations(config: TrainConfig): void {
+  if (config.amp === 'fp16' && config.device === 'cpu') {
+    throw new ConfigError('amp fp16 needs a CUDA device (--device cuda): CPU autocast supports bf16 only (libtorch 1.13); use --amp bf16 on the CPU');
+  }
   if (config.minLr > config.lr) throw new ConfigError(`min-lr ${config.minLr} is above lr ${config.lr}; min-lr must be in [0, lr]`);
   if (config.warmupLr > config.lr) throw new ConfigError(`warmup-lr ${config.warmupLr} is above lr ${config.lr}; warmup-lr must be in [0, lr]`);
   if (config.warmupEpochs > 0 && config.warmupEpochs >= config.epochs) {

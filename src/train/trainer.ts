@@ -16,7 +16,7 @@ import type { Classifier } from '../models/classifier.js';
 import { createModel, describeModel } from '../models/factory.js';
 import { type InitOptions, layerAssignment, loadPretrained, PretrainedError } from '../models/pretrained.js';
 import { hasSubModel, methodStep, type StepConfig } from '../masksub/method.js';
-import { AdamW, applyLr, clipGradNorm, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
+import { AdamW, applyLr, clipGradNorm, GradScaler, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
 import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, type EpochMetrics, loadCheckpoint, MODEL_FILE, RunDirectory, RunError, type RunMode, type RunSummary, saveCheckpoint, type TrainingState } from '../run/index.js';
 import { saveSafetensors } from '../tensor/safetensors.js';
 import { cudaAvailable, cudaDeviceCount, setNumThreads } from '../tensor/native.js';
@@ -233,6 +233,8 @@ interface Session {
   step: StepConfig;
   /** Draws the per-sample noise (masks, drop-path) of every global batch, the same on every rank (nn/sample-noise.ts). */
   sampleGenerator: Generator;
+  /** float16 loss scaling (amp fp16); null otherwise. */
+  scaler: GradScaler | null;
 }
 
 function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?: (line: string) => void): Session {
@@ -255,10 +257,12 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?:
   return {
     config, plan, team, model, loader,
     sampleGenerator: new Generator(deriveSeed(config.seed, 8128)),
+    scaler: config.amp === 'fp16' ? new GradScaler() : null,
     optimizer: buildOptimizer(model, config),
     ema: config.ema ? new ModelEma(model, { decay: config.emaDecay }) : null,
     step: {
       method: config.method, ratio: config.ratio, subWeight: config.subWeight, lossScale: config.accumulation, subUpdatesRunningStats: config.subBnUpdate, subTarget: config.subTarget,
+      amp: config.amp === 'none' ? null : config.amp === 'bf16' ? 'bfloat16' : 'float16',
       criterion: { kind: config.loss, labelSmoothing: config.labelSmoothing, bceTargetThreshold: config.bceTargetThreshold },
     },
   };
@@ -268,6 +272,7 @@ function initialState(session: Session): TrainingState {
   return {
     version: 1, epoch: 0, globalStep: 0, wallSeconds: 0, bestAcc1: -1, bestEpoch: 0, skippedSteps: 0, history: [],
     optimizer: tidy(() => session.optimizer.stateDict().scalars), emaUpdates: session.ema ? 0 : null,
+    gradScaler: session.scaler?.stateDict() ?? null,
   };
 }
 
@@ -289,6 +294,7 @@ function restore(session: Session, run: RunDirectory, log: (line: string) => voi
     model.loadStateDict(parts.model);
     optimizer.loadStateDict(parts.optimizer);
     if (ema && parts.ema) ema.loadStateDict({ tensors: parts.ema, updates: state.emaUpdates ?? 0 });
+    if (session.scaler && state.gradScaler) session.scaler.loadStateDict(state.gradScaler);
     setRngState(new Uint8Array(parts.rngState.toBytes()));
     if (parts.sampleRngState) {
       session.sampleGenerator.setState(new Uint8Array(parts.sampleRngState.toBytes()));
@@ -358,10 +364,14 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
         images = images.mul(Number.NaN);
         faults.nanAtStep = -1;
       }
-      return withBatchShard(shard, () => methodStep(model, images, soft ?? labels, session.step));
+      const step = session.scaler ? { ...session.step, gradScale: session.scaler.scale } : session.step;
+      return withBatchShard(shard, () => methodStep(model, images, soft ?? labels, step));
     });
     microIndex++;
-    let finite = result.finite && Number.isFinite(result.gradNormMain) && (result.gradNormSub === null || Number.isFinite(result.gradNormSub));
+    // Under float16 loss scaling, overflowing gradients of a finite loss are routine: the scaler
+    // skips that optimizer step and lowers the scale (below), it is not a failed step.
+    const gradientsFinite = Number.isFinite(result.gradNormMain) && (result.gradNormSub === null || Number.isFinite(result.gradNormSub));
+    let finite = result.finite && (gradientsFinite || session.scaler !== null);
     let images = batch.size;
     if (team.group !== null) {
       // One small all-reduce per micro-batch: the ranks' mean metrics, whether any rank's step
@@ -389,16 +399,25 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
       continue;
     }
     sums.loss += result.loss; sums.main += result.lossMain; sums.sub += result.lossSub ?? 0;
-    sums.normMain += result.gradNormMain; sums.normSub += result.gradNormSub ?? 0; sums.micro++;
+    // A float16 step whose scaled gradients overflowed has no norm to report (rare: the scaler
+    // backs off at once); it adds nothing to the epoch's mean norms.
+    if (Number.isFinite(result.gradNormMain)) sums.normMain += result.gradNormMain;
+    if (Number.isFinite(result.gradNormSub ?? 0)) sums.normSub += result.gradNormSub ?? 0;
+    sums.micro++;
     sums.images += images;
     if (microIndex % config.accumulation === 0) {
       // DDP's all-reduce, after the whole accumulation group (its no_sync): the mean gradient of
       // the global batch, the same on every rank, so every rank's optimizer takes the same step.
       if (team.group !== null) averageGradients(model.parameters(), team.group, state.globalStep + 1);
-      if (config.clipGrad !== null) clipGradNorm(model.parameters(), config.clipGrad);
-      optimizer.step();
+      // Every rank holds the same averaged gradients, so every rank's scaler decides alike.
+      const scaled = session.scaler === null || session.scaler.unscale(model.parameters());
+      if (scaled) {
+        if (config.clipGrad !== null) clipGradNorm(model.parameters(), config.clipGrad);
+        optimizer.step();
+      }
+      session.scaler?.update(scaled);
       optimizer.zeroGrad();
-      ema?.update(model);
+      if (scaled) ema?.update(model);
       state.globalStep++;
       sums.steps++;
     }
@@ -454,6 +473,7 @@ function validate(session: Session, state: TrainingState, epoch: number, sums: E
   };
   if (ema) row.ema_test_acc1 = emaAcc1;
   if (config.skipNonFinite) row.skipped_steps = state.skippedSteps;
+  if (session.scaler) row.grad_scale = session.scaler.scale;
   return row;
 }
 
@@ -596,6 +616,7 @@ async function trainAs(team: Team, requested: ResolvedTrainConfig, options: Trai
         ...state, epoch, wallSeconds: row.wall_s, history: [...state.history, row],
         bestAcc1: improved ? row.test_acc1 : state.bestAcc1, bestEpoch: improved ? epoch : state.bestEpoch,
         optimizer: tidy(() => session!.optimizer.stateDict().scalars), emaUpdates: session.ema ? session.ema.updates : null,
+        gradScaler: session.scaler?.stateDict() ?? null,
       };
       if (lock) {
         lock.verify();
