@@ -202,6 +202,15 @@ describe('image folders', () => {
     assert.notDeepEqual(Array.from(wholeEpoch.images.slice(0, sampleSize)), Array.from(wholeEpoch.images.slice(sampleSize)));
     const nextEpoch = await loader(2).batchAtAsync(1, 0);
     assert.notDeepEqual(Array.from(nextEpoch.images), Array.from(wholeEpoch.images));
+
+    // 3-Augment and color jitter come after the crop and flip, from the sample's own stream: they
+    // change the pixels, the crop stays, and the result is a function of (seed, epoch, sample).
+    const augmented = await loadFolderDataset({ split: 'train', dataDir: gradient, list: null, size: 16, threeAugment: true, colorJitter: 0.3 });
+    const augmentedLoader = (batchSize: number): BatchLoader => new BatchLoader(augmented, { batchSize, seed: 1, augment: { cropPadding: 0, hflip: true, randomErasing: 0 } });
+    const withAugment = await augmentedLoader(2).batchAtAsync(0, 0);
+    assert.notDeepEqual(Array.from(withAugment.images), Array.from(wholeEpoch.images));
+    const alone = [await augmentedLoader(1).batchAtAsync(0, 0), await augmentedLoader(1).batchAtAsync(0, 1)];
+    assert.deepEqual(Array.from(withAugment.images), [...alone[0]!.images, ...alone[1]!.images]);
   });
 
   test('a corrupt JPEG is an error naming the file, or is counted and skipped with skipBadImages', async () => {
@@ -249,6 +258,9 @@ describe('training on an image folder', () => {
     assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', imageSize: 32 } }), /image-size applies only to --dataset folder/);
     assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, model: 'vit_micro', imageSize: 32 } }), /takes 28x28 images but image-size is 32/);
     assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, cropPadding: 4 } }), /crop-padding 4 does not apply to folder data/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', threeAugment: true } }), /three-augment applies only to --dataset folder/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', colorJitter: 0.3 } }), /color-jitter applies only to --dataset folder/);
+    assert.equal(buildConfig({ preset: 'deit3-vit-s', flags: { dataset: 'folder', dataDir: data, imageSize: 224 } }).threeAugment, true);
   });
 
   test('a run records the class map, learns the colours, and a resumed run ends with the same weights', async () => {

@@ -13,6 +13,9 @@ import sharp from 'sharp';
 import { decodeImage } from '../src/data/decode.js';
 import { Random } from '../src/data/random.js';
 import {
+  adjustBrightness, adjustContrast, adjustSaturation, blurKernelSize, colorJitter, colorJitterParameters, gaussianBlur, grayscale, solarize, threeAugment,
+} from '../src/data/color.js';
+import {
   evalResizeCenterCrop, flipHorizontal, randomResizedCropBox, type RawImage, resizedCrop, type Interpolation,
 } from '../src/data/transforms.js';
 import { skipWithout } from './helpers/skip.js';
@@ -205,4 +208,77 @@ print(json.dumps([np.asarray(Image.open(p).convert('RGB')).reshape(-1).tolist() 
     const grey = await decodeImage(greyPath);
     assert.deepEqual(Array.from(grey.pixels), reference[2]);
   });
+});
+
+describe('photometric transforms and 3-Augment against torchvision 0.14\'s tensor functional', () => {
+  const image = testImage(40, 52, 11);
+
+  test('grayscale, solarize, brightness, contrast, saturation and a jitter order equal torchvision on the same pixels', (t) => {
+    if (skipWithout(t, missing)) return;
+    const reference = python(image, `
+out = [
+  hwc(TF.rgb_to_grayscale(image, num_output_channels=3)),
+  hwc(TF.solarize(image, 128)),
+  hwc(TF.adjust_brightness(image, 1.27)),
+  hwc(TF.adjust_brightness(image, 0.71)),
+  hwc(TF.adjust_contrast(image, 0.73)),
+  hwc(TF.adjust_contrast(image, 1.29)),
+  hwc(TF.adjust_saturation(image, 1.2)),
+  hwc(TF.adjust_saturation(image, 0.75)),
+  hwc(TF.adjust_contrast(TF.adjust_brightness(TF.adjust_saturation(image, 0.8), 1.1), 0.9)),
+]
+print(json.dumps(out))
+`) as number[][];
+    const ours = [
+      grayscale(image), solarize(image, 128), adjustBrightness(image, 1.27), adjustBrightness(image, 0.71),
+      adjustContrast(image, 0.73), adjustContrast(image, 1.29), adjustSaturation(image, 1.2), adjustSaturation(image, 0.75),
+      colorJitter(image, { order: [2, 0, 1], saturation: 0.8, brightness: 1.1, contrast: 0.9 }),
+    ];
+    const names = ['grayscale', 'solarize', 'brightness 1.27', 'brightness 0.71', 'contrast 0.73', 'contrast 1.29', 'saturation 1.2', 'saturation 0.75', 'jitter'];
+    ours.forEach((result, index) => {
+      const { largest, differing } = compare(result.pixels, reference[index]!);
+      t.diagnostic(`${names[index]}: largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
+      // float32 arithmetic emulated step by step: measured equal byte for byte; a value landing on
+      // a truncation boundary within float32 rounding could differ by one level in a rare byte.
+      assert.ok(largest <= 1 && differing < 0.001, `${names[index]}: largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
+    });
+  });
+
+  test('Gaussian blur equals torchvision\'s gaussian_blur (kernel 2 ceil(3 sigma) + 1, reflect padding)', (t) => {
+    if (skipWithout(t, missing)) return;
+    const sigmas = [0.1, 0.6, 1.3, 2.0];
+    const reference = python(image, `
+sigmas = ${JSON.stringify(sigmas)}
+sizes = ${JSON.stringify(sigmas.map(blurKernelSize))}
+print(json.dumps([hwc(TF.gaussian_blur(image, [k, k], [s, s])) for k, s in zip(sizes, sigmas)]))
+`) as number[][];
+    sigmas.forEach((sigma, index) => {
+      const size = blurKernelSize(sigma);
+      const { largest, differing } = compare(gaussianBlur(image, sigma, size).pixels, reference[index]!);
+      t.diagnostic(`sigma ${sigma} (kernel ${size}): largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
+      // Measured equal byte for byte; torch's float32 convolution may sum in another order, which
+      // could move a value across a rounding boundary in a rare byte.
+      assert.ok(largest <= 1 && differing < 0.001, `sigma ${sigma}: largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
+    });
+  });
+});
+
+test('3-Augment: each of grayscale, solarize and blur a third of the time; jitter factors in [0.7, 1.3]; seeded', () => {
+  const image = testImage(16, 16, 3);
+  const counts = [0, 0, 0];
+  const random = new Random(1);
+  for (let draw = 0; draw < 3000; draw++) {
+    const result = threeAugment(image, random, 0);
+    const isGray = Array.from({ length: 256 }, (_, pixel) => result.pixels[pixel * 3] === result.pixels[pixel * 3 + 1] && result.pixels[pixel * 3] === result.pixels[pixel * 3 + 2]).every(Boolean);
+    const isSolarized = result.pixels.every((value, index) => value === (image.pixels[index]! >= 128 ? 255 - image.pixels[index]! : image.pixels[index]!));
+    counts[isGray ? 0 : isSolarized ? 1 : 2]!++;
+  }
+  counts.forEach((count, index) => assert.ok(Math.abs(count / 3000 - 1 / 3) < 0.04, `choice ${index}: ${count} of 3000`));
+  const factors = Array.from({ length: 2000 }, () => colorJitterParameters(0.3, random));
+  for (const { brightness, contrast, saturation, order } of factors) {
+    for (const factor of [brightness, contrast, saturation]) assert.ok(factor >= 0.7 && factor < 1.3);
+    assert.deepEqual([...order].sort(), [0, 1, 2]);
+  }
+  assert.deepEqual(threeAugment(image, new Random(5)).pixels, threeAugment(image, new Random(5)).pixels);
+  assert.throws(() => colorJitterParameters(1.5, random), /strength must be in \[0, 1\)/);
 });

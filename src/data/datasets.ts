@@ -37,6 +37,10 @@ export interface FileSource {
   cropPercent: number;
   /** Count and skip an image that cannot be decoded, instead of stopping with an error naming it. */
   skipBadImages: boolean;
+  /** DeiT-III's 3-Augment after the crop and flip (color.ts). */
+  threeAugment: boolean;
+  /** ColorJitter strength after that (0: none). */
+  colorJitter: number;
 }
 
 export interface ImageDataset {

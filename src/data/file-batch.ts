@@ -1,7 +1,8 @@
 // Builds a training batch of an image-file dataset: decode each file (sharp), RandomResizedCrop
 // to the output size, flip, then normalize, random erasing and mixup as for in-memory data.
 //
-// Random streams: the crop and flip of sample s in epoch e come from deriveSeed(seed, e, 2, s),
+// Random streams: the crop and flip (and 3-Augment and color jitter, when set) of sample s in
+// epoch e come from deriveSeed(seed, e, 2, s),
 // a stream of its own, so they do not depend on which thread or in which order the images are
 // decoded, nor on the batch the sample lands in; erasing uses the sample's stream
 // deriveSeed(seed, e, 1, s) and mixup the batch's deriveSeed(seed, e, 3, b), as batch.ts does. A
@@ -14,6 +15,7 @@ import { BadImageError, decodeImage } from './decode.js';
 import type { FileSource } from './datasets.js';
 import { mixBatch } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
+import { colorJitter, colorJitterParameters, threeAugment } from './color.js';
 import { flipHorizontal, randomResizedCropBox, resizedCrop, toChannelFirst } from './transforms.js';
 
 /** A batch of decoded files, with the files that could not be decoded and were left out. */
@@ -28,7 +30,10 @@ export async function trainSample(files: FileSource, sample: number, seed: numbe
   const box = randomResizedCropBox(image.height, image.width, random, { scale: files.scale, ratio: files.ratio });
   const cropped = resizedCrop(image, box, files.size, files.interpolation);
   if (hflip && random.next() < 0.5) flipHorizontal(cropped);
-  toChannelFirst(cropped, target, offset);
+  let augmented = cropped;
+  if (files.threeAugment) augmented = threeAugment(augmented, random, 0);
+  if (files.colorJitter > 0) augmented = colorJitter(augmented, colorJitterParameters(files.colorJitter, random));
+  toChannelFirst(augmented, target, offset);
 }
 
 /** Batch `batchIndex` of `epoch` given that epoch's sample order (see the module comment). */

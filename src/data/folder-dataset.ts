@@ -24,6 +24,8 @@ export interface FolderDatasetOptions {
   interpolation?: Interpolation;
   cropPercent?: number;
   skipBadImages?: boolean;
+  threeAugment?: boolean;
+  colorJitter?: number;
   /** Keep a class-balanced prefix of this many images (datasets.ts' rule). */
   limit?: number;
 }
@@ -58,6 +60,8 @@ export async function loadFolderDataset(options: FolderDatasetOptions): Promise<
     interpolation: options.interpolation ?? 'bilinear',
     cropPercent: options.cropPercent ?? 0.875,
     skipBadImages: options.skipBadImages ?? false,
+    threeAugment: options.threeAugment ?? false,
+    colorJitter: options.colorJitter ?? 0,
   };
   let dataset: ImageDataset = {
     name: 'folder', split: options.split, images: new Uint8Array(0), labels: list.labels, count: list.paths.length,

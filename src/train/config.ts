@@ -270,6 +270,14 @@ export const SETTINGS = {
     group: 'augmentation', schema: z.number().int().min(0).max(64), default: 2,
     help: 'random crop after padding each side by this many pixels (0: no crop); not for folder data, which RandomResizedCrop crops',
   }),
+  threeAugment: define({
+    group: 'augmentation', schema: z.boolean(), default: false, alias: ['3-augment', 'three-aug'],
+    help: 'folder only: DeiT-III\'s 3-Augment after the crop and flip: one of grayscale, solarize (128) or Gaussian blur (sigma 0.1-2) per image, chosen uniformly',
+  }),
+  colorJitter: define({
+    group: 'augmentation', schema: z.number().min(0).lt(1), default: 0, alias: ['jitter', 'color-jitter-strength'],
+    help: 'folder only: ColorJitter(s, s, s) after the crop, flip and 3-Augment: brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s], in a random order (DeiT-III: 0.3)',
+  }),
   cropScale: define({
     group: 'augmentation', schema: z.number().gt(0).max(1), default: 0.08, alias: ['scale', 'rrc-scale'],
     help: 'folder only: RandomResizedCrop\'s smallest crop, as a fraction of the image\'s area (timm --scale; the largest is 1, the aspect ratio 3/4 to 4/3)',
@@ -383,12 +391,12 @@ export const PRESETS: Record<string, Preset> = {
     values: { dataset: 'fashion-mnist', model: 'vit_mini_patch4_28', limitTrain: 2048, limitTest: 2000, epochs: 30, batchSize: 64, lr: 2e-3, weightDecay: 0.05, warmupEpochs: 1, labelSmoothing: 0.1, probeSize: 256 },
   },
   'deit3-vit-b': {
-    description: 'DeiT-III (paper Table B.1) for 224 px data: ViT-B/16, LAMB 3e-3, wd 0.05, batch 2048, 400 epochs (5 warmup), BCE, mixup 0.8, cutmix 1.0, grad clip 1.0, drop-path 0.2, LayerScale',
-    values: { model: 'vit_base_patch16_224', optimizer: 'lamb', lr: 3e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.2, layerScale: 1e-4, cropPadding: 0, hflip: true },
+    description: 'DeiT-III (paper Table B.1) for 224 px data: ViT-B/16, LAMB 3e-3, wd 0.05, batch 2048, 400 epochs (5 warmup), BCE, mixup 0.8, cutmix 1.0, 3-Augment + color jitter 0.3, grad clip 1.0, drop-path 0.2, LayerScale',
+    values: { threeAugment: true, colorJitter: 0.3, model: 'vit_base_patch16_224', optimizer: 'lamb', lr: 3e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.2, layerScale: 1e-4, cropPadding: 0, hflip: true },
   },
   'deit3-vit-s': {
-    description: 'DeiT-III for 224 px data: ViT-S/16, LAMB 4e-3, wd 0.05, batch 2048, 400 epochs, BCE, mixup 0.8, cutmix 1.0, grad clip 1.0, drop-path 0.05, LayerScale',
-    values: { model: 'vit_small_patch16_224', optimizer: 'lamb', lr: 4e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.05, layerScale: 1e-4, cropPadding: 0, hflip: true },
+    description: 'DeiT-III for 224 px data: ViT-S/16, LAMB 4e-3, wd 0.05, batch 2048, 400 epochs, BCE, mixup 0.8, cutmix 1.0, 3-Augment + color jitter 0.3, grad clip 1.0, drop-path 0.05, LayerScale',
+    values: { threeAugment: true, colorJitter: 0.3, model: 'vit_small_patch16_224', optimizer: 'lamb', lr: 4e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.05, layerScale: 1e-4, cropPadding: 0, hflip: true },
   },
   'rsb-a2-resnet50': {
     description: 'ResNet Strikes Back A2 (paper Table B.1) for 224 px data: ResNet-50, LAMB 5e-3, wd 0.01, batch 2048, 300 epochs (5 warmup), BCE, mixup 0.1, cutmix 1.0, drop-path 0.05',
@@ -648,6 +656,9 @@ function checkCombinations(config: TrainConfig): void {
   if (!folder) {
     const folderOnly = (['trainList', 'valList', 'imageSize', 'classes'] as const).find((name) => config[name] !== null);
     if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
+    if (config.threeAugment || config.colorJitter > 0) {
+      throw new ConfigError(`${config.threeAugment ? 'three-augment' : 'color-jitter'} applies only to --dataset folder (decoded RGB images); ${config.dataset} is augmented with crop-padding, hflip and random-erasing`);
+    }
   } else {
     if (config.dataDir === null && config.trainList === null) {
       throw new ConfigError('dataset folder needs --data-dir DIR (DIR/train/<class>/<images>, DIR/val/<class>/<images>) or --train-list FILE');
