@@ -82,7 +82,7 @@ export function withForwardRates<T>(model: Module, options: ForwardOptions, fn: 
 }
 
 export interface ClassifierInfo {
-  family: 'vit' | 'resnet';
+  family: 'vit' | 'resnet' | 'swin';
   imageSize: number;
   inChannels: number;
   numClasses: number;

@@ -1,6 +1,7 @@
 // Builds models by name. Importing this module loads every family file, and each family file
 // registers its named configs (registry.ts); a new family is one file plus one import line here.
 import './resnet.js';
+import './swin.js';
 import './vit.js';
 import type { Classifier } from './classifier.js';
 import { type ModelInfo, type ModelOverrides, registeredModel, registeredNames } from './registry.js';
