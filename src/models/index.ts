@@ -2,6 +2,7 @@
 export * from './classifier.js';
 export * from './vit.js';
 export * from './resnet.js';
+export * from './bert.js';
 export * from './swin.js';
 export { type ModelInfo, type ModelOverrides, registerModel, type RegisteredModel } from './registry.js';
 export * from './factory.js';
