@@ -18,6 +18,8 @@ import { AdamW, paramGroupsWithWeightDecay } from '../src/optim/index.js';
 import { createModel, describeModel, modelNames, SwinTransformer, swinStageResolutions } from '../src/models/index.js';
 import { type Criterion, methodStep } from '../src/masksub/method.js';
 import { liveTensors } from '../src/tensor/native.js';
+import { layerAssignment } from '../src/models/pretrained.js';
+import { buildConfig, ConfigError } from '../src/train/config.js';
 import { relativeError, runTorch } from './helpers/torch.js';
 
 // One thread here as in runTorch's PyTorch: reductions then split the same way on both sides.
@@ -352,5 +354,25 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
   optimizer.dispose();
   images.dispose();
   labels.dispose();
+  model.dispose();
+});
+
+test('Swin in the trainer\'s settings: its own image size is required, masking flags for other families are refused naming Swin, layer-wise decay groups follow timm', () => {
+  assert.throws(() => buildConfig({ flags: { model: 'swin_tiny_patch4_window7_224' } }), (error: Error) => error instanceof ConfigError && /takes 224x224 images but fashion-mnist has 28x28/.test(error.message));
+  assert.equal(buildConfig({ flags: { model: 'swin_micro_patch2_window7_28', method: 'masksub' } }).model, 'swin_micro_patch2_window7_28');
+  assert.throws(() => buildConfig({ flags: { model: 'swin_micro_patch2_window7_28', maskMode: 'token' } }), /always masks with its mask token/);
+  assert.throws(() => buildConfig({ flags: { model: 'swin_micro_patch2_window7_28', maskPatchSize: 7 } }), /is a Swin, which replaces masked patches by its mask token/);
+  const model = createModel('swin_micro_patch2_window7_28', { inChannels: 1, numClasses: 10, imageSize: 28 });
+  const { count, layerOf } = layerAssignment(model);
+  // stem 0; stage 0: blocks 1-2; stage 1: patch merging 3, blocks 4-5; norm and head 6.
+  assert.equal(count, 6);
+  assert.equal(layerOf('patch_embed.proj.weight'), 0);
+  assert.equal(layerOf('mask_token'), 0);
+  assert.equal(layerOf('layers.0.blocks.1.attn.qkv.weight'), 2);
+  assert.equal(layerOf('layers.1.downsample.reduction.weight'), 3);
+  assert.equal(layerOf('layers.1.blocks.1.mlp.fc2.bias'), 5);
+  assert.equal(layerOf('norm.weight'), 6);
+  assert.equal(layerOf('head.fc.weight'), 6);
+  for (const [name] of model.namedParameters()) assert.ok(layerOf(name) >= 0 && layerOf(name) <= count, name);
   model.dispose();
 });

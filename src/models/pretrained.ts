@@ -10,6 +10,7 @@ import { cat, noGrad, type Tensor, tensor, tidy, zeros } from '../tensor/tensor.
 import { loadSafetensors } from '../tensor/safetensors.js';
 import type { Classifier } from './classifier.js';
 import { ResNet } from './resnet.js';
+import { PatchMerging, SwinTransformer } from './swin.js';
 import { VisionTransformer } from './vit.js';
 
 /** A checkpoint that does not fit the model (the message lists every key at fault). */
@@ -362,6 +363,24 @@ export function layerAssignment(model: Classifier): { count: number; layerOf: (n
         if (name.startsWith('conv1.') || name.startsWith('bn1.')) return 0;
         const block = /^(layer\d+\.\d+)\./.exec(name);
         return block ? order.get(block[1]) ?? count : count;
+      },
+    };
+  }
+  if (model instanceof SwinTransformer) {
+    // timm's fine-grained Swin groups: the stem, then each stage's patch merging and each of its
+    // blocks in order, then the final norm and head.
+    const order = new Map<string, number>();
+    model.layers.items.forEach((stage, stageIndex) => {
+      if (stage.downsample instanceof PatchMerging) order.set(`layers.${stageIndex}.downsample`, order.size + 1);
+      for (let index = 0; index < stage.blocks.layers.length; index++) order.set(`layers.${stageIndex}.blocks.${index}`, order.size + 1);
+    });
+    const count = order.size + 1;
+    return {
+      count,
+      layerOf: (name) => {
+        if (name === 'mask_token' || name.startsWith('patch_embed.')) return 0;
+        const part = /^(layers\.\d+\.(?:downsample|blocks\.\d+))\./.exec(name);
+        return part ? order.get(part[1]) ?? count : count;
       },
     };
   }

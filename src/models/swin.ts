@@ -215,7 +215,7 @@ class SwinBlock extends Layer {
 }
 
 /** Concatenates each 2x2 neighbourhood's features (timm's order) and projects 4C -> 2C: half the side, twice the width. */
-class PatchMerging extends Layer {
+export class PatchMerging extends Layer {
   readonly norm: LayerNorm;
   readonly reduction: Linear;
   constructor(dim: number, outDim: number) {

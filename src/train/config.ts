@@ -671,22 +671,23 @@ function checkCombinations(config: TrainConfig): void {
     }
   }
   const dataSize = folder ? config.imageSize ?? model.imageSize : info.height;
-  if (model.imageSize !== dataSize && model.family === 'vit') {
+  // A transformer's patch grid, windows and position tables are built for its size; a CNN takes any.
+  if (model.imageSize !== dataSize && (model.family === 'vit' || model.family === 'swin')) {
     if (folder) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}; leave image-size out or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
     throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but ${config.dataset} has ${info.height}x${info.width}; pick a ${info.height}-px model (${modelNames().filter((name) => describeModel(name).imageSize === info.height).join(', ')})`);
   }
   if (config.maskPatchSize !== null && model.family !== 'resnet') {
     // Masking a ViT drops its own patch tokens; a patch size for zeroing would be silently unused.
-    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ViT, which masks its own patch tokens: leave mask-patch-size out`);
+    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${model.family === 'swin' ? 'Swin, which replaces masked patches by its mask token' : 'ViT, which masks its own patch tokens'}: leave mask-patch-size out`);
   }
   if (config.maskPatchSize !== null && dataSize % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${dataSize}-px images of ${config.dataset}`);
   }
   if (config.globalPool !== 'token' && model.family !== 'vit') {
-    throw new ConfigError(`global-pool applies only to ViT models; ${config.model} always averages its last feature map: leave global-pool out`);
+    throw new ConfigError(`global-pool applies only to ViT models; ${config.model} (${model.family === 'swin' ? 'Swin' : 'a CNN'}) always averages its last feature map: leave global-pool out`);
   }
   if (config.maskMode !== 'drop' && model.family !== 'vit') {
-    throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} masks by zeroing patches: leave mask-mode out`);
+    throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} ${model.family === 'swin' ? 'always masks with its mask token' : 'masks by zeroing patches'}: leave mask-mode out`);
   }
   const initOnly = (['initStrict', 'initAntialias', 'initResetHead'] as const).find((name) => config[name] !== DEFAULTS[name]);
   if (config.init === null && initOnly !== undefined) {
