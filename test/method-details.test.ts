@@ -10,6 +10,7 @@ import { Dropout, DropPath } from '../src/nn/index.js';
 import { Generator, manualSeed, noGrad, rand, randn, tensor, tidy } from '../src/tensor/tensor.js';
 import { buildConfig, ConfigError } from '../src/train/config.js';
 import { evaluate } from '../src/train/evaluate.js';
+import { mainLossWeight } from '../src/train/trainer.js';
 
 const CE = { kind: 'ce', labelSmoothing: 0.1, bceTargetThreshold: null } as const;
 
@@ -111,4 +112,36 @@ test('DropSub varies the official sites only; PathSub raises each block\'s own d
     assert.ok(named.some(([name]) => /proj_drop|drop1|drop_block/.test(name)) && named.some(([name]) => /pos_drop|head_drop/.test(name)));
     model.dispose();
   }
+});
+
+test('--loss-form: additive = L1 + w * L2 (main weight 1), average = (1 - w) L1 + w L2; auto picks additive for SGD only; gradients scale to match', () => {
+  assert.equal(mainLossWeight({ lossForm: 'average', optimizer: 'sgd', subWeight: 0.5 }), 0.5);
+  assert.equal(mainLossWeight({ lossForm: 'additive', optimizer: 'adamw', subWeight: 0.5 }), 1);
+  assert.equal(mainLossWeight({ lossForm: 'auto', optimizer: 'sgd', subWeight: 0.3 }), 1);
+  assert.equal(mainLossWeight({ lossForm: 'auto', optimizer: 'lamb', subWeight: 0.3 }), 0.7);
+  tidy(() => {
+    manualSeed(4);
+    const model = createModel('vit_micro', { inChannels: 1, numClasses: 10, imageSize: 28 });
+    const images = randn([8, 1, 28, 28]);
+    const labels = tensor(Int32Array.from({ length: 8 }, (_, index) => index % 10)).long();
+    const run = (mainWeight: number | undefined): { loss: number; main: number; sub: number; grads: number[] } => {
+      model.zeroGrad();
+      manualSeed(9);
+      const result = methodStep(model, images, labels, { method: 'masksub', ratio: 0.5, subWeight: 0.5, mainWeight, criterion: CE });
+      const grads = model.parameters().flatMap((parameter) => tidy(() => Array.from(parameter.grad!.toTypedArray() as Float32Array)));
+      return { loss: result.loss, main: result.lossMain, sub: result.lossSub!, grads };
+    };
+    const average = run(undefined);
+    const additive = run(1);
+    const mainOnlyTwice = run(2);
+    assert.ok(Math.abs(average.loss - (0.5 * average.main + 0.5 * average.sub)) < 1e-6);
+    assert.ok(Math.abs(additive.loss - (additive.main + 0.5 * additive.sub)) < 1e-6);
+    // The gradient is linear in the weights: g(2, 0.5) - g(1, 0.5) = g(1, 0.5) - g(0.5, 0.5) + 0.5 g1 = g1.
+    const g1 = additive.grads.map((value, index) => value - average.grads[index]!).map((value) => 2 * value);
+    const fromTwice = mainOnlyTwice.grads.map((value, index) => value - additive.grads[index]!);
+    const scale = Math.max(...g1.map(Math.abs));
+    g1.forEach((value, index) => assert.ok(Math.abs(value - fromTwice[index]!) < 1e-5 * scale, `gradient ${index}: ${value} vs ${fromTwice[index]}`));
+    model.dispose();
+  });
+  assert.equal(buildConfig({ flags: { lossForm: 'auto' } }).lossForm, 'auto');
 });

@@ -20,8 +20,10 @@ export interface StepOptions extends InputMaskingOptions, Pick<StepConfig, 'subT
   method: Method;
   /** The regularizer's strength in [0, 1): mask ratio, dropout rate, or drop-path increase. Default: the method's (masksub 0.5). */
   ratio?: number;
-  /** w2, the sub-model loss weight; the main loss gets 1 - w2. Default 0.5 (the paper's). */
+  /** w2, the sub-model loss weight; the main loss gets 1 - w2 unless mainWeight is given. Default 0.5 (the paper's). */
   subWeight?: number;
+  /** w1, the main loss weight of the sub-model methods (default 1 - subWeight); 1 for SGD-style full-strength main steps. */
+  mainWeight?: number;
   /** The loss: cross-entropy (default) or BCE, with label smoothing / target threshold. */
   criterion?: Partial<Criterion>;
   /** Divides both losses (gradient accumulation over this many micro-batches). Default 1. */
@@ -62,6 +64,7 @@ export function step(model: ForwardModule, inputs: Tensor, targets: Tensor, opti
   checkRatio(`masksub.step: ratio of method "${method}"`, ratio);
   const subWeight = options.subWeight ?? 0.5;
   if (!(subWeight >= 0 && subWeight <= 1)) throw new RangeError(`masksub.step: subWeight must be in [0, 1], got ${subWeight}`);
+  if (options.mainWeight !== undefined && !(options.mainWeight >= 0 && Number.isFinite(options.mainWeight))) throw new RangeError(`masksub.step: mainWeight must be a finite number >= 0, got ${options.mainWeight}`);
   const lossScale = options.lossScale ?? 1;
   if (!(lossScale > 0 && Number.isFinite(lossScale))) throw new RangeError(`masksub.step: lossScale must be a positive number, got ${lossScale}`);
   const criterion: Criterion = { ...DEFAULT_CRITERION, ...options.criterion };
@@ -71,7 +74,7 @@ export function step(model: ForwardModule, inputs: Tensor, targets: Tensor, opti
   }
   checkRegularizerModules(model, method, name);
   const config: StepConfig = {
-    method, ratio, subWeight, criterion, lossScale, subTarget: options.subTarget, subUpdatesRunningStats: options.subUpdatesRunningStats,
+    method, ratio, subWeight, mainWeight: options.mainWeight, criterion, lossScale, subTarget: options.subTarget, subUpdatesRunningStats: options.subUpdatesRunningStats,
   };
   if (model instanceof Classifier) return methodStep(model, inputs, targets, config);
   return methodStep(new OptionsFromOutside(model, inputs, options, method, name), inputs, targets, config);

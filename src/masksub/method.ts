@@ -57,8 +57,14 @@ export function subLoss(subLogits: Tensor, mainLogits: Tensor, kind: LossKind): 
 export interface StepConfig {
   method: Method;
   ratio: number;
-  /** w2; the main loss weight is w1 = 1 - w2 (paper: 1/2 each). */
+  /** w2; the main loss weight is w1 = 1 - w2 (paper: 1/2 each), unless mainWeight says otherwise. */
   subWeight: number;
+  /**
+   * w1, the main loss weight of the sub-model methods; default 1 - subWeight (the paper's
+   * average). 1 keeps the main objective at full strength (the trainer's --loss-form additive):
+   * with SGD, whose step scales with the loss, the average halves the main objective's step.
+   */
+  mainWeight?: number;
   criterion: Criterion;
   /** Divides both losses (gradient accumulation over this many micro-batches). */
   lossScale?: number;
@@ -147,7 +153,7 @@ export function methodStep(model: StepModel, images: Tensor, targets: Tensor, co
   const previous = gradients(parameters);
   for (const parameter of parameters) parameter.zeroGrad();
   const single = hasSubModel(method) ? {} : regularizer(method, ratio);
-  const mainWeight = hasSubModel(method) ? 1 - subWeight : 1;
+  const mainWeight = hasSubModel(method) ? config.mainWeight ?? 1 - subWeight : 1;
 
   const main = tidy(() => {
     const logits = forward(single);

@@ -174,6 +174,10 @@ export const SETTINGS = {
     group: 'method', schema: PROBABILITY, default: 0.5, alias: ['sub-loss-weight', 'w2'],
     help: 'weight w of the sub-model loss: (1 - w) * L1 + w * L2',
   }),
+  lossForm: define({
+    group: 'method', schema: z.enum(['average', 'additive', 'auto']), default: 'average', alias: ['loss-weights'],
+    help: 'how the two losses combine: average = (1 - w) * L1 + w * L2 (the paper; AdamW and LAMB steps do not change with the loss\'s scale), additive = L1 + w * L2 (the main objective at full strength: with SGD, whose step scales with the loss, the average halves it), auto = additive for SGD, average otherwise',
+  }),
   subTarget: define({
     group: 'method', schema: z.enum(['teacher', 'labels']), default: 'teacher',
     help: 'what the sub-model learns: teacher, the main model\'s detached prediction (MaskSub), or labels (the paper\'s "without KD loss" ablation, Table A.6)',

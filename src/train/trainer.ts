@@ -237,6 +237,12 @@ interface Session {
   scaler: GradScaler | null;
 }
 
+/** w1 of the sub-model methods for the run's loss form (see the lossForm setting). */
+export function mainLossWeight(config: Pick<TrainConfig, 'lossForm' | 'optimizer' | 'subWeight'>): number {
+  const additive = config.lossForm === 'additive' || (config.lossForm === 'auto' && config.optimizer === 'sgd');
+  return additive ? 1 : 1 - config.subWeight;
+}
+
 function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?: (line: string) => void): Session {
   const { train } = plan;
   const model = buildModel(config, train);
@@ -261,7 +267,7 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?:
     optimizer: buildOptimizer(model, config),
     ema: config.ema ? new ModelEma(model, { decay: config.emaDecay }) : null,
     step: {
-      method: config.method, ratio: config.ratio, subWeight: config.subWeight, lossScale: config.accumulation, subUpdatesRunningStats: config.subBnUpdate, subTarget: config.subTarget,
+      method: config.method, ratio: config.ratio, subWeight: config.subWeight, mainWeight: mainLossWeight(config), lossScale: config.accumulation, subUpdatesRunningStats: config.subBnUpdate, subTarget: config.subTarget,
       amp: config.amp === 'none' ? null : config.amp === 'bf16' ? 'bfloat16' : 'float16',
       criterion: { kind: config.loss, labelSmoothing: config.labelSmoothing, bceTargetThreshold: config.bceTargetThreshold },
     },
