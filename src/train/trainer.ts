@@ -441,10 +441,15 @@ function validate(session: Session, state: TrainingState, epoch: number, sums: E
   const { config, plan, team, model, ema } = session;
   const batchSize = Math.max(config.batchSize, 256);
   if (team.group !== null) {
-    // Each rank's BatchNorm statistics saw only its shard (no SyncBatchNorm); like DDP's
-    // broadcast_buffers, every rank evaluates (and rank 0 saves) rank 0's.
-    team.group.broadcast(model.buffers(), 0, `the broadcast of epoch ${epoch}'s buffers`);
-    if (ema) team.group.broadcast([...ema.tensors.values()], 0, `the broadcast of epoch ${epoch}'s EMA weights`);
+    // Each rank's BatchNorm statistics saw only its shard (no SyncBatchNorm). As timm's training
+    // scripts do after every epoch (--dist-bn reduce, the default of the RSB recipe), the ranks'
+    // running statistics are averaged, in the model and in its EMA, so every rank evaluates and
+    // rank 0 saves the same buffers. Parameters are equal on every rank already.
+    const names = new Set(model.namedBuffers().map(([name]) => name));
+    const buffers = [...model.namedBuffers(), ...(ema ? [...ema.tensors].filter(([name]) => names.has(name)) : [])].map(([, buffer]) => buffer);
+    const floating = buffers.filter((buffer) => buffer.dtype.startsWith('float') || buffer.dtype === 'bfloat16');
+    team.group.allReduce(floating, 'avg', `the averaging of epoch ${epoch}'s running statistics`);
+    team.group.broadcast(buffers.filter((buffer) => !floating.includes(buffer)), 0, `the broadcast of epoch ${epoch}'s buffer counters`);
   }
   // The test set is split among the ranks and their sums are added; the small probe set is
   // evaluated whole on every rank (the same model, the same fixed masks: the same numbers).
