@@ -211,6 +211,14 @@ describe('image folders', () => {
     assert.notDeepEqual(Array.from(withAugment.images), Array.from(wholeEpoch.images));
     const alone = [await augmentedLoader(1).batchAtAsync(0, 0), await augmentedLoader(1).batchAtAsync(0, 1)];
     assert.deepEqual(Array.from(withAugment.images), [...alone[0]!.images, ...alone[1]!.images]);
+    // RandAugment the same way (m9 with p 1 and 3 ops, so that some op surely changes the pixels).
+    const randAugmented = await loadFolderDataset({ split: 'train', dataDir: gradient, list: null, size: 16, randAugment: 'rand-m9-n3-p1-mstd0.5-inc1' });
+    assert.deepEqual(randAugmented.files!.fill, [124, 116, 104]);
+    const randLoader = (batchSize: number): BatchLoader => new BatchLoader(randAugmented, { batchSize, seed: 1, augment: { cropPadding: 0, hflip: true, randomErasing: 0 } });
+    const withRand = await randLoader(2).batchAtAsync(0, 0);
+    assert.notDeepEqual(Array.from(withRand.images), Array.from(wholeEpoch.images));
+    const randAlone = [await randLoader(1).batchAtAsync(0, 0), await randLoader(1).batchAtAsync(0, 1)];
+    assert.deepEqual(Array.from(withRand.images), [...randAlone[0]!.images, ...randAlone[1]!.images]);
   });
 
   test('a corrupt JPEG is an error naming the file, or is counted and skipped with skipBadImages', async () => {
@@ -261,6 +269,10 @@ describe('training on an image folder', () => {
     assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', threeAugment: true } }), /three-augment applies only to --dataset folder/);
     assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', colorJitter: 0.3 } }), /color-jitter applies only to --dataset folder/);
     assert.equal(buildConfig({ preset: 'deit3-vit-s', flags: { dataset: 'folder', dataDir: data, imageSize: 224 } }).threeAugment, true);
+    assert.equal(buildConfig({ preset: 'rsb-a2-resnet50', flags: { dataset: 'folder', dataDir: data, imageSize: 224 } }).randAugment, 'rand-m7-mstd0.5-inc1');
+    assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, randAugment: 'rand-m9-foo' } }), /rand-augment.*rand-m9-foo/s);
+    assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, randAugment: 'rand-m9', colorJitter: 0.4 } }), /rand-augment excludes color-jitter/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', randAugment: 'rand-m9' } }), /rand-augment applies only to --dataset folder/);
   });
 
   test('a run records the class map, learns the colours, and a resumed run ends with the same weights', async () => {

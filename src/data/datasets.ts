@@ -9,6 +9,7 @@
 // run out are skipped. The chosen samples keep their file order. So `limit` = 1000 on a 10-class
 // set gives the first 100 images of every class.
 
+import type { RandAugmentConfig } from './randaugment.js';
 import { loadCifarSplit, type CifarVariant } from './cifar.js';
 import { loadIdxSplit } from './idx.js';
 import { deriveSeed, Random } from './random.js';
@@ -41,6 +42,10 @@ export interface FileSource {
   threeAugment: boolean;
   /** ColorJitter strength after that (0: none). */
   colorJitter: number;
+  /** timm's RandAugment after the crop and flip (randaugment.ts), or null. */
+  randAugment: RandAugmentConfig | null;
+  /** Pixel value that geometric augmentations fill with: round(255 * mean) per channel, as timm. */
+  fill: number[];
 }
 
 export interface ImageDataset {

@@ -16,6 +16,7 @@ import type { FileSource } from './datasets.js';
 import { mixBatch } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
 import { colorJitter, colorJitterParameters, threeAugment } from './color.js';
+import { randAugment } from './randaugment.js';
 import { flipHorizontal, randomResizedCropBox, resizedCrop, toChannelFirst } from './transforms.js';
 
 /** A batch of decoded files, with the files that could not be decoded and were left out. */
@@ -31,6 +32,8 @@ export async function trainSample(files: FileSource, sample: number, seed: numbe
   const cropped = resizedCrop(image, box, files.size, files.interpolation);
   if (hflip && random.next() < 0.5) flipHorizontal(cropped);
   let augmented = cropped;
+  // timm's fill for RandAugment's geometric ops: the data set's mean in pixels.
+  if (files.randAugment) augmented = randAugment(augmented, files.randAugment, random, { fill: files.fill });
   if (files.threeAugment) augmented = threeAugment(augmented, random, 0);
   if (files.colorJitter > 0) augmented = colorJitter(augmented, colorJitterParameters(files.colorJitter, random));
   toChannelFirst(augmented, target, offset);

@@ -4,6 +4,7 @@
 // decoded once with the eval transform (resize the shorter side to floor(size / crop_pct), center
 // crop) into the in-memory uint8 shape every other dataset has.
 
+import { parseRandAugment } from './randaugment.js';
 import { availableParallelism } from 'node:os';
 import { balancedPrefixIndices, DATASET_INFO, type FileSource, type ImageDataset, subsetDataset } from './datasets.js';
 import { BadImageError, decodeImage } from './decode.js';
@@ -26,6 +27,8 @@ export interface FolderDatasetOptions {
   skipBadImages?: boolean;
   threeAugment?: boolean;
   colorJitter?: number;
+  /** timm's RandAugment spec (rand-m9-mstd0.5-inc1), or null. */
+  randAugment?: string | null;
   /** Keep a class-balanced prefix of this many images (datasets.ts' rule). */
   limit?: number;
 }
@@ -62,6 +65,8 @@ export async function loadFolderDataset(options: FolderDatasetOptions): Promise<
     skipBadImages: options.skipBadImages ?? false,
     threeAugment: options.threeAugment ?? false,
     colorJitter: options.colorJitter ?? 0,
+    randAugment: options.randAugment ? parseRandAugment(options.randAugment) : null,
+    fill: info.mean.map((mean) => Math.round(255 * mean)),
   };
   let dataset: ImageDataset = {
     name: 'folder', split: options.split, images: new Uint8Array(0), labels: list.labels, count: list.paths.length,

@@ -9,6 +9,7 @@ import { distance } from 'fastest-levenshtein';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DATASET_INFO, DATASET_NAMES } from '../data/datasets.js';
+import { parseRandAugment } from '../data/randaugment.js';
 import { describeMethod, METHODS, defaultRatio, REGULARIZERS } from '../masksub/methods.js';
 import { describeModel, modelNames } from '../models/factory.js';
 
@@ -274,6 +275,10 @@ export const SETTINGS = {
     group: 'augmentation', schema: z.number().int().min(0).max(64), default: 2,
     help: 'random crop after padding each side by this many pixels (0: no crop); not for folder data, which RandomResizedCrop crops',
   }),
+  randAugment: define({
+    group: 'augmentation', schema: z.string().min(1).nullable(), default: null, placeholder: 'SPEC', alias: ['aa', 'auto-augment', 'randaugment'],
+    help: 'folder only: timm\'s RandAugment after the crop and flip, from timm\'s spec (rand-m9-mstd0.5-inc1: magnitude 9 of 10, magnitude noise 0.5, the increasing op set; n2 ops per image by default), Pillow\'s arithmetic, fill = the data set\'s mean',
+  }),
   threeAugment: define({
     group: 'augmentation', schema: z.boolean(), default: false, alias: ['3-augment', 'three-aug'],
     help: 'folder only: DeiT-III\'s 3-Augment after the crop and flip: one of grayscale, solarize (128) or Gaussian blur (sigma 0.1-2) per image, chosen uniformly',
@@ -403,12 +408,12 @@ export const PRESETS: Record<string, Preset> = {
     values: { threeAugment: true, colorJitter: 0.3, model: 'vit_small_patch16_224', optimizer: 'lamb', lr: 4e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.05, layerScale: 1e-4, cropPadding: 0, hflip: true },
   },
   'rsb-a2-resnet50': {
-    description: 'ResNet Strikes Back A2 (paper Table B.1) for 224 px data: ResNet-50, LAMB 5e-3, wd 0.01, batch 2048, 300 epochs (5 warmup), BCE, mixup 0.1, cutmix 1.0, drop-path 0.05',
-    values: { model: 'resnet50', optimizer: 'lamb', lr: 5e-3, weightDecay: 0.01, batchSize: 2048, epochs: 300, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0.2, labelSmoothing: 0, mixup: 0.1, cutmix: 1.0, dropPath: 0.05, cropPadding: 0, hflip: true },
+    description: 'ResNet Strikes Back A2 (paper Table B.1) for 224 px data: ResNet-50, LAMB 5e-3, wd 0.01, batch 2048, 300 epochs (5 warmup), BCE, mixup 0.1, cutmix 1.0, RandAugment rand-m7-mstd0.5-inc1, drop-path 0.05',
+    values: { randAugment: 'rand-m7-mstd0.5-inc1', model: 'resnet50', optimizer: 'lamb', lr: 5e-3, weightDecay: 0.01, batchSize: 2048, epochs: 300, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0.2, labelSmoothing: 0, mixup: 0.1, cutmix: 1.0, dropPath: 0.05, cropPadding: 0, hflip: true },
   },
   'mae-vit-b-ft': {
-    description: 'MAE fine-tuning of ViT-B/16 (MAE\'s FINETUNE.md: blr 5e-4 x batch 1024 / 256) for 224 px data with --init from an MAE-pretrained checkpoint: AdamW 2e-3, wd 0.05, layer decay 0.65, batch 1024, 100 epochs (5 warmup), min lr 1e-6, drop-path 0.1, mixup 0.8, cutmix 1.0, random erasing 0.25, label smoothing 0.1, mean pooling with fc_norm',
-    values: { model: 'vit_base_patch16_224', optimizer: 'adamw', lr: 2e-3, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.65, batchSize: 1024, epochs: 100, warmupEpochs: 5, dropPath: 0.1, mixup: 0.8, cutmix: 1.0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', globalPool: 'avg', cropPadding: 0, hflip: true },
+    description: 'MAE fine-tuning of ViT-B/16 (MAE\'s FINETUNE.md: blr 5e-4 x batch 1024 / 256) for 224 px data with --init from an MAE-pretrained checkpoint: AdamW 2e-3, wd 0.05, layer decay 0.65, batch 1024, 100 epochs (5 warmup), min lr 1e-6, drop-path 0.1, mixup 0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, label smoothing 0.1, mean pooling with fc_norm',
+    values: { randAugment: 'rand-m9-mstd0.5-inc1', model: 'vit_base_patch16_224', optimizer: 'adamw', lr: 2e-3, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.65, batchSize: 1024, epochs: 100, warmupEpochs: 5, dropPath: 0.1, mixup: 0.8, cutmix: 1.0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', globalPool: 'avg', cropPadding: 0, hflip: true },
   },
 };
 
@@ -660,8 +665,9 @@ function checkCombinations(config: TrainConfig): void {
   if (!folder) {
     const folderOnly = (['trainList', 'valList', 'imageSize', 'classes'] as const).find((name) => config[name] !== null);
     if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
-    if (config.threeAugment || config.colorJitter > 0) {
-      throw new ConfigError(`${config.threeAugment ? 'three-augment' : 'color-jitter'} applies only to --dataset folder (decoded RGB images); ${config.dataset} is augmented with crop-padding, hflip and random-erasing`);
+    const imageOnly = config.randAugment !== null ? 'rand-augment' : config.threeAugment ? 'three-augment' : config.colorJitter > 0 ? 'color-jitter' : null;
+    if (imageOnly !== null) {
+      throw new ConfigError(`${imageOnly} applies only to --dataset folder (decoded RGB images); ${config.dataset} is augmented with crop-padding, hflip and random-erasing`);
     }
   } else {
     if (config.dataDir === null && config.trainList === null) {
@@ -669,6 +675,17 @@ function checkCombinations(config: TrainConfig): void {
     }
     if (config.dataDir === null && config.valList === null) {
       throw new ConfigError('dataset folder needs --val-list FILE for the evaluation images when there is no --data-dir');
+    }
+    if (config.randAugment !== null) {
+      try {
+        parseRandAugment(config.randAugment);
+      } catch (error) {
+        throw new ConfigError((error as Error).message);
+      }
+    }
+    if (config.randAugment !== null && (config.threeAugment || config.colorJitter > 0)) {
+      // timm applies color jitter only without an auto-augment policy; DeiT-III's 3-Augment replaces RandAugment.
+      throw new ConfigError(`rand-augment excludes ${config.threeAugment ? 'three-augment (DeiT-III uses 3-Augment instead of RandAugment)' : 'color-jitter (timm applies color jitter only without RandAugment)'}; choose one`);
     }
     if (config.cropPadding !== 0 && config.cropPadding !== DEFAULTS.cropPadding) {
       throw new ConfigError(`crop-padding ${config.cropPadding} does not apply to folder data (RandomResizedCrop crops it, see crop-scale); leave crop-padding out`);

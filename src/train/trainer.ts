@@ -92,7 +92,7 @@ export async function loadSplit(config: TrainConfig, split: 'train' | 'test', li
     : await loadFolderDataset({
       split, dataDir: config.dataDir, list: split === 'train' ? config.trainList : config.valList, classes, limit: limit ?? undefined,
       size: config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
-      cropPercent: config.cropPct, skipBadImages: config.skipBadImages, threeAugment: config.threeAugment, colorJitter: config.colorJitter,
+      cropPercent: config.cropPct, skipBadImages: config.skipBadImages, threeAugment: config.threeAugment, colorJitter: config.colorJitter, randAugment: config.randAugment,
     }).catch((error: Error) => { throw new TrainingError(error.message); });
   if (dataset.count === 0) throw new TrainingError(`${config.dataset} ${split} split (${dataset.source}) holds no images`);
   return dataset;
