@@ -173,7 +173,7 @@ export class Clip extends Module {
   readonly lnFinal: LayerNorm;
   readonly textProjection: Parameter;
   readonly logitScale: Parameter;
-  /** [context, context]: 0 on and below the diagonal, -inf above (non-persistent, as open_clip's attn_mask). */
+  /** The causal mask, context x context: 0 on and below the diagonal, -inf above (non-persistent, as open_clip's attn_mask). */
   readonly attnMask: Tensor;
 
   constructor(readonly config: ClipConfig) {
