@@ -18,6 +18,9 @@ export { compare, type CompareOptions } from './experiment/compare.js';
 export {
   buildConfig, PRESETS, DEFAULTS, SETTINGS, type ConfigSources, type Preset, type SettingName, type TrainConfig, type TrainSettings, type ResolvedTrainConfig,
 } from './train/config.js';
+export { parseRandAugment, randAugment, type RandAugmentConfig, type RandAugmentOptions, type ResampleMode } from './data/randaugment.js';
+export type { RawImage } from './data/transforms.js';
+export { Random, type WritableArrayLike } from './data/random.js';
 export { loadDataset, type DatasetName, type DatasetSplit, type FileSource, type ImageDataset, type LoadDatasetOptions } from './data/datasets.js';
 export { renderReport } from './report/index.js';
 export type { ReportFiles } from './report/render.js';

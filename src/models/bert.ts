@@ -53,7 +53,7 @@ const MOST_NEGATIVE: Partial<Record<DType, number>> = {
 };
 
 /** An embedding table with HF's padding_idx: that row is not updated by gradients. */
-class Embedding extends Module {
+export class PaddedEmbedding extends Module {
   readonly weight: Parameter;
   constructor(count: number, width: number, readonly paddingIndex: number | null) {
     super();
@@ -65,16 +65,16 @@ class Embedding extends Module {
 }
 
 export class BertEmbeddings extends Module {
-  readonly wordEmbeddings: Embedding;
-  readonly positionEmbeddings: Embedding;
-  readonly tokenTypeEmbeddings: Embedding;
+  readonly wordEmbeddings: PaddedEmbedding;
+  readonly positionEmbeddings: PaddedEmbedding;
+  readonly tokenTypeEmbeddings: PaddedEmbedding;
   readonly layerNorm: LayerNorm;
   readonly dropout: Dropout;
   constructor(config: BertConfig) {
     super();
-    this.wordEmbeddings = this.registerModule('word_embeddings', new Embedding(config.vocabSize, config.hiddenSize, config.padTokenId));
-    this.positionEmbeddings = this.registerModule('position_embeddings', new Embedding(config.maxPositionEmbeddings, config.hiddenSize, null));
-    this.tokenTypeEmbeddings = this.registerModule('token_type_embeddings', new Embedding(config.typeVocabSize, config.hiddenSize, null));
+    this.wordEmbeddings = this.registerModule('word_embeddings', new PaddedEmbedding(config.vocabSize, config.hiddenSize, config.padTokenId));
+    this.positionEmbeddings = this.registerModule('position_embeddings', new PaddedEmbedding(config.maxPositionEmbeddings, config.hiddenSize, null));
+    this.tokenTypeEmbeddings = this.registerModule('token_type_embeddings', new PaddedEmbedding(config.typeVocabSize, config.hiddenSize, null));
     this.layerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hiddenSize, config.layerNormEps));
     // Fixed: DropSub varies the dropouts inside the blocks only (as on a ViT), not the embeddings'.
     this.dropout = this.registerModule('dropout', new Dropout(config.hiddenDropoutProb, { fixedRate: true }));
@@ -90,7 +90,7 @@ export class BertEmbeddings extends Module {
   }
 }
 
-class BertSelfAttention extends Module {
+export class BertSelfAttention extends Module {
   readonly query: Linear;
   readonly key: Linear;
   readonly value: Linear;
@@ -119,7 +119,7 @@ class BertSelfAttention extends Module {
 }
 
 /** A dense layer, dropout and the residual's post-LN (HF's BertSelfOutput and BertOutput). */
-class BertResidualOutput extends Module {
+export class BertResidualOutput extends Module {
   readonly dense: Linear;
   readonly layerNorm: LayerNorm;
   readonly dropout: Dropout;
@@ -135,7 +135,7 @@ class BertResidualOutput extends Module {
   }
 }
 
-class BertAttention extends Module {
+export class BertAttention extends Module {
   readonly self: BertSelfAttention;
   readonly output: BertResidualOutput;
   constructor(config: BertConfig) {
@@ -148,7 +148,7 @@ class BertAttention extends Module {
   }
 }
 
-class BertIntermediate extends Module {
+export class BertIntermediate extends Module {
   readonly dense: Linear;
   constructor(config: BertConfig) {
     super();
@@ -178,7 +178,7 @@ export class BertLayer extends Module {
   }
 }
 
-class BertEncoder extends Module {
+export class BertEncoder extends Module {
   readonly layer: ModuleList<BertLayer>;
   constructor(config: BertConfig) {
     super();
@@ -193,7 +193,7 @@ class BertEncoder extends Module {
   }
 }
 
-class BertPooler extends Module {
+export class BertPooler extends Module {
   readonly dense: Linear;
   constructor(config: BertConfig) {
     super();
@@ -230,7 +230,7 @@ function initBertWeights(root: Module): void {
       if (module instanceof Linear) {
         normal_(module.weight, 0, 0.02);
         if (module.bias) constant_(module.bias, 0);
-      } else if (module instanceof Embedding) {
+      } else if (module instanceof PaddedEmbedding) {
         normal_(module.weight, 0, 0.02);
         if (module.paddingIndex !== null) module.weight.select(0, module.paddingIndex).zero_();
       }
@@ -316,7 +316,7 @@ export class BertForSequenceClassification extends Module {
 // ---- named configs: the compact BERTs of Turc et al. 2019 (Google's BERT-Tiny ... BERT-Base) ----
 
 /** The shape of a named BERT; everything else comes from {@link BertOverrides} and BERT's defaults. */
-type BertShape = Pick<BertConfig, 'hiddenSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'intermediateSize'>;
+export type BertShape = Pick<BertConfig, 'hiddenSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'intermediateSize'>;
 
 /** What a caller sets of a named BERT for its tokenizer, labels and recipe. */
 export interface BertOverrides {

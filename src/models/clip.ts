@@ -86,7 +86,7 @@ export class ClipAttention extends Module {
 }
 
 /** open_clip's Mlp of a ResidualAttentionBlock: c_fc, GELU (or QuickGELU), c_proj. */
-class ClipMlp extends Module {
+export class ClipMlp extends Module {
   readonly cFc: Linear;
   readonly cProj: Linear;
   constructor(width: number, hidden: number, readonly quickGelu: boolean) {
@@ -125,7 +125,7 @@ export class ClipResidualAttentionBlock extends Module {
 }
 
 /** open_clip's Transformer: the resblocks in order. */
-class ClipTransformer extends Module {
+export class ClipTransformer extends Module {
   readonly resblocks: ModuleList<ClipResidualAttentionBlock>;
   constructor(config: ClipTextConfig) {
     super();

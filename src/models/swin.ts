@@ -235,7 +235,7 @@ export class PatchMerging extends Layer {
 }
 
 /** One stage: PatchMerging first (stages after the first; timm's current layout), then the blocks, even ones unshifted. */
-class SwinStage extends Layer {
+export class SwinStage extends Layer {
   readonly downsample: PatchMerging | Identity;
   readonly blocks: Sequential;
   constructor(inDim: number, outDim: number, side: number, depth: number, heads: number, config: SwinConfig, rates: number[], downsample: boolean) {
@@ -253,7 +253,7 @@ class SwinStage extends Layer {
 }
 
 /** timm's ClassifierHead for NHWC input: average over the grid, dropout, fc (keys head.fc.*). */
-class ClassifierHead extends Layer {
+export class ClassifierHead extends Layer {
   readonly drop: Dropout;
   readonly fc: Linear;
   constructor(features: number, numClasses: number, dropRate: number) {
