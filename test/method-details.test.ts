@@ -8,7 +8,7 @@ import { labelLoss, methodStep, regularizer } from '../src/masksub/method.js';
 import { createModel, maskNoise, type ResNet, VisionTransformer } from '../src/models/index.js';
 import { Dropout, DropPath } from '../src/nn/index.js';
 import { Generator, manualSeed, noGrad, rand, randn, tensor, tidy } from '../src/tensor/tensor.js';
-import { buildConfig, ConfigError } from '../src/train/config.js';
+import { buildConfig, ConfigError, fromStoredConfig, toStoredConfig } from '../src/train/config.js';
 import { evaluate } from '../src/train/evaluate.js';
 import { mainLossWeight } from '../src/train/trainer.js';
 
@@ -143,5 +143,12 @@ test('--loss-form: additive = L1 + w * L2 (main weight 1), average = (1 - w) L1 
     g1.forEach((value, index) => assert.ok(Math.abs(value - fromTwice[index]!) < 1e-5 * scale, `gradient ${index}: ${value} vs ${fromTwice[index]}`));
     model.dispose();
   });
-  assert.equal(buildConfig({ flags: { lossForm: 'auto' } }).lossForm, 'auto');
+  // The default: the paper's average for AdamW / LAMB, additive for SGD (the fmnist-resnet preset);
+  // a run stored before the setting existed keeps the average it trained with.
+  assert.equal(buildConfig({}).lossForm, 'auto');
+  assert.equal(mainLossWeight(buildConfig({ preset: 'fmnist-resnet', flags: { method: 'masksub' } })), 1);
+  assert.equal(mainLossWeight(buildConfig({ flags: { method: 'masksub' } })), 0.5);
+  const stored = toStoredConfig(buildConfig({ preset: 'fmnist-resnet', flags: { method: 'masksub' } }));
+  delete stored.loss_form;
+  assert.equal(fromStoredConfig(stored).lossForm, 'average');
 });
