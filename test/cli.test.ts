@@ -3,8 +3,8 @@
 // edited config.json files are refused with a clear message before anything is written,
 // MASKSUB_THREADS reaches a run, and a closed pipe (`| head -1`) does not stop training.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -122,4 +122,13 @@ test('an edited config.json is validated by the schema: unknown keys and mistype
   await refused(['eval', '--checkpoint', typo], `${join(typo, 'config.json')}: cannot read the run's config: unknown setting 'lerning_rate'; did you mean 'lr'?`, 1);
   const text = edited('text-false', (config) => { config.ema = 'false'; });
   await refused(['eval', '--checkpoint', text], `${join(text, 'config.json')}: cannot read the run's config: ema must be true or false, got "false"`, 1);
+});
+
+test('the README\'s `npx masksub` runs the built command: dist/cli/main.js is executable (npm ci builds it)', () => {
+  const bin = join(REPO, 'dist', 'cli', 'main.js');
+  assert.ok(existsSync(bin), `${bin} is missing: npm ci (or npm run prepare) builds it`);
+  assert.ok((statSync(bin).mode & 0o111) !== 0, `${bin} is not executable, so \`npx masksub\` fails with "Permission denied"`);
+  const result = spawnSync('npx', ['--no-install', 'masksub', 'presets'], { cwd: REPO, encoding: 'utf8' });
+  assert.equal(result.status, 0, `npx masksub presets: ${result.stderr}`);
+  assert.match(result.stdout, /^quick\s/m);
 });
