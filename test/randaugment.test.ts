@@ -16,6 +16,7 @@ import {
   translateX, translateY,
 } from '../src/data/randaugment.js';
 import type { RawImage } from '../src/data/transforms.js';
+import { compareBytes, testImage } from './helpers/images.js';
 import { skipWithout } from './helpers/skip.js';
 
 const PYTHON = process.env.MASKSUB_PYTHON ?? '/usr/bin/python3';
@@ -34,22 +35,6 @@ const missing = pilMissing();
 const directory = mkdtempSync(join(tmpdir(), 'masksub-randaugment-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
 
-/** A smooth gradient with seeded noise and hard edges; `low`..`high` bounds its values. */
-function testImage(height: number, width: number, seed: number, channels = 3, low = 0, high = 255): RawImage {
-  const random = new Random(seed);
-  const pixels = new Uint8Array(height * width * channels);
-  for (let row = 0; row < height; row++) {
-    for (let column = 0; column < width; column++) {
-      for (let channel = 0; channel < channels; channel++) {
-        const smooth = 127 + 100 * Math.sin((row * (channel + 1)) / 9 + column / 13);
-        const edge = (Math.floor(row / 17) + Math.floor(column / 23)) % 2 === 0 ? 40 : -40;
-        const value = smooth + edge + (random.next() - 0.5) * 60;
-        pixels[(row * width + column) * channels + channel] = Math.max(low, Math.min(high, Math.round(value)));
-      }
-    }
-  }
-  return { pixels, height, width, channels };
-}
 
 type Case = { op: string; argument?: number; resample?: ResampleMode; fill?: number[] };
 
@@ -95,18 +80,6 @@ else:
   return JSON.parse(execFileSync(PYTHON, ['-c', script], { encoding: 'utf8', timeout: 120000, maxBuffer: 1 << 28 })) as number[][];
 }
 
-/** Largest absolute difference and the share of differing bytes. */
-function compare(ours: Uint8Array, theirs: number[]): { largest: number; differing: number } {
-  assert.equal(ours.length, theirs.length, 'output sizes differ');
-  let largest = 0;
-  let differing = 0;
-  for (let index = 0; index < ours.length; index++) {
-    const difference = Math.abs(ours[index]! - theirs[index]!);
-    if (difference > largest) largest = difference;
-    if (difference !== 0) differing++;
-  }
-  return { largest, differing: differing / ours.length };
-}
 
 function ours(image: RawImage, entry: Case): RawImage {
   const argument = entry.argument ?? 0;
@@ -153,7 +126,7 @@ describe('RandAugment ops against PIL on the same pixels', () => {
       if (skipWithout(t, missing)) return;
       const reference = pil(image, exactCases);
       exactCases.forEach((entry, index) => {
-        const { largest, differing } = compare(ours(image, entry).pixels, reference[index]!);
+        const { largest, differing } = compareBytes(ours(image, entry).pixels, reference[index]!);
         assert.equal(largest, 0, `${name(entry)}: largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
       });
     });
@@ -164,7 +137,7 @@ describe('RandAugment ops against PIL on the same pixels', () => {
     const flat: RawImage = { pixels: new Uint8Array(20 * 30 * 3).fill(77), height: 20, width: 30, channels: 3 };
     const cases: Case[] = [{ op: 'autoContrast' }, { op: 'equalize' }, { op: 'contrast', argument: 1.6 }, { op: 'sharpness', argument: 1.9 }];
     const reference = pil(flat, cases);
-    cases.forEach((entry, index) => assert.equal(compare(ours(flat, entry).pixels, reference[index]!).largest, 0, name(entry)));
+    cases.forEach((entry, index) => assert.equal(compareBytes(ours(flat, entry).pixels, reference[index]!).largest, 0, name(entry)));
   });
 
   const fill = [124, 116, 104];
@@ -182,7 +155,7 @@ describe('RandAugment ops against PIL on the same pixels', () => {
       if (skipWithout(t, missing)) return;
       const reference = pil(image, geometricCases);
       geometricCases.forEach((entry, index) => {
-        const { largest, differing } = compare(ours(image, entry).pixels, reference[index]!);
+        const { largest, differing } = compareBytes(ours(image, entry).pixels, reference[index]!);
         assert.ok(largest <= 1 && differing < 0.01, `${name(entry)}: largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
       });
     });
@@ -217,7 +190,7 @@ describe('RandAugment end to end', () => {
         const cases = steps.filter((step) => step.applied).map((step) => caseOfStep(step, image, fill));
         const result = randAugment(image, config, random, { fill });
         const expected = cases.length === 0 ? [...image.pixels] : pil(image, cases, true)[0]!;
-        const { largest, differing } = compare(result.pixels, expected);
+        const { largest, differing } = compareBytes(result.pixels, expected);
         assert.ok(largest <= 1 && differing < 0.01, `${text} draw ${draw} (${cases.map(name).join(' -> ')}): largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
       }
     }

@@ -18,6 +18,7 @@ import {
 import {
   evalResizeCenterCrop, flipHorizontal, randomResizedCropBox, type RawImage, resizedCrop, type Interpolation,
 } from '../src/data/transforms.js';
+import { compareBytes, testImage } from './helpers/images.js';
 import { skipWithout } from './helpers/skip.js';
 
 const PYTHON = process.env.MASKSUB_PYTHON ?? '/usr/bin/python3';
@@ -36,22 +37,6 @@ const missing = torchvisionMissing();
 const directory = mkdtempSync(join(tmpdir(), 'masksub-transforms-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
 
-/** A smooth gradient with seeded noise and a few hard edges: resampling errors show on all of them. */
-function testImage(height: number, width: number, seed: number): RawImage {
-  const random = new Random(seed);
-  const pixels = new Uint8Array(height * width * 3);
-  for (let row = 0; row < height; row++) {
-    for (let column = 0; column < width; column++) {
-      for (let channel = 0; channel < 3; channel++) {
-        const smooth = 127 + 100 * Math.sin((row * (channel + 1)) / 9 + column / 13);
-        const edge = (Math.floor(row / 17) + Math.floor(column / 23)) % 2 === 0 ? 40 : -40;
-        const value = smooth + edge + (random.next() - 0.5) * 60;
-        pixels[(row * width + column) * 3 + channel] = Math.max(0, Math.min(255, Math.round(value)));
-      }
-    }
-  }
-  return { pixels, height, width, channels: 3 };
-}
 
 /** Runs Python with the image as a uint8 CHW tensor `image`; the script prints JSON. */
 function python(image: RawImage, script: string): unknown {
@@ -68,18 +53,6 @@ def hwc(t): return t.permute(1, 2, 0).reshape(-1).tolist()
   return JSON.parse(execFileSync(PYTHON, ['-c', prelude + script], { encoding: 'utf8', timeout: 120000, maxBuffer: 1 << 28 }));
 }
 
-/** Largest absolute difference and the share of differing bytes. */
-function compare(ours: Uint8Array, theirs: number[]): { largest: number; differing: number } {
-  assert.equal(ours.length, theirs.length, 'output sizes differ');
-  let largest = 0;
-  let differing = 0;
-  for (let index = 0; index < ours.length; index++) {
-    const difference = Math.abs(ours[index]! - theirs[index]!);
-    if (difference > largest) largest = difference;
-    if (difference !== 0) differing++;
-  }
-  return { largest, differing: differing / ours.length };
-}
 
 describe('transforms against torchvision 0.14', () => {
   const image = testImage(75, 100, 7);
@@ -100,7 +73,7 @@ print(json.dumps([hwc(TF.resized_crop(image, b['top'], b['left'], b['height'], b
 `) as number[][];
       boxes.forEach((box, index) => {
         const ours = resizedCrop(image, box, box.size, interpolation);
-        const { largest, differing } = compare(ours.pixels, reference[index]!);
+        const { largest, differing } = compareBytes(ours.pixels, reference[index]!);
         // torch accumulates in float32, we in float64 with float32 taps: a sum that lands within
         // float32 rounding of a .5 may round the other way, one level apart, in a few pixels.
         assert.ok(largest <= 1, `box ${index}: largest difference ${largest}`);
@@ -132,7 +105,7 @@ print(json.dumps(out))
       cases.forEach((entry, index) => {
         const ours = evalResizeCenterCrop(source, entry.size, entry.cropPercent, entry.interpolation);
         assert.equal(ours.height, entry.size);
-        const { largest, differing } = compare(ours.pixels, reference[index]!);
+        const { largest, differing } = compareBytes(ours.pixels, reference[index]!);
         assert.ok(largest <= 1 && differing < 0.01, `${source.height}x${source.width} case ${index}: largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
       });
     }
@@ -203,7 +176,7 @@ print(json.dumps([np.asarray(Image.open(p).convert('RGB')).reshape(-1).tolist() 
     assert.deepEqual(Array.from(png.pixels), reference[0]);
     assert.deepEqual(Array.from(png.pixels), Array.from(source.pixels));
     const jpeg = await decodeImage(jpegPath);
-    const { largest, differing } = compare(jpeg.pixels, reference[1]!);
+    const { largest, differing } = compareBytes(jpeg.pixels, reference[1]!);
     assert.ok(largest <= 2 && differing < 0.05, `JPEG: largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
     const grey = await decodeImage(greyPath);
     assert.deepEqual(Array.from(grey.pixels), reference[2]);
@@ -236,7 +209,7 @@ print(json.dumps(out))
     ];
     const names = ['grayscale', 'solarize', 'brightness 1.27', 'brightness 0.71', 'contrast 0.73', 'contrast 1.29', 'saturation 1.2', 'saturation 0.75', 'jitter'];
     ours.forEach((result, index) => {
-      const { largest, differing } = compare(result.pixels, reference[index]!);
+      const { largest, differing } = compareBytes(result.pixels, reference[index]!);
       t.diagnostic(`${names[index]}: largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
       // float32 arithmetic emulated step by step: measured equal byte for byte; a value landing on
       // a truncation boundary within float32 rounding could differ by one level in a rare byte.
@@ -254,7 +227,7 @@ print(json.dumps([hwc(TF.gaussian_blur(image, [k, k], [s, s])) for k, s in zip(s
 `) as number[][];
     sigmas.forEach((sigma, index) => {
       const size = blurKernelSize(sigma);
-      const { largest, differing } = compare(gaussianBlur(image, sigma, size).pixels, reference[index]!);
+      const { largest, differing } = compareBytes(gaussianBlur(image, sigma, size).pixels, reference[index]!);
       t.diagnostic(`sigma ${sigma} (kernel ${size}): largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
       // Measured equal byte for byte; torch's float32 convolution may sum in another order, which
       // could move a value across a rounding boundary in a rare byte.

@@ -8,6 +8,7 @@ import { arange, type Device, type Generator, keep, noGrad, stack, type Tensor, 
 import * as F from '../nn/functional.js';
 import type { Parameter } from '../nn/module.js';
 import { type Clip, l2Normalize, packTokenIds } from '../models/clip.js';
+import { gradientNorm, gradients, setSummedGradients } from './method.js';
 
 /** The two views of one similarity matrix: rows per image and rows per text (its transpose). */
 export interface ClipLogits {
@@ -81,17 +82,6 @@ export interface ClipStepResult {
   finite: boolean;
 }
 
-function gradients(parameters: Parameter[]): (Tensor | null)[] {
-  return parameters.map((parameter) => parameter.grad);
-}
-
-function gradientNorm(grads: (Tensor | null)[]): number {
-  return tidy(() => {
-    const norms = grads.filter((g): g is Tensor => g !== null).map((g) => g.norm().to({ dtype: 'float64' }));
-    return norms.length ? stack(norms).norm().item() : 0;
-  });
-}
-
 /**
  * One MaskSub step of CLIP on a batch of N image-caption pairs; gradients are added to what .grad
  * holds, the optimizer step (and clampLogitScale after it) is the caller's.
@@ -156,18 +146,7 @@ export function clipStep(model: Clip, images: Tensor, ids: Tensor, config: ClipS
       gradNormSub = gradientNorm(subGrads) / scale;
     }
 
-    noGrad(() => {
-      parameters.forEach((parameter, index) => {
-        const parts = [previous[index], mainGrads[index], subGrads[index] ?? null].filter((g): g is Tensor => g !== null);
-        if (!parts.length) {
-          parameter.zeroGrad();
-          return;
-        }
-        const total = parts.length === 1 ? parts[0] : tidy(() => parts.reduce((a, b) => a.add(b)));
-        parameter.grad = total;
-        if (parts.length > 1) total.dispose(); // .grad holds its own reference
-      });
-    });
+    setSummedGradients(parameters, [previous, mainGrads, subGrads]);
     const loss = withSub ? mainWeight * main.value + subWeight * (lossSub as number) : main.value;
     return { loss, lossMain: main.value, lossSub, gradNormMain, gradNormSub, logitScale: main.logitScale, finite: Number.isFinite(loss) };
   } finally {

@@ -105,16 +105,38 @@ export interface StepResult {
   finite: boolean;
 }
 
-function gradients(parameters: Parameter[]): (Tensor | null)[] {
+/** A handle to each parameter's .grad (null where it has none); the caller disposes them. */
+export function gradients(parameters: Parameter[]): (Tensor | null)[] {
   return parameters.map((parameter) => parameter.grad);
 }
 
-function norm(grads: (Tensor | null)[]): number {
+/** The norm of all gradients taken together (one branch's gradient norm, paper Fig. 3). */
+export function gradientNorm(grads: (Tensor | null)[]): number {
   return tidy(() => {
     // One vector norm per gradient (in float32 for reduced-precision ones), then the norm of norms.
     const norms = grads.filter((g): g is Tensor => g !== null).map((g) => (g.dtype === 'float32' || g.dtype === 'float64' ? g : g.float()).norm());
     if (!norms.length) return 0;
     return stack(norms.map((n) => n.to({ dtype: 'float64' }))).norm().item();
+  });
+}
+
+/**
+ * Sets each parameter's .grad to the sum of its entries in `lists` (gradients kept apart per
+ * branch, and what .grad held before), or none when every entry is null. The lists stay the
+ * caller's to dispose.
+ */
+export function setSummedGradients(parameters: Parameter[], lists: readonly (readonly (Tensor | null)[])[]): void {
+  noGrad(() => {
+    parameters.forEach((parameter, index) => {
+      const parts = lists.map((list) => list[index] ?? null).filter((g): g is Tensor => g !== null);
+      if (!parts.length) {
+        parameter.zeroGrad();
+        return;
+      }
+      const total = parts.length === 1 ? parts[0]! : tidy(() => parts.reduce((a, b) => a.add(b)));
+      parameter.grad = total;
+      if (parts.length > 1) total.dispose(); // .grad holds its own reference
+    });
   });
 }
 
@@ -163,7 +185,7 @@ export function methodStep(model: StepModel, images: Tensor, targets: Tensor, co
   });
   const lossMain = main.value;
   const mainGrads = gradients(parameters);
-  const gradNormMain = norm(mainGrads) / scale;
+  const gradNormMain = gradientNorm(mainGrads) / scale;
 
   let lossSub: number | null = null;
   let gradNormSub: number | null = null;
@@ -182,24 +204,13 @@ export function methodStep(model: StepModel, images: Tensor, targets: Tensor, co
       frozen?.restore();
     }
     subGrads = gradients(parameters);
-    gradNormSub = norm(subGrads) / scale;
+    gradNormSub = gradientNorm(subGrads) / scale;
   }
   main.teacher.dispose();
 
   // With a single branch and nothing accumulated before, .grad already holds the result.
   const onlyMain = !hasSubModel(method) && previous.every((g) => g === null);
-  if (!onlyMain) noGrad(() => {
-    parameters.forEach((parameter, index) => {
-      const parts = [previous[index], mainGrads[index], subGrads[index] ?? null].filter((g): g is Tensor => g !== null);
-      if (!parts.length) {
-        parameter.zeroGrad();
-        return;
-      }
-      const total = parts.length === 1 ? parts[0] : tidy(() => parts.reduce((a, b) => a.add(b)));
-      parameter.grad = total;
-      total.dispose(); // .grad holds its own reference
-    });
-  });
+  if (!onlyMain) setSummedGradients(parameters, [previous, mainGrads, subGrads]);
   for (const list of [previous, mainGrads, subGrads]) for (const g of list) g?.dispose();
 
   const loss = hasSubModel(method) ? mainWeight * lossMain + subWeight * (lossSub as number) : lossMain;

@@ -2,7 +2,8 @@
 // sub-model regularizers (token/patch masking, dropout and drop-path rates), so the MaskSub
 // step, not the model, decides how each branch runs.
 import type { Generator, Tensor } from '../tensor/tensor.js';
-import { Dropout, DropPath, Module, sampleNoise } from '../nn/index.js';
+import { Dropout, DropPath, Linear, Module, sampleNoise } from '../nn/index.js';
+import { constant_, truncNormal_ } from '../nn/init.js';
 
 export interface ForwardOptions {
   /** Fraction of the input to mask (ViT: tokens dropped; CNN: patches zeroed). 0 = none. */
@@ -115,5 +116,15 @@ export function maskNoise(shape: number[], device: string, generator?: Generator
 export function checkRatio(name: string, value: number | undefined): void {
   if (value !== undefined && !(value >= 0 && value < 1)) {
     throw new RangeError(`${name} must be in [0, 1), got ${value}`);
+  }
+}
+
+/** timm's init_weights_vit_timm for the transformers: every Linear's weight trunc_normal(std), its bias 0. */
+export function initLinearsTimm(model: Module, std = 0.02): void {
+  for (const module of model.modules()) {
+    if (module instanceof Linear) {
+      truncNormal_(module.weight, std);
+      if (module.bias) constant_(module.bias, 0);
+    }
   }
 }

@@ -7,7 +7,7 @@
 import { linspace, type Tensor, tensor, tidy, where, zeros } from '../tensor/tensor.js';
 import { Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, Module, ModuleList, Parameter, Sequential } from '../nn/index.js';
 import { constant_, truncNormal_ } from '../nn/init.js';
-import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable } from './classifier.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, initLinearsTimm, type Maskable } from './classifier.js';
 import { type ModelOverrides, registerModel } from './registry.js';
 import { randomTokenMask } from './vit.js';
 
@@ -314,17 +314,7 @@ export class SwinTransformer extends Classifier implements Maskable {
     this.layers = this.registerModule('layers', new ModuleList(stages));
     this.norm = this.registerModule('norm', new LayerNorm(this.numFeatures));
     this.head = this.registerModule('head', new ClassifierHead(this.numFeatures, config.numClasses, config.headDropRate ?? 0));
-    this.initWeights();
-  }
-
-  // timm's init_weights_vit_timm: trunc_normal(.02) Linear weights, zero biases (tables and tokens are set above).
-  private initWeights(): void {
-    for (const module of this.modules()) {
-      if (module instanceof Linear) {
-        truncNormal_(module.weight, 0.02);
-        if (module.bias) constant_(module.bias, 0);
-      }
-    }
+    initLinearsTimm(this);
   }
 
   override noWeightDecay(): string[] {

@@ -4,7 +4,7 @@
 import { cat, Generator, linspace, type Tensor, tidy, where, zeros } from '../tensor/tensor.js';
 import { Attention, Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
-import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable, maskNoise } from './classifier.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, initLinearsTimm, type Maskable, maskNoise } from './classifier.js';
 import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface VitConfig {
@@ -172,17 +172,7 @@ export class VisionTransformer extends Classifier implements Maskable {
       ? this.registerParameter('mask_token', tidy(() => new Parameter(truncNormal_(zeros([1, 1, config.width]), 0.02))))
       : null;
     this.head = this.registerModule('head', new Linear(config.width, config.numClasses));
-    this.initWeights();
-  }
-
-  // timm's init_weights_vit_timm: trunc_normal(.02) Linear weights, zero biases.
-  private initWeights(): void {
-    for (const module of this.modules()) {
-      if (module instanceof Linear) {
-        truncNormal_(module.weight, 0.02);
-        if (module.bias) constant_(module.bias, 0);
-      }
-    }
+    initLinearsTimm(this);
   }
 
   override noWeightDecay(): string[] {
