@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import { methodStep } from '../src/masksub/method.js';
 import { createModel } from '../src/models/index.js';
 import { Parameter } from '../src/nn/index.js';
-import { GradScaler } from '../src/optim/index.js';
+import { AdamW, GradScaler } from '../src/optim/index.js';
 import { autocast, isAutocastEnabled } from '../src/tensor/autocast.js';
 import { liveTensors } from '../src/tensor/native.js';
 import { Generator, manualSeed, randint, randn, tensor, tidy } from '../src/tensor/tensor.js';
@@ -165,4 +165,26 @@ test('train --amp bf16 runs a MaskSub epoch on the CPU; --amp fp16 on the CPU is
   for (const row of rows) for (const key of ['train_loss', 'train_loss_sub', 'test_loss', 'grad_norm_main']) assert.ok(Number.isFinite(row[key]), `${key} ${row[key]}`);
   assert.ok(rows[1]!.train_loss < rows[0]!.train_loss, 'the loss went down');
   assert.throws(() => buildConfig({ flags: { amp: 'fp16' } }), (error: Error) => error instanceof ConfigError && /amp fp16 needs a CUDA device/.test(error.message));
+});
+
+test('40 bf16 MaskSub steps with AdamW and a GradScaler\'s unscale: live tensor count flat', () => {
+  manualSeed(6);
+  const model = createModel('vit_micro', { inChannels: 1, numClasses: 10, imageSize: 28 });
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
+  const scaler = new GradScaler({ initScale: 256 });
+  const images = randn([8, 1, 28, 28], { generator: new Generator(2) });
+  const labels = randint(0, 10, [8], { generator: new Generator(3) });
+  const config = { method: 'masksub' as const, ratio: 0.5, subWeight: 0.5, amp: 'bfloat16' as const, criterion: { kind: 'ce' as const, labelSmoothing: 0.1, bceTargetThreshold: null } };
+  const counts: number[] = [];
+  for (let step = 0; step < 40; step++) {
+    const result = tidy(() => methodStep(model, images, labels, { ...config, gradScale: scaler.scale }));
+    assert.ok(Number.isFinite(result.loss));
+    const finite = scaler.unscale(model.parameters());
+    if (finite) optimizer.step();
+    scaler.update(finite);
+    optimizer.zeroGrad();
+    counts.push(liveTensors());
+  }
+  assert.equal(counts[39], counts[4], `live tensors ${counts.join(', ')}`);
+  for (const item of [model, optimizer, images, labels]) item.dispose();
 });
