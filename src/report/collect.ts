@@ -22,6 +22,8 @@
 //     total_wall_s: sum over finished runs of done.json wall_s
 //   runs[]: name, method, ratio, seed, dataset, model, finished, epochs_done, epochs_planned,
 //     final_test_acc1, best_test_acc1, best_epoch, mean_step_time_s, wall_s, config (config.json)
+//   verdicts[]: { chart, combination, agreement (agrees | disagrees | undecided), text }: each
+//     chart's paper claim tested on these runs (src/report/verdicts.ts; Welch p < 0.05)
 //   notes[]: human-readable notes (unfinished runs, mismatches, skipped directories)
 // Numbers are rounded to 12 significant digits: this strips float noise but loses nothing a
 // statistic over a few seeds could depend on.
@@ -32,6 +34,7 @@ import { join, resolve } from 'node:path';
 import { CONFIG_FILE, DONE_FILE, METRICS_FILE, type ResolvedConfigCore, type RunSummary } from '../run/format.js';
 import { type Method, METHODS } from '../masksub/methods.js';
 import { mean, sampleStd, welchTTest } from './stats.js';
+import { computeVerdicts, type Verdict } from './verdicts.js';
 
 export const RESULTS_SCHEMA = 'masksub-results/1';
 
@@ -142,6 +145,8 @@ export interface Comparison {
   setting: SettingSummary;
   groups: GroupResult[];
   runs: RunRecord[];
+  /** Each chart's paper claim tested on these runs (verdicts.ts). */
+  verdicts: Verdict[];
   notes: string[];
 }
 
@@ -496,6 +501,7 @@ export function collectComparison(directory: string): Comparison {
     },
     groups,
     runs,
+    verdicts: computeVerdicts({ groups, runs }),
     notes,
   };
 }

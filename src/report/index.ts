@@ -21,5 +21,6 @@ export {
 } from './collect.js';
 export { renderReport, renderHtml, renderMarkdown, type ReportFiles } from './render.js';
 export { buildCharts, describeSetting, CHART_IDS, type Chart, type ChartId, type ChartSet } from './charts.js';
+export { computeVerdicts, agreementPhrase, SIGNIFICANCE, type Agreement, type Verdict } from './verdicts.js';
 export { mean, sampleStd, sampleVariance, twoSidedPValue, welchTTest, type WelchResult } from './stats.js';
 export { writeSyntheticComparison, defaultSyntheticRuns, type SyntheticComparisonOptions, type SyntheticRun } from './synthetic.js';

@@ -5,8 +5,9 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { buildCharts, CHART_IDS, describeSetting, seriesColors, type Chart, type ChartSet } from './charts.js';
+import { buildCharts, CHART_IDS, describeSetting, seriesColors, type Chart, type ChartId, type ChartSet } from './charts.js';
 import { collectComparison, writeResults, type Comparison, type GroupResult } from './collect.js';
+import { agreementPhrase, type Verdict } from './verdicts.js';
 
 export interface ReportFiles {
   comparison: Comparison;
@@ -104,6 +105,15 @@ const METHOD_NOTE =
   'cost = mean optimizer-step time relative to the baseline. wall time = summed over finished runs. ' +
   'Only finished runs (with done.json) enter the statistics.';
 
+function chartVerdicts(comparison: Comparison, id: ChartId): Verdict[] {
+  return comparison.verdicts.filter((verdict) => verdict.chart === id);
+}
+
+/** " (dataset/model)" when the comparison spans several combinations, else nothing. */
+function verdictScope(comparison: Comparison, verdict: Verdict): string {
+  return hasSeveralCombinations(comparison) ? ` (${verdict.combination})` : '';
+}
+
 /** The Markdown report; chart images are referenced as charts/<id>.svg next to it. */
 export function renderMarkdown(comparison: Comparison, chartSet: ChartSet): string {
   const { headline, machine } = describeSetting(comparison.setting);
@@ -129,6 +139,7 @@ export function renderMarkdown(comparison: Comparison, chartSet: ChartSet): stri
   lines.push('## Charts', '');
   for (const chart of chartSet.charts) {
     lines.push(`### ${chart.title}`, '', `![${chart.title}](charts/${chart.id}.svg)`, '', chart.shows, '', `*Paper:* ${chart.paper}`, '');
+    for (const verdict of chartVerdicts(comparison, chart.id)) lines.push(`*This run${verdictScope(comparison, verdict)}:* ${verdict.text} **${agreementPhrase(verdict.agreement)}.**`, '');
   }
   for (const omitted of chartSet.omitted) lines.push(`- ${omitted.id}: not drawn (${omitted.reason})`);
   if (chartSet.omitted.length > 0) lines.push('');
@@ -182,6 +193,9 @@ figure { margin: 0 0 30px; padding: 18px 18px 14px; border: 1px solid var(--line
 figure svg { display: block; max-width: 100%; height: auto; margin: 0 auto 10px; }
 figcaption { font-size: 13.5px; color: #3c4043; max-width: 880px; margin: 0 auto; }
 figcaption .paper { color: var(--muted); }
+figcaption .verdict { display: block; margin-top: 6px; }
+figcaption .verdict.agrees strong:last-child { color: #1e7b34; }
+figcaption .verdict.disagrees strong:last-child { color: #b3261e; }
 footer { color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--line); margin-top: 30px; padding-top: 12px; }
 code { font-size: 12.5px; background: var(--panel); padding: 1px 4px; border-radius: 3px; }
 @media print { figure { break-inside: avoid; } main { max-width: none; } }
@@ -217,7 +231,9 @@ export function renderHtml(comparison: Comparison, chartSet: ChartSet): string {
   const figures = chartSet.charts
     .map(
       (chart: Chart) =>
-        `<figure id="${chart.id}" class="chart">\n${inlineSvg(chart.svg)}\n<figcaption>${escapeHtml(chart.shows)} <span class="paper"><strong>Paper:</strong> ${escapeHtml(chart.paper)}</span></figcaption>\n</figure>`,
+        `<figure id="${chart.id}" class="chart">\n${inlineSvg(chart.svg)}\n<figcaption>${escapeHtml(chart.shows)} <span class="paper"><strong>Paper:</strong> ${escapeHtml(chart.paper)}</span>${chartVerdicts(comparison, chart.id)
+          .map((verdict) => `<span class="verdict ${verdict.agreement}"><strong>This run${escapeHtml(verdictScope(comparison, verdict))}:</strong> ${escapeHtml(verdict.text)} <strong>${escapeHtml(agreementPhrase(verdict.agreement))}.</strong></span>`)
+          .join('')}</figcaption>\n</figure>`,
     )
     .join('\n');
   const omitted =
