@@ -174,6 +174,46 @@ test('compare trains 2 methods x 2 seeds via the CLI; results.json agrees with t
   mainComparison = out;
 });
 
+test('compare --jobs 2 trains two runs at a time in child processes: the same weights as in one process; a failing run is named', { timeout: 300_000 }, async (t) => {
+  const out = join(root, 'jobs');
+  const args = ['compare', ...tinyFlags(1), '--methods', 'baseline,masksub', '--seeds', '0,1'];
+  const result = await runCli([...args, '--jobs', '2', '--out', out]);
+  t.diagnostic(`compare --jobs 2, 4 runs: ${result.seconds.toFixed(1)} s`);
+  assert.equal(result.code, 0, output(result));
+  // The second run starts before the first ends: two slots.
+  const secondStarts = result.stdout.indexOf('[2/4] masksub-s0: training');
+  const firstEnds = result.stdout.indexOf('baseline-s0: finished:');
+  assert.ok(secondStarts >= 0 && firstEnds > secondStarts, output(result));
+  assert.ok(!existsSync(join(out, '.jobs')), 'the plans of finished runs are removed');
+  // One thread each (threads 1 / 2 jobs, at least 1), so every run computes what the in-process
+  // compare computes: bit-identical weights and curves.
+  const reference = mainComparison ?? join(root, 'jobs-reference');
+  if (mainComparison === null) assert.equal((await runCli([...args, '--out', reference])).code, 0);
+  for (const name of ['baseline-s0', 'masksub-s0', 'baseline-s1', 'masksub-s1']) {
+    assert.equal(readJson(join(out, 'runs', name, 'config.json'))['threads'], 1);
+    assert.ok(readFileSync(join(out, 'runs', name, 'model.safetensors')).equals(readFileSync(join(reference, 'runs', name, 'model.safetensors'))), `${name}: same weights`);
+    assert.deepEqual(readMetricsLines(join(out, 'runs', name)).map((line) => line.train_loss), readMetricsLines(join(reference, 'runs', name)).map((line) => line.train_loss));
+  }
+  const results = readJson<ResultsFile>(join(out, 'results.json'));
+  assert.deepEqual(results.groups.map((group) => [group.method, group.n]), [['baseline', 2], ['masksub', 2]]);
+
+  // A run that fails (a NaN loss injected at step 2, in every child) stops the comparison with
+  // an error that names the run and carries its last lines; nothing is reported.
+  const failing = join(root, 'jobs-failing');
+  process.env['MASKSUB_INJECT_NAN_AT_STEP'] = '2';
+  let failed;
+  try {
+    failed = await runCli([...args, '--jobs', '2', '--out', failing]);
+  } finally {
+    delete process.env['MASKSUB_INJECT_NAN_AT_STEP'];
+  }
+  assert.notEqual(failed.code, 0, output(failed));
+  assert.match(failed.stderr, /run (baseline|masksub)-s0 exited with code \d+; the other runs were stopped/, output(failed));
+  assert.match(failed.stderr, /non-finite|NaN/i, output(failed));
+  assert.ok(!existsSync(join(failing, 'results.json')), 'no report of a failed comparison');
+  assert.ok(!existsSync(join(failing, 'runs', 'baseline-s1')), 'no run was started after the failure');
+});
+
 test('compare killed (SIGKILL) during the second run continues: finished runs reused untouched, the killed one resumed exactly', { timeout: 120_000 }, async (t) => {
   const out = join(root, 'killed');
   const args = ['compare', ...tinyFlags(3), '--methods', 'baseline,masksub', '--seeds', '0', '--out', out];
@@ -400,6 +440,8 @@ test('bad --methods, --seeds and --ratios exit with code 2 before any run direct
     [['--ratios', '0,0.5'], /masksub: ratio 0 turns off the mask ratio of method masksub; use a ratio in \(0, 1\)/],
     [['--seed', '3'], /masksub: --seed: compare trains one run per seed of --seeds/],
     [['--seeds', '0,0'], /masksub: --seeds lists a value twice/],
+    [['--jobs', '0'], /masksub: --jobs must be an integer >= 1, got '0'/],
+    [['--jobs', '1.5'], /masksub: --jobs must be an integer >= 1, got '1\.5'/],
   ];
   const results = await Promise.all(
     cases.map(async ([flags, message], index) => {

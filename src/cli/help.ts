@@ -63,13 +63,14 @@ export const COMMANDS = {
   },
   compare: {
     summary: 'train methods x seeds (x ratios) and write report.md, report.html and results.json',
-    usage: ['masksub compare --out DIR [--methods LIST] [--seeds LIST] [--ratios LIST | --ratio X] [--preset NAME] [--config FILE] [--SETTING VALUE ...]'],
+    usage: ['masksub compare --out DIR [--methods LIST] [--seeds LIST] [--ratios LIST | --ratio X] [--jobs N] [--preset NAME] [--config FILE] [--SETTING VALUE ...]'],
     options: [
       { flag: 'out', placeholder: 'DIR', help: 'comparison directory: runs/<method>[-r<ratio>]-s<seed>/ and the report; run again to continue' },
       { flag: 'methods', placeholder: 'LIST', help: `comma-separated methods (default baseline,masking,masksub): ${METHODS.join(', ')}` },
       { flag: 'seeds', placeholder: 'LIST', help: 'comma-separated seeds, one run each (default 0,1)' },
       { flag: 'ratios', placeholder: 'LIST', help: 'comma-separated ratios, each trained for every method but baseline (default: each method\'s own)' },
       { flag: 'ratio', placeholder: 'X', help: 'one ratio for every method but baseline' },
+      { flag: 'jobs', placeholder: 'N', help: 'runs trained at a time, each in its own process with threads / N threads (default 1); small models finish a comparison sooner with one run per core' },
       PRESET, CONFIG, HELP,
     ],
     settings: {

@@ -173,8 +173,8 @@ function interruptionSignal(): { signal: AbortSignal; received: () => NodeJS.Sig
   const handler = (name: NodeJS.Signals): void => stopFor(name, `${name} received`);
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
-  // A worker of `train --nproc` stops as on SIGTERM when its launcher goes away (launch.ts).
-  const orphaned = (): void => stopFor('SIGTERM', 'the launcher (train --nproc) is gone');
+  // A worker of `train --nproc` or a run of `compare --jobs` stops as on SIGTERM when its launcher goes away.
+  const orphaned = (): void => stopFor('SIGTERM', 'the launcher (train --nproc or compare --jobs) is gone');
   if (process.env[WORKER_ENV] === '1') {
     if (!process.connected) {
       orphaned();
@@ -342,6 +342,9 @@ async function commandCompare(flags: Flags): Promise<number> {
   // schema checks each value and resolveConfig each (method, ratio) pair when the runs are planned.
   const ratios = ratiosText !== undefined ? parseList('ratio', ratiosText, '--ratios')
     : ratioText !== undefined ? parseList('ratio', ratioText, '--ratio') : null;
+  const jobsText = take(flags, 'jobs');
+  const jobs = jobsText === undefined ? 1 : Number(jobsText);
+  if (!/^[1-9][0-9]*$/.test(jobsText ?? '1') || !Number.isSafeInteger(jobs)) throw new ConfigError(`--jobs must be an integer >= 1, got '${jobsText}'`);
   const preset = take(flags, 'preset') ?? null;
   const file = take(flags, 'config') ?? null;
   const base = buildSettings({ preset, file, flags, forbid: COMMANDS.compare.settings.sets });
@@ -349,7 +352,7 @@ async function commandCompare(flags: Flags): Promise<number> {
   const stop = interruptionSignal();
   let files;
   try {
-    files = await compare(base, { out, methods, seeds, ratios, log: say, signal: stop.signal });
+    files = await compare(base, { out, methods, seeds, ratios, jobs, log: say, signal: stop.signal });
   } finally {
     stop.dispose();
   }
