@@ -221,6 +221,46 @@ describe('image folders', () => {
     assert.deepEqual(Array.from(withRand.images), [...randAlone[0]!.images, ...randAlone[1]!.images]);
   });
 
+  test('repeated augmentation on files: the copies of an image get their own crops, copy 0 the crop it gets without repeats, the same bytes with 2 worker threads', async () => {
+    const folder = join(root, 'repeated');
+    for (const name of ['a', 'b']) {
+      mkdirSync(join(folder, 'train', name), { recursive: true });
+      for (let index = 0; index < 3; index++) {
+        const pixels = Buffer.alloc(60 * 80 * 3);
+        for (let byte = 0; byte < pixels.length; byte++) pixels[byte] = (byte * (7 + index) + name.charCodeAt(0)) % 251;
+        await sharp(pixels, { raw: { width: 80, height: 60, channels: 3 } }).png().toFile(join(folder, 'train', name, `${index}.png`));
+      }
+    }
+    const train = await loadFolderDataset({ split: 'train', dataDir: folder, list: null, size: 16, threeAugment: true, colorJitter: 0.3 });
+    const augment = { cropPadding: 0, hflip: true, randomErasing: 0.25 };
+    const sampleSize = 3 * 16 * 16;
+    // Whole epoch in one batch, file order: position p is copy p % 3 of sample p / 3 (6 entries: samples 0 and 1).
+    const plain = await new BatchLoader(train, { batchSize: 6, seed: 2, augment }).batchAtAsync(0, 0);
+    const repeated = await new BatchLoader(train, { batchSize: 6, seed: 2, augment, repeats: 3 }).batchAtAsync(0, 0);
+    const image = (batch: { images: Float32Array }, position: number): number[] => Array.from(batch.images.slice(position * sampleSize, (position + 1) * sampleSize));
+    assert.deepEqual(Array.from(repeated.labels), [0, 0, 0, 0, 0, 0]);
+    for (const sample of [0, 1]) {
+      assert.deepEqual(image(repeated, 3 * sample), image(plain, sample), `copy 0 of sample ${sample} differs from its crop without repeats`);
+      const copies = [0, 1, 2].map((copy) => image(repeated, 3 * sample + copy));
+      assert.notDeepEqual(copies[0], copies[1]);
+      assert.notDeepEqual(copies[0], copies[2]);
+      assert.notDeepEqual(copies[1], copies[2]);
+    }
+    const options = { batchSize: 2, shuffle: true, seed: 4, augment, repeats: 3 };
+    const inThread: number[][] = [];
+    for await (const batch of new BatchLoader(train, options).epochBatches(1)) inThread.push(Array.from(batch.images));
+    assert.equal(inThread.length, 3);
+    const workers = new BatchLoader(train, { ...options, useWorker: true, workers: 2 });
+    const fromWorkers: number[][] = [];
+    try {
+      for await (const batch of workers.epochBatches(1)) fromWorkers.push(Array.from(batch.images));
+    } finally {
+      await workers.close();
+    }
+    assert.deepEqual(fromWorkers, inThread);
+    assert.deepEqual(Array.from((await new BatchLoader(train, options).batchAtAsync(1, 2)).images), inThread[2]);
+  });
+
   test('a corrupt JPEG is an error naming the file, or is counted and skipped with skipBadImages', async () => {
     const corrupt = join(root, 'corrupt');
     mkdirSync(join(corrupt, 'train', 'x'), { recursive: true });

@@ -299,6 +299,10 @@ export const SETTINGS = {
     group: 'augmentation', schema: z.number().gt(0).max(1), default: 0.875, alias: ['crop-percent', 'test-crop'],
     help: 'folder only: evaluation resizes the shorter side to floor(image-size / crop-pct), then center-crops image-size (timm\'s crop_pct)',
   }),
+  repeatedAug: define({
+    group: 'augmentation', schema: z.number().int().min(1).max(16), default: 1, alias: ['repeated-augmentation', 'num-repeats', 'aug-repeats'],
+    help: 'repeated augmentation (DeiT\'s RASampler): each image of the shuffled order N times in a row, each copy augmented differently, the epoch cut to the data set\'s length, so an epoch sees about 1/N of the images (1: off; DeiT-III and RSB: 3)',
+  }),
   hflip: define({
     group: 'augmentation', schema: z.boolean(), default: true, alias: ['flip', 'horizontal-flip'],
     help: 'random horizontal flips',

@@ -252,7 +252,7 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?:
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   const loader = new BatchLoader(train, {
     batchSize: plan.localBatch, shuffle: true, dropLast: plan.dropLast, seed: config.seed,
-    shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined,
+    shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined, repeats: config.repeatedAug,
     augment: { cropPadding: train.files ? 0 : config.cropPadding, hflip: config.hflip, randomErasing: config.randomErasing },
     mixup: config.mixup > 0 || config.cutmix > 0
       ? { mixupAlpha: config.mixup, cutmixAlpha: config.cutmix, switchProb: config.mixupSwitchProb, prob: config.mixupProb, labelSmoothing: config.labelSmoothing, numClasses: train.numClasses }
