@@ -3,12 +3,21 @@
 // file. src/models/index.ts imports every family, which fills the registry; import createModel
 // and friends from there.
 
+/**
+ * How a model spreads its drop-path rate over its residual blocks: 'linear' grows it from 0 in the
+ * first block to the rate in the last (timm: torch.linspace(0, rate, blocks)); 'uniform' uses the
+ * rate in every block (DeiT-III).
+ */
+export type DropPathSchedule = 'linear' | 'uniform';
+
 /** What a caller may change of a named config for its data and recipe. */
 export interface ModelOverrides {
   imageSize?: number;
   inChannels?: number;
   numClasses?: number;
   dropPathRate?: number;
+  /** Default 'linear'. */
+  dropPathSchedule?: DropPathSchedule;
   dropRate?: number;
   layerScale?: number | null;
   maskPatchSize?: number;

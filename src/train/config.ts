@@ -126,6 +126,10 @@ export const SETTINGS = {
     group: 'model', schema: STRENGTH, default: 0, alias: ['drop-path-rate', 'stochastic-depth'],
     help: 'the main model\'s drop-path (stochastic depth) rate',
   }),
+  dropPathSchedule: define({
+    group: 'model', schema: z.enum(['linear', 'uniform']), default: 'linear', alias: ['drop-path-mode'],
+    help: 'how drop-path spreads over the blocks (ViT, Swin, ResNet): linear grows it from 0 in the first block to drop-path in the last (timm), uniform uses drop-path in every block (DeiT-III); PathSub adds its ratio to each block\'s rate on top of either',
+  }),
   dropout: define({
     group: 'model', schema: STRENGTH, default: 0, alias: ['drop-rate', 'dropout-rate'],
     help: 'the main model\'s dropout rate',

@@ -181,7 +181,7 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
 /** The run's model for its data and recipe (before --init and before moving to the device). */
 function buildModel(config: ResolvedTrainConfig, train: ImageDataset): Classifier {
   return createModel(config.model, {
-    imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath,
+    imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath, dropPathSchedule: config.dropPathSchedule,
     dropRate: config.dropout, layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
     globalPool: config.globalPool, maskMode: config.maskMode,
   });
