@@ -208,3 +208,6 @@ registerResNet('resnet18_small', 32, 'ResNet-18 shape with a 3x3 stride-1 stem (
 registerResNet('resnet18', 224, 'ResNet-18', { block: 'basic', layers: [2, 2, 2, 2], widths: [64, 128, 256, 512], stem: 'imagenet' });
 registerResNet('resnet34', 224, 'ResNet-34', { block: 'basic', layers: [3, 4, 6, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
 registerResNet('resnet50', 224, 'ResNet-50', { block: 'bottleneck', layers: [3, 4, 6, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
+// timm's / torchvision's resnet101 and resnet152 (44,549,160 and 60,192,808 parameters at 1000 classes, as torchvision's; test/models-torch.test.ts).
+registerResNet('resnet101', 224, 'ResNet-101', { block: 'bottleneck', layers: [3, 4, 23, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
+registerResNet('resnet152', 224, 'ResNet-152', { block: 'bottleneck', layers: [3, 8, 36, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
