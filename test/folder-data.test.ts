@@ -17,9 +17,10 @@ import { checkExportDirectory, exportSplit } from '../src/data/export-images.js'
 import { loadFolderDataset } from '../src/data/folder-dataset.js';
 import { readImageList, scanImageFolder } from '../src/data/folder.js';
 import { BatchLoader } from '../src/data/loader.js';
+import { createModel, type VisionTransformer } from '../src/models/index.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
 import { buildConfig } from '../src/train/config.js';
-import { train } from '../src/train/trainer.js';
+import { loadSplit, train } from '../src/train/trainer.js';
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-folder-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -313,6 +314,46 @@ describe('training on an image folder', () => {
     assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, randAugment: 'rand-m9-foo' } }), /rand-augment.*rand-m9-foo/s);
     assert.throws(() => buildConfig({ flags: { dataset: 'folder', dataDir: data, randAugment: 'rand-m9', colorJitter: 0.4 } }), /rand-augment excludes color-jitter/);
     assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', randAugment: 'rand-m9' } }), /rand-augment applies only to --dataset folder/);
+  });
+
+  test('presets say the papers\' values; a ViT trains at a multiple of its patch; eval-image-size (CNN only) sizes the evaluation split; opt-eps', async () => {
+    const folder = { dataset: 'folder', dataDir: data };
+    const pick = (config: Record<string, unknown>, keys: string[]): Record<string, unknown> => Object.fromEntries(keys.map((key) => [key, config[key]]));
+    const keys = ['model', 'imageSize', 'evalImageSize', 'optimizer', 'optEps', 'lr', 'weightDecay', 'batchSize', 'epochs', 'dropPath', 'dropPathSchedule', 'repeatedAug', 'threeAugment', 'colorJitter', 'randAugment', 'cropPct', 'loss', 'bceTargetThreshold', 'mixup', 'cutmix'];
+    // MaskSub paper Table B.1 + Table B.2 (400 epochs); LAMB eps from DeiT-III's main.py.
+    assert.deepEqual(pick(buildConfig({ preset: 'deit3-vit-s', flags: folder }), keys), {
+      model: 'vit_small_patch16_224', imageSize: null, evalImageSize: null, optimizer: 'lamb', optEps: 1e-8, lr: 4e-3, weightDecay: 0.03, batchSize: 2048, epochs: 400,
+      dropPath: 0, dropPathSchedule: 'uniform', repeatedAug: 3, threeAugment: true, colorJitter: 0.3, randAugment: null, cropPct: 1, loss: 'bce', bceTargetThreshold: 0, mixup: 0.8, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'deit3-vit-b', flags: folder }), keys), {
+      model: 'vit_base_patch16_224', imageSize: 192, evalImageSize: null, optimizer: 'lamb', optEps: 1e-8, lr: 3e-3, weightDecay: 0.03, batchSize: 2048, epochs: 400,
+      dropPath: 0.1, dropPathSchedule: 'uniform', repeatedAug: 3, threeAugment: true, colorJitter: 0.3, randAugment: null, cropPct: 1, loss: 'bce', bceTargetThreshold: 0, mixup: 0.8, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'deit3-vit-b-ft', flags: folder }), keys), {
+      model: 'vit_base_patch16_224', imageSize: 224, evalImageSize: null, optimizer: 'adamw', optEps: null, lr: 1e-5, weightDecay: 0.1, batchSize: 512, epochs: 20,
+      dropPath: 0.2, dropPathSchedule: 'uniform', repeatedAug: 1, threeAugment: false, colorJitter: 0, randAugment: 'rand-m9-mstd0.5-inc1', cropPct: 1, loss: 'ce', bceTargetThreshold: null, mixup: 0.8, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'rsb-a2-resnet50', flags: folder }), keys), {
+      model: 'resnet50', imageSize: null, evalImageSize: null, optimizer: 'lamb', optEps: null, lr: 5e-3, weightDecay: 0.01, batchSize: 2048, epochs: 300,
+      dropPath: 0.05, dropPathSchedule: 'linear', repeatedAug: 3, threeAugment: false, colorJitter: 0, randAugment: 'rand-m7-mstd0.5-inc1', cropPct: 0.95, loss: 'bce', bceTargetThreshold: 0.2, mixup: 0.1, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'rsb-a3-resnet50', flags: folder }), keys), {
+      model: 'resnet50', imageSize: 160, evalImageSize: 224, optimizer: 'lamb', optEps: null, lr: 8e-3, weightDecay: 0.02, batchSize: 2048, epochs: 100,
+      dropPath: 0, dropPathSchedule: 'linear', repeatedAug: 1, threeAugment: false, colorJitter: 0, randAugment: 'rand-m6-mstd0.5-inc1', cropPct: 0.95, loss: 'bce', bceTargetThreshold: 0.2, mixup: 0.1, cutmix: 1,
+    });
+    // The 192-px ViT-B: a 12x12 grid, its position embedding sized for it (ViT-S here, the same rule, a smaller model).
+    const small = createModel('vit_small_patch16_224', { imageSize: 192, numClasses: 3 }) as VisionTransformer;
+    assert.deepEqual(small.posEmbed.shape, [1, 145, 384]);
+    small.dispose();
+    assert.throws(() => buildConfig({ flags: { ...folder, model: 'vit_small_patch16_224', imageSize: 200 } }), /takes 224x224 images but image-size is 200 nor a multiple of its 16-px patch/);
+    assert.throws(() => buildConfig({ flags: { ...folder, model: 'swin_micro_patch2_window7_28', imageSize: 32 } }), /takes 28x28 images but image-size is 32/);
+    assert.throws(() => buildConfig({ flags: { ...folder, model: 'vit_micro', evalImageSize: 35 } }), /eval-image-size 35 differs from the training size 28, but vit_micro \(ViT\) is built for one image size; train, then fine-tune .*--init/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', evalImageSize: 32 } }), /eval-image-size applies only to --dataset folder/);
+    assert.throws(() => buildConfig({ flags: { optimizer: 'sgd', optEps: 1e-8 } }), /opt-eps 1e-8 applies only to adamw and lamb/);
+    // A CNN trains on 16-px crops and is evaluated on 24-px center crops.
+    const config = buildConfig({ flags: { ...flags, evalImageSize: 24 } });
+    const [trainSplit, testSplit] = [await loadSplit(config, 'train', null, null), await loadSplit(config, 'test', null, null)];
+    assert.deepEqual([trainSplit.height, testSplit.height, testSplit.width], [16, 24, 24]);
   });
 
   test('a run records the class map, learns the colours, and a resumed run ends with the same weights', async () => {

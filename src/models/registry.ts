@@ -34,6 +34,11 @@ export interface ModelInfo {
   family: string;
   /** The image side the config is made for (a ViT's position embedding is sized for it). */
   imageSize: number;
+  /**
+   * A ViT's patch side: it can be built for any multiple of it (timm's img_size), its position
+   * embedding then sized for that grid. Absent for models bound to imageSize or free of it.
+   */
+  patchSize?: number;
   description: string;
 }
 

@@ -213,7 +213,7 @@ type VitShape = Pick<VitConfig, 'patchSize' | 'width' | 'depth' | 'heads'>;
 
 function registerVit(name: string, imageSize: number, description: string, shape: VitShape): void {
   registerModel(name, {
-    family: 'vit', imageSize, description,
+    family: 'vit', imageSize, description, patchSize: shape.patchSize,
     build: (overrides: ModelOverrides) => new VisionTransformer({
       mlpRatio: 4, qkvBias: true, dropPathSchedule: overrides.dropPathSchedule ?? 'linear', ...shape,
       imageSize: overrides.imageSize ?? imageSize, inChannels: overrides.inChannels ?? 3, numClasses: overrides.numClasses ?? 1000,

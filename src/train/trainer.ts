@@ -91,7 +91,8 @@ export async function loadSplit(config: TrainConfig, split: 'train' | 'test', li
     ? loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined })
     : await loadFolderDataset({
       split, dataDir: config.dataDir, list: split === 'train' ? config.trainList : config.valList, classes, limit: limit ?? undefined,
-      size: config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
+      // The evaluation split at eval-image-size when set (a CNN only; config.ts checks).
+      size: (split === 'test' ? config.evalImageSize : null) ?? config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
       cropPercent: config.cropPct, skipBadImages: config.skipBadImages, threeAugment: config.threeAugment, colorJitter: config.colorJitter, randAugment: config.randAugment,
     }).catch((error: Error) => { throw new TrainingError(error.message); });
   if (dataset.count === 0) throw new TrainingError(`${config.dataset} ${split} split (${dataset.source}) holds no images`);
@@ -215,9 +216,9 @@ function buildOptimizer(model: Classifier, config: ResolvedTrainConfig): Optimiz
     ? paramGroupsWithWeightDecay(model, config.weightDecay, model.noWeightDecay())
     : paramGroupsWithLayerDecay(model, config.weightDecay, config.layerDecay, layerAssignment(model), model.noWeightDecay());
   switch (config.optimizer) {
-    case 'lamb': return new Lamb(groups, { lr: config.lr, weightDecay: config.weightDecay });
+    case 'lamb': return new Lamb(groups, { lr: config.lr, weightDecay: config.weightDecay, eps: config.optEps ?? undefined });
     case 'sgd': return new SGD(groups, { lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay });
-    default: return new AdamW(groups, { lr: config.lr, weightDecay: config.weightDecay });
+    default: return new AdamW(groups, { lr: config.lr, weightDecay: config.weightDecay, eps: config.optEps ?? undefined });
   }
 }
 
