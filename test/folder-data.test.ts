@@ -4,6 +4,8 @@
 // directory, and the loader's batches: pixel values by hand on single-colour images, and the same
 // bytes with and without the worker thread and for a batch rebuilt alone (resume). End to end: a
 // run on a folder records its class map, learns three colours, and resumes to the same weights.
+// Repeated augmentation on files (copies cropped differently, worker invariance), the presets'
+// values, eval-image-size, and DeiT-III's two runs on a small ViT (train small, --init larger).
 // export-images: a data set written as PNG folders reads back with its pixels and labels.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -18,6 +20,8 @@ import { loadFolderDataset } from '../src/data/folder-dataset.js';
 import { readImageList, scanImageFolder } from '../src/data/folder.js';
 import { BatchLoader } from '../src/data/loader.js';
 import { createModel, type VisionTransformer } from '../src/models/index.js';
+import { loadCheckpoint } from '../src/run/checkpoint.js';
+import { CHECKPOINT_FILE } from '../src/run/format.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
 import { buildConfig } from '../src/train/config.js';
 import { loadSplit, train } from '../src/train/trainer.js';
@@ -375,6 +379,35 @@ describe('training on an image folder', () => {
     }
     for (const tensor of [...a.values(), ...b.values()]) tensor.dispose();
     assert.deepEqual(snapshot(data), before, 'training wrote into the data directory');
+  });
+
+  test('the two-run DeiT-III recipe on a small ViT: 14 px with repeated augmentation 3, uniform drop-path and LAMB eps 1e-8 (resumed to the same weights), then --init at 28 px', async () => {
+    const first = { ...flags, model: 'vit_micro', imageSize: 14, epochs: 3, optimizer: 'lamb', lr: 2e-3, optEps: 1e-8, repeatedAug: 3, dropPath: 0.1, dropPathSchedule: 'uniform' };
+    const straight = join(root, 'deit3-straight');
+    await train(buildConfig({ flags: first }), { out: straight, log: quiet });
+    const stored = JSON.parse((await import('node:fs')).readFileSync(join(straight, 'config.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual([stored.repeated_aug, stored.opt_eps, stored.drop_path_schedule, stored.image_size], [3, 1e-8, 'uniform', 14]);
+    const resumed = join(root, 'deit3-resumed');
+    await train(buildConfig({ flags: first }), { out: resumed, log: quiet, stopAfterEpochs: 1 });
+    await train(buildConfig({ flags: first }), { out: resumed, resume: true, log: quiet });
+    const a = loadSafetensors(join(straight, 'model.safetensors')).tensors;
+    const b = loadSafetensors(join(resumed, 'model.safetensors')).tensors;
+    assert.deepEqual(a.get('pos_embed')!.shape, [1, 5, 64]);
+    for (const [name, tensor] of a) assert.deepEqual(tensor.toArray(), b.get(name)!.toArray(), `${name} differs after resume`);
+    for (const tensor of [...a.values(), ...b.values()]) tensor.dispose();
+    // opt-eps reached LAMB: its constants are stored with the optimizer state.
+    const checkpoint = loadCheckpoint(join(straight, CHECKPOINT_FILE));
+    assert.equal(checkpoint.optimizer.scalars.kind, 'lamb');
+    assert.equal(checkpoint.optimizer.scalars.hyperparameters.eps, 1e-8);
+    for (const tensor of [...checkpoint.model.values(), ...checkpoint.optimizer.tensors.values(), checkpoint.rngState]) tensor.dispose();
+    // The second run: the 2x2-patch position embedding resampled to the 4x4 grid of 28 px.
+    const lines: string[] = [];
+    const second = join(root, 'deit3-finetune');
+    await train(buildConfig({ flags: { ...flags, model: 'vit_micro', imageSize: 28, epochs: 1, optimizer: 'adamw', lr: 1e-5, init: join(straight, 'model.safetensors') } }), { out: second, log: (line) => lines.push(line) });
+    const tuned = loadSafetensors(join(second, 'model.safetensors')).tensors;
+    assert.deepEqual(tuned.get('pos_embed')!.shape, [1, 17, 64]);
+    for (const tensor of tuned.values()) tensor.dispose();
+    assert.ok(lines.some((line) => /pos_embed/.test(line) && /resampl/i.test(line)), `no resampling logged:\n${lines.join('\n')}`);
   });
 });
 
