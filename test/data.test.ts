@@ -735,6 +735,76 @@ describe('BatchLoader', () => {
     await worker.close();
   });
 
+  test('repeated augmentation: each index of the epoch\'s permutation 3 times in a row, the epoch keeps its length', async () => {
+    const dataset = indexedDataset(530);
+    const plain = new BatchLoader(dataset, { batchSize: 64, shuffle: true, seed: 5 });
+    const repeated = new BatchLoader(dataset, { batchSize: 64, shuffle: true, seed: 5, repeats: 3 });
+    assert.equal(repeated.batchCount, plain.batchCount);
+    for (const epoch of [0, 1]) {
+      // DeiT's RASampler on one process: torch.repeat_interleave(permutation, 3)[:len].
+      const permutation = [...plain.order(epoch)];
+      const expected = permutation.flatMap((index) => [index, index, index]).slice(0, 530);
+      assert.deepEqual([...repeated.order(epoch)], expected);
+      const seen: number[] = [];
+      for (const batch of await collect(repeated, epoch)) {
+        for (let position = 0; position < batch.size; position++) seen.push(decodeIndex(batch, position));
+      }
+      assert.deepEqual(seen, expected, 'the batches do not follow the order');
+      // 530 = 176 * 3 + 2: 176 images three times, the 177th twice, the other 353 not this epoch.
+      const counts = new Map<number, number>();
+      for (const index of seen) counts.set(index, (counts.get(index) ?? 0) + 1);
+      assert.equal(counts.size, 177);
+      assert.deepEqual([...counts.values()].sort(), [...Array(176).fill(3), 2].sort());
+    }
+    assert.notDeepEqual([...repeated.order(0)], [...repeated.order(1)]);
+    assert.match(errorMessage(() => new BatchLoader(dataset, { batchSize: 4, repeats: 0 })), /repeats must be a positive integer, got 0/);
+    assert.match(errorMessage(() => new BatchLoader(dataset, { batchSize: 4, repeats: 1.5 })), /repeats must be a positive integer, got 1.5/);
+  });
+
+  test('repeated augmentation: copies are augmented differently, copy 0 as without repeats; resume, workers and data-parallel shards give the same bytes', async () => {
+    const dataset = loadDataset('synthetic', { split: 'train', limit: 240 });
+    const augment = { cropPadding: 4, hflip: true, randomErasing: 0.5 };
+    const sampleSize = dataset.channels * dataset.height * dataset.width;
+    // One batch holding the whole epoch, in file order, so that position p is sample p (plain) or
+    // copy p % 3 of sample p / 3 (repeated).
+    const plain = new BatchLoader(dataset, { batchSize: 240, seed: 9, augment }).batchAt(2, 0);
+    const repeated = new BatchLoader(dataset, { batchSize: 240, seed: 9, augment, repeats: 3 }).batchAt(2, 0);
+    const image = (batch: Batch, position: number): Float32Array => batch.images.subarray(position * sampleSize, (position + 1) * sampleSize);
+    let identicalPairs = 0;
+    for (let sample = 0; sample < 80; sample++) {
+      assert.equal(repeated.labels[3 * sample], dataset.labels[sample]);
+      assert.deepEqual(image(repeated, 3 * sample), image(plain, sample), `copy 0 of sample ${sample} is not augmented as without repeats`);
+      const copies = [0, 1, 2].map((copy) => Buffer.from(image(repeated, 3 * sample + copy).slice().buffer));
+      for (const [left, right] of [[0, 1], [0, 2], [1, 2]] as const) if (copies[left]!.equals(copies[right]!)) identicalPairs++;
+    }
+    // 81 shifts x 2 flips x erasing: two independent draws coincide with probability < 1 / 162;
+    // a stream shared by the copies would make all 240 pairs identical.
+    assert.ok(identicalPairs <= 6, `${identicalPairs} of 240 pairs of copies are augmented alike`);
+
+    const options = { batchSize: 24, shuffle: true, seed: 3, augment, repeats: 3 };
+    const reference = await collect(new BatchLoader(dataset, options), 4);
+    assert.equal(reference.length, 10);
+    // A batch rebuilt alone (a resumed run) and a new loader give the same bytes.
+    assert.deepEqual(new BatchLoader(dataset, { ...options, epoch: 4 }).batchAt(4, 7), reference[7]);
+    const workers = new BatchLoader(dataset, { ...options, useWorker: true, workers: 2, prefetch: 3 });
+    try {
+      assert.deepEqual(await collect(workers, 4), reference, 'two worker threads gave other batches');
+    } finally {
+      await workers.close();
+    }
+    // Two data-parallel ranks with local batches of 12: side by side they are the global batches.
+    const ranks = [0, 1].map((rank) => new BatchLoader(dataset, { ...options, batchSize: 12, shard: { rank, world: 2 } }));
+    const local = await Promise.all(ranks.map((loader) => collect(loader, 4)));
+    assert.equal(local[0]!.length, 10);
+    for (let index = 0; index < 10; index++) {
+      for (let rank = 0; rank < 2; rank++) {
+        const global = reference[index]!;
+        assert.deepEqual(local[rank]![index]!.images, global.images.slice(rank * 12 * sampleSize, (rank + 1) * 12 * sampleSize));
+        assert.deepEqual(local[rank]![index]!.labels, global.labels.slice(rank * 12, (rank + 1) * 12));
+      }
+    }
+  });
+
   test('throughput measurement and option errors', async () => {
     const dataset = loadDataset('synthetic', { split: 'train', limit: 300 });
     const result = await measureLoaderThroughput(dataset, { batchSize: 32, augment: { cropPadding: 2, hflip: true, randomErasing: 0 } }, { maxBatches: 6 });

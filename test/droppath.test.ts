@@ -1,8 +1,9 @@
 // DropPath (stochastic depth), checked by its statistics on many samples: whole samples are
 // dropped, at a rate that matches p within a binomial confidence bound, the kept ones are scaled
 // by exactly 1/(1-p), so the expectation equals the input, and the gradient carries the same
-// mask. Also: the per-block rates of ViT and ResNet follow timm's linear rule, and a forward's
-// dropPathRate applies to every block for that forward only.
+// mask. Also: the per-block rates of ViT, Swin and ResNet follow timm's linear rule or DeiT-III's
+// uniform one (the drop-path-schedule setting), PathSub's increase adds to each block's rate on top
+// of either, and a forward's dropPathRate applies to every block for that forward only.
 //
 // Bounds are 6 standard errors (seeded, so deterministic): keeping paths with probability p
 // instead of 1-p, or leaving out the 1/(1-p) rescale, fails them by tens of standard errors.
@@ -10,7 +11,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { manualSeed, noGrad, rand, type Tensor, tidy } from '../src/index.js';
 import { DropPath } from '../src/nn/index.js';
-import { createModel, type ResNet, type VisionTransformer } from '../src/models/index.js';
+import { createModel, type ResNet, type SwinTransformer, type VisionTransformer, withForwardRates } from '../src/models/index.js';
 
 const Z = 6;
 const SAMPLES = 20_000;
@@ -88,7 +89,7 @@ test('DropPath is the identity in eval mode and at p = 0, and rejects p outside 
 });
 
 /** The DropPath rate of every block, in order. */
-function pathRates(model: VisionTransformer | ResNet): number[] {
+function pathRates(model: VisionTransformer | ResNet | SwinTransformer): number[] {
   return model.modules().filter((module): module is DropPath => module instanceof DropPath).map((module) => module.p);
 }
 
@@ -119,5 +120,41 @@ test('per-block drop-path rates follow timm (linear in depth) and a forward\'s d
     assert.deepEqual(pathRates(vit), vitRates, 'the model\'s own rates are restored after the forward');
     vit.dispose();
     resnet.dispose();
+  });
+});
+
+test('drop-path schedules: linear (timm) and uniform (DeiT-III) per block for ViT, Swin and ResNet; PathSub adds its +0.1 to every block of either', () => {
+  tidy(() => {
+    const close = (actual: number[], expected: number[], what: string): void => {
+      assert.equal(actual.length, expected.length, `${what}: ${actual.length} DropPath modules, expected ${expected.length}`);
+      actual.forEach((rate, index) => assert.ok(Math.abs(rate - expected[index]!) < 1e-12, `${what} DropPath ${index}: ${rate} vs ${expected[index]}`));
+    };
+    // Two DropPaths per transformer block (attention and MLP branches), one per ResNet block.
+    const twice = (rates: number[]): number[] => rates.flatMap((rate) => [rate, rate]);
+    const models = {
+      vit: (schedule: 'linear' | 'uniform') => createModel('vit_mini_patch4_28', { inChannels: 1, numClasses: 10, dropPathRate: 0.3, dropPathSchedule: schedule }),
+      swin: (schedule: 'linear' | 'uniform') => createModel('swin_micro_patch2_window7_28', { inChannels: 1, numClasses: 10, dropPathRate: 0.3, dropPathSchedule: schedule }),
+      resnet: (schedule: 'linear' | 'uniform') => createModel('resnet18_small', { inChannels: 1, numClasses: 10, dropPathRate: 0.14, imageSize: 28, dropPathSchedule: schedule }),
+    };
+    const expected = {
+      // torch.linspace(0, 0.3, 4): ViT's 4 blocks; Swin's depths [2, 2] over all 4 blocks (stagewise).
+      vit: { linear: twice([0, 0.1, 0.2, 0.3]), uniform: twice([0.3, 0.3, 0.3, 0.3]) },
+      swin: { linear: twice([0, 0.1, 0.2, 0.3]), uniform: twice([0.3, 0.3, 0.3, 0.3]) },
+      // timm's ResNet: 0.14 * block / 7 over the 8 blocks.
+      resnet: { linear: [0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14], uniform: new Array<number>(8).fill(0.14) },
+    };
+    for (const family of ['vit', 'swin', 'resnet'] as const) {
+      for (const schedule of ['linear', 'uniform'] as const) {
+        const model = models[family](schedule) as VisionTransformer | ResNet | SwinTransformer;
+        const rates = expected[family][schedule];
+        close(pathRates(model), rates, `${family} ${schedule}`);
+        // PathSub's sub forward raises each block's own rate by its ratio (0.1), then restores them.
+        close(withForwardRates(model, { dropPathIncrease: 0.1 }, () => pathRates(model)), rates.map((rate) => rate + 0.1), `${family} ${schedule} + PathSub 0.1`);
+        close(pathRates(model), rates, `${family} ${schedule} after the sub forward`);
+        model.dispose();
+      }
+    }
+    // The default is timm's linear schedule.
+    close(pathRates(createModel('vit_mini_patch4_28', { inChannels: 1, numClasses: 10, dropPathRate: 0.3 }) as VisionTransformer), expected.vit.linear, 'vit default');
   });
 });

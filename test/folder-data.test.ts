@@ -4,6 +4,8 @@
 // directory, and the loader's batches: pixel values by hand on single-colour images, and the same
 // bytes with and without the worker thread and for a batch rebuilt alone (resume). End to end: a
 // run on a folder records its class map, learns three colours, and resumes to the same weights.
+// Repeated augmentation on files (copies cropped differently, worker invariance), the presets'
+// values, eval-image-size, and DeiT-III's two runs on a small ViT (train small, --init larger).
 // export-images: a data set written as PNG folders reads back with its pixels and labels.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -17,9 +19,12 @@ import { checkExportDirectory, exportSplit } from '../src/data/export-images.js'
 import { loadFolderDataset } from '../src/data/folder-dataset.js';
 import { readImageList, scanImageFolder } from '../src/data/folder.js';
 import { BatchLoader } from '../src/data/loader.js';
+import { createModel, type VisionTransformer } from '../src/models/index.js';
+import { loadCheckpoint } from '../src/run/checkpoint.js';
+import { CHECKPOINT_FILE } from '../src/run/format.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
 import { buildConfig } from '../src/train/config.js';
-import { train } from '../src/train/trainer.js';
+import { loadSplit, train } from '../src/train/trainer.js';
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-folder-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -221,6 +226,46 @@ describe('image folders', () => {
     assert.deepEqual(Array.from(withRand.images), [...randAlone[0]!.images, ...randAlone[1]!.images]);
   });
 
+  test('repeated augmentation on files: the copies of an image get their own crops, copy 0 the crop it gets without repeats, the same bytes with 2 worker threads', async () => {
+    const folder = join(root, 'repeated');
+    for (const name of ['a', 'b']) {
+      mkdirSync(join(folder, 'train', name), { recursive: true });
+      for (let index = 0; index < 3; index++) {
+        const pixels = Buffer.alloc(60 * 80 * 3);
+        for (let byte = 0; byte < pixels.length; byte++) pixels[byte] = (byte * (7 + index) + name.charCodeAt(0)) % 251;
+        await sharp(pixels, { raw: { width: 80, height: 60, channels: 3 } }).png().toFile(join(folder, 'train', name, `${index}.png`));
+      }
+    }
+    const train = await loadFolderDataset({ split: 'train', dataDir: folder, list: null, size: 16, threeAugment: true, colorJitter: 0.3 });
+    const augment = { cropPadding: 0, hflip: true, randomErasing: 0.25 };
+    const sampleSize = 3 * 16 * 16;
+    // Whole epoch in one batch, file order: position p is copy p % 3 of sample p / 3 (6 entries: samples 0 and 1).
+    const plain = await new BatchLoader(train, { batchSize: 6, seed: 2, augment }).batchAtAsync(0, 0);
+    const repeated = await new BatchLoader(train, { batchSize: 6, seed: 2, augment, repeats: 3 }).batchAtAsync(0, 0);
+    const image = (batch: { images: Float32Array }, position: number): number[] => Array.from(batch.images.slice(position * sampleSize, (position + 1) * sampleSize));
+    assert.deepEqual(Array.from(repeated.labels), [0, 0, 0, 0, 0, 0]);
+    for (const sample of [0, 1]) {
+      assert.deepEqual(image(repeated, 3 * sample), image(plain, sample), `copy 0 of sample ${sample} differs from its crop without repeats`);
+      const copies = [0, 1, 2].map((copy) => image(repeated, 3 * sample + copy));
+      assert.notDeepEqual(copies[0], copies[1]);
+      assert.notDeepEqual(copies[0], copies[2]);
+      assert.notDeepEqual(copies[1], copies[2]);
+    }
+    const options = { batchSize: 2, shuffle: true, seed: 4, augment, repeats: 3 };
+    const inThread: number[][] = [];
+    for await (const batch of new BatchLoader(train, options).epochBatches(1)) inThread.push(Array.from(batch.images));
+    assert.equal(inThread.length, 3);
+    const workers = new BatchLoader(train, { ...options, useWorker: true, workers: 2 });
+    const fromWorkers: number[][] = [];
+    try {
+      for await (const batch of workers.epochBatches(1)) fromWorkers.push(Array.from(batch.images));
+    } finally {
+      await workers.close();
+    }
+    assert.deepEqual(fromWorkers, inThread);
+    assert.deepEqual(Array.from((await new BatchLoader(train, options).batchAtAsync(1, 2)).images), inThread[2]);
+  });
+
   test('a corrupt JPEG is an error naming the file, or is counted and skipped with skipBadImages', async () => {
     const corrupt = join(root, 'corrupt');
     mkdirSync(join(corrupt, 'train', 'x'), { recursive: true });
@@ -275,6 +320,46 @@ describe('training on an image folder', () => {
     assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', randAugment: 'rand-m9' } }), /rand-augment applies only to --dataset folder/);
   });
 
+  test('presets say the papers\' values; a ViT trains at a multiple of its patch; eval-image-size (CNN only) sizes the evaluation split; opt-eps', async () => {
+    const folder = { dataset: 'folder', dataDir: data };
+    const pick = (config: Record<string, unknown>, keys: string[]): Record<string, unknown> => Object.fromEntries(keys.map((key) => [key, config[key]]));
+    const keys = ['model', 'imageSize', 'evalImageSize', 'optimizer', 'optEps', 'lr', 'weightDecay', 'batchSize', 'epochs', 'dropPath', 'dropPathSchedule', 'repeatedAug', 'threeAugment', 'colorJitter', 'randAugment', 'cropPct', 'loss', 'bceTargetThreshold', 'mixup', 'cutmix'];
+    // MaskSub paper Table B.1 + Table B.2 (400 epochs); LAMB eps from DeiT-III's main.py.
+    assert.deepEqual(pick(buildConfig({ preset: 'deit3-vit-s', flags: folder }), keys), {
+      model: 'vit_small_patch16_224', imageSize: null, evalImageSize: null, optimizer: 'lamb', optEps: 1e-8, lr: 4e-3, weightDecay: 0.03, batchSize: 2048, epochs: 400,
+      dropPath: 0, dropPathSchedule: 'uniform', repeatedAug: 3, threeAugment: true, colorJitter: 0.3, randAugment: null, cropPct: 1, loss: 'bce', bceTargetThreshold: 0, mixup: 0.8, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'deit3-vit-b', flags: folder }), keys), {
+      model: 'vit_base_patch16_224', imageSize: 192, evalImageSize: null, optimizer: 'lamb', optEps: 1e-8, lr: 3e-3, weightDecay: 0.03, batchSize: 2048, epochs: 400,
+      dropPath: 0.1, dropPathSchedule: 'uniform', repeatedAug: 3, threeAugment: true, colorJitter: 0.3, randAugment: null, cropPct: 1, loss: 'bce', bceTargetThreshold: 0, mixup: 0.8, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'deit3-vit-b-ft', flags: folder }), keys), {
+      model: 'vit_base_patch16_224', imageSize: 224, evalImageSize: null, optimizer: 'adamw', optEps: null, lr: 1e-5, weightDecay: 0.1, batchSize: 512, epochs: 20,
+      dropPath: 0.2, dropPathSchedule: 'uniform', repeatedAug: 1, threeAugment: false, colorJitter: 0, randAugment: 'rand-m9-mstd0.5-inc1', cropPct: 1, loss: 'ce', bceTargetThreshold: null, mixup: 0.8, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'rsb-a2-resnet50', flags: folder }), keys), {
+      model: 'resnet50', imageSize: null, evalImageSize: null, optimizer: 'lamb', optEps: null, lr: 5e-3, weightDecay: 0.01, batchSize: 2048, epochs: 300,
+      dropPath: 0.05, dropPathSchedule: 'linear', repeatedAug: 3, threeAugment: false, colorJitter: 0, randAugment: 'rand-m7-mstd0.5-inc1', cropPct: 0.95, loss: 'bce', bceTargetThreshold: 0.2, mixup: 0.1, cutmix: 1,
+    });
+    assert.deepEqual(pick(buildConfig({ preset: 'rsb-a3-resnet50', flags: folder }), keys), {
+      model: 'resnet50', imageSize: 160, evalImageSize: 224, optimizer: 'lamb', optEps: null, lr: 8e-3, weightDecay: 0.02, batchSize: 2048, epochs: 100,
+      dropPath: 0, dropPathSchedule: 'linear', repeatedAug: 1, threeAugment: false, colorJitter: 0, randAugment: 'rand-m6-mstd0.5-inc1', cropPct: 0.95, loss: 'bce', bceTargetThreshold: 0.2, mixup: 0.1, cutmix: 1,
+    });
+    // The 192-px ViT-B: a 12x12 grid, its position embedding sized for it (ViT-S here, the same rule, a smaller model).
+    const small = createModel('vit_small_patch16_224', { imageSize: 192, numClasses: 3 }) as VisionTransformer;
+    assert.deepEqual(small.posEmbed.shape, [1, 145, 384]);
+    small.dispose();
+    assert.throws(() => buildConfig({ flags: { ...folder, model: 'vit_small_patch16_224', imageSize: 200 } }), /takes 224x224 images but image-size is 200 nor a multiple of its 16-px patch/);
+    assert.throws(() => buildConfig({ flags: { ...folder, model: 'swin_micro_patch2_window7_28', imageSize: 32 } }), /takes 28x28 images but image-size is 32/);
+    assert.throws(() => buildConfig({ flags: { ...folder, model: 'vit_micro', evalImageSize: 35 } }), /eval-image-size 35 differs from the training size 28, but vit_micro \(ViT\) is built for one image size; train, then fine-tune .*--init/);
+    assert.throws(() => buildConfig({ flags: { dataset: 'synthetic', evalImageSize: 32 } }), /eval-image-size applies only to --dataset folder/);
+    assert.throws(() => buildConfig({ flags: { optimizer: 'sgd', optEps: 1e-8 } }), /opt-eps 1e-8 applies only to adamw and lamb/);
+    // A CNN trains on 16-px crops and is evaluated on 24-px center crops.
+    const config = buildConfig({ flags: { ...flags, evalImageSize: 24 } });
+    const [trainSplit, testSplit] = [await loadSplit(config, 'train', null, null), await loadSplit(config, 'test', null, null)];
+    assert.deepEqual([trainSplit.height, testSplit.height, testSplit.width], [16, 24, 24]);
+  });
+
   test('a run records the class map, learns the colours, and a resumed run ends with the same weights', async () => {
     const before = snapshot(data);
     const straight = join(root, 'run-straight');
@@ -294,6 +379,35 @@ describe('training on an image folder', () => {
     }
     for (const tensor of [...a.values(), ...b.values()]) tensor.dispose();
     assert.deepEqual(snapshot(data), before, 'training wrote into the data directory');
+  });
+
+  test('the two-run DeiT-III recipe on a small ViT: 14 px with repeated augmentation 3, uniform drop-path and LAMB eps 1e-8 (resumed to the same weights), then --init at 28 px', async () => {
+    const first = { ...flags, model: 'vit_micro', imageSize: 14, epochs: 3, optimizer: 'lamb', lr: 2e-3, optEps: 1e-8, repeatedAug: 3, dropPath: 0.1, dropPathSchedule: 'uniform' };
+    const straight = join(root, 'deit3-straight');
+    await train(buildConfig({ flags: first }), { out: straight, log: quiet });
+    const stored = JSON.parse((await import('node:fs')).readFileSync(join(straight, 'config.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual([stored.repeated_aug, stored.opt_eps, stored.drop_path_schedule, stored.image_size], [3, 1e-8, 'uniform', 14]);
+    const resumed = join(root, 'deit3-resumed');
+    await train(buildConfig({ flags: first }), { out: resumed, log: quiet, stopAfterEpochs: 1 });
+    await train(buildConfig({ flags: first }), { out: resumed, resume: true, log: quiet });
+    const a = loadSafetensors(join(straight, 'model.safetensors')).tensors;
+    const b = loadSafetensors(join(resumed, 'model.safetensors')).tensors;
+    assert.deepEqual(a.get('pos_embed')!.shape, [1, 5, 64]);
+    for (const [name, tensor] of a) assert.deepEqual(tensor.toArray(), b.get(name)!.toArray(), `${name} differs after resume`);
+    for (const tensor of [...a.values(), ...b.values()]) tensor.dispose();
+    // opt-eps reached LAMB: its constants are stored with the optimizer state.
+    const checkpoint = loadCheckpoint(join(straight, CHECKPOINT_FILE));
+    assert.equal(checkpoint.optimizer.scalars.kind, 'lamb');
+    assert.equal(checkpoint.optimizer.scalars.hyperparameters.eps, 1e-8);
+    for (const tensor of [...checkpoint.model.values(), ...checkpoint.optimizer.tensors.values(), checkpoint.rngState]) tensor.dispose();
+    // The second run: the 2x2-patch position embedding resampled to the 4x4 grid of 28 px.
+    const lines: string[] = [];
+    const second = join(root, 'deit3-finetune');
+    await train(buildConfig({ flags: { ...flags, model: 'vit_micro', imageSize: 28, epochs: 1, optimizer: 'adamw', lr: 1e-5, init: join(straight, 'model.safetensors') } }), { out: second, log: (line) => lines.push(line) });
+    const tuned = loadSafetensors(join(second, 'model.safetensors')).tensors;
+    assert.deepEqual(tuned.get('pos_embed')!.shape, [1, 17, 64]);
+    for (const tensor of tuned.values()) tensor.dispose();
+    assert.ok(lines.some((line) => /pos_embed/.test(line) && /resampl/i.test(line)), `no resampling logged:\n${lines.join('\n')}`);
   });
 });
 

@@ -3,7 +3,8 @@
 // with timm's names): parameter/buffer names and shapes equal the PyTorch module's state_dict
 // keys exactly, eval-mode logits agree on the same weights and input, the MAE token dropping and
 // the patch zeroing agree with PyTorch given the same noise, and weights round-trip through a
-// .safetensors file that Python reads with struct + json + torch.frombuffer.
+// .safetensors file that Python reads with struct + json + torch.frombuffer. ResNet-50/101/152's
+// state dict names, shapes and parameter counts equal torchvision's (python3-torchvision).
 //
 // What this verifies: PyTorch runs the same libtorch kernels as our addon, so these checks show
 // that names, shapes, argument plumbing and the composition of ops are timm's, not that the
@@ -11,6 +12,7 @@
 // (masksub.test.ts) tests are the independent references. Both sides run one intra-op thread,
 // so equal computations round equally; the tolerances are a small multiple of what is observed.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +23,7 @@ import { AdamW, paramGroupsWithWeightDecay } from '../src/optim/index.js';
 import { type Classifier, createModel, ResNet, VisionTransformer } from '../src/models/index.js';
 import { BatchNorm2d } from '../src/nn/index.js';
 import { loadSafetensors, saveSafetensors } from '../src/tensor/safetensors.js';
-import { relativeError, runTorch } from './helpers/torch.js';
+import { PYTHON, relativeError, runTorch } from './helpers/torch.js';
 
 // One thread here as in runTorch's PyTorch: reductions then split the same way on both sides.
 const threads = getNumThreads();
@@ -160,6 +162,33 @@ compare('resnet50', () => {
   const model = createModel('resnet50', { numClasses: 1000 }) as ResNet;
   return { model, config: resnetConfig(model), images: randn([1, 3, 64, 64]), viaJson: false };
 }, null);
+
+// The large ResNets, without a forward (their weights alone are 100-240 MB): every parameter and
+// buffer name and shape equals torchvision's resnet50/101/152 state_dict (timm uses the same
+// names), and so does the parameter count.
+test('resnet50, resnet101, resnet152: state dict names, shapes and parameter counts = torchvision\'s', () => {
+  const names = ['resnet50', 'resnet101', 'resnet152'];
+  // State dicts are names and shapes, not tensors: this one reads torchvision's as plain JSON.
+  const script = [
+    'import json, torchvision',
+    `print(json.dumps({name: {'shapes': {key: list(value.shape) for key, value in model.state_dict().items()}, 'parameters': sum(p.numel() for p in model.parameters())}`,
+    `  for name, model in ((name, getattr(torchvision.models, name)(num_classes=1000)) for name in ${JSON.stringify(names)})}))`,
+  ].join('\n');
+  const reference = JSON.parse(execFileSync(PYTHON, ['-c', script], { encoding: 'utf8', maxBuffer: 64 << 20 })) as Record<string, { shapes: Record<string, number[]>; parameters: number }>;
+  const expectedCounts = { resnet50: 25_557_032, resnet101: 44_549_160, resnet152: 60_192_808 };
+  for (const name of names) {
+    const model = createModel(name, { numClasses: 1000 }) as ResNet;
+    try {
+      const ours = Object.fromEntries([...model.stateDict()].map(([key, value]) => [key, value.shape]));
+      assert.deepEqual(ours, reference[name]!.shapes, `${name}: state dict differs from torchvision's`);
+      const count = model.parameters().reduce((sum, parameter) => sum + parameter.numel, 0);
+      assert.equal(count, reference[name]!.parameters, `${name}: ${count} parameters`);
+      assert.equal(count, expectedCounts[name as keyof typeof expectedCounts]);
+    } finally {
+      model.dispose();
+    }
+  }
+});
 
 // Training dynamics, not only single forwards: the same full-batch AdamW steps from the same
 // weights must follow PyTorch's loss curve (model + loss + backward + optimizer end to end).

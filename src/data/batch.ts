@@ -11,6 +11,20 @@
 // batchSize = global batch / world, and its batch k is local batch k * world + rank of the epoch's
 // order: the ranks' batches k, side by side, are the single process's global batch k, sample for
 // sample and, without mixup (which mixes within a local batch, as timm's DDP does), value for value.
+//
+// Repeated augmentation (DeiT's RASampler, `repeats` N > 1): the epoch's order is the shuffled
+// permutation with each index repeated N times in a row, cut to the data set's length, so an epoch
+// has as many samples as without it and sees about 1/N of the images, each N times. Copy c (0..N-1)
+// of a sample is augmented with the seed augmentSeed(seed, c) in place of seed: copy 0 as without
+// repetition, the others from streams of their own, so the copies differ and each is still a
+// function of (seed, epoch, position). Where we differ from DeiT's samplers.py: its permutation is
+// seeded by the epoch alone (ours by seed and epoch); it cuts the epoch to a multiple of 256
+// (floor(len / 256) * 256) where we keep len and leave the last partial batch to dropLast; and it
+// deals the repeated list to the ranks round-robin (indices[rank::world]), which puts the copies of
+// an image on different GPUs. Our global batch k holds the same positions as DeiT's (k * B to
+// (k + 1) * B - 1 of the repeated list) but splits them among the ranks in contiguous slices, so
+// the global order, and every sample's augmentation, is the same for any world size; only which
+// rank holds a copy differs, which matters for per-rank BatchNorm statistics and per-rank mixup.
 
 import { augmentSample, blackFill, normalizeInto, type AugmentOptions } from './augment.js';
 import { mixBatch, type MixupOptions } from './mixup.js';
@@ -30,6 +44,8 @@ export interface BatchRecipe {
   mixup: MixupOptions | null;
   /** This process's part of each global batch in a data-parallel run; null = all of it. */
   shard: DataShard | null;
+  /** Repeated augmentation: copies of each sample in a row in the epoch's order (1: off). */
+  repeats: number;
 }
 
 /** A rank of `world` data-parallel processes (see the file's header). */
@@ -64,12 +80,38 @@ export function epochBatchIndex(recipe: Pick<BatchRecipe, 'shard'>, index: numbe
   return recipe.shard === null ? index : index * recipe.shard.world + recipe.shard.rank;
 }
 
-/** Sample order of an epoch: 0..count-1, shuffled with the epoch's stream when `shuffle`. */
-export function epochOrder(count: number, shuffle: boolean, seed: number, epoch: number): Int32Array {
+/**
+ * Sample order of an epoch: 0..count-1, shuffled with the epoch's stream when `shuffle`; with
+ * `repeats` N > 1 each index of that permutation N times in a row, cut to `count` entries (DeiT's
+ * RASampler: torch.repeat_interleave(permutation, N)[:count]).
+ */
+export function epochOrder(count: number, shuffle: boolean, seed: number, epoch: number, repeats = 1): Int32Array {
+  if (!Number.isInteger(repeats) || repeats < 1) throw new RangeError(`epoch order: repeats must be a positive integer, got ${String(repeats)}`);
+  const permutation = new Int32Array(count);
+  for (let index = 0; index < count; index++) permutation[index] = index;
+  if (shuffle) new Random(deriveSeed(seed, epoch, 0)).shuffle(permutation);
+  if (repeats === 1) return permutation;
   const order = new Int32Array(count);
-  for (let index = 0; index < count; index++) order[index] = index;
-  if (shuffle) new Random(deriveSeed(seed, epoch, 0)).shuffle(order);
+  for (let position = 0; position < count; position++) order[position] = permutation[Math.floor(position / repeats)]!;
   return order;
+}
+
+/** Which copy of its sample (0..repeats-1) the entry at `position` of an epoch's order is. */
+export function copyAt(recipe: Pick<BatchRecipe, 'repeats'>, position: number): number {
+  return position % recipe.repeats;
+}
+
+/**
+ * The seed that augments copy `copy` of a sample: the run's seed for copy 0 (so repeats 1 gives the
+ * bytes it gave before repeated augmentation existed), a derived one for the others.
+ */
+export function augmentSeed(seed: number, copy: number): number {
+  return copy === 0 ? seed : deriveSeed(seed, 4, copy);
+}
+
+/** The seed that augments the entry at `position` of an epoch's order. */
+export function positionSeed(recipe: Pick<BatchRecipe, 'seed' | 'repeats'>, position: number): number {
+  return augmentSeed(recipe.seed, copyAt(recipe, position));
 }
 
 /** The stream that augments `sample` in `epoch` (see the file's header). */
@@ -97,7 +139,7 @@ export function buildBatch(data: LoaderData, recipe: BatchRecipe, order: Int32Ar
     const sample = order[start + position]!;
     labels[position] = data.labels[sample]!;
     normalizeInto(data.images, sample * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
-    augmentSample(images, position * sampleSize, channels, height, width, recipe.augment, fill, sampleRandom(recipe.seed, epoch, sample), scratch);
+    augmentSample(images, position * sampleSize, channels, height, width, recipe.augment, fill, sampleRandom(positionSeed(recipe, start + position), epoch, sample), scratch);
   }
   let softTargets: Float32Array | null = null;
   if (recipe.mixup !== null) {

@@ -10,7 +10,7 @@
 // count or another number of data-parallel ranks gives the same bytes.
 
 import { augmentSample, normalizeInto } from './augment.js';
-import { type Batch, type BatchRecipe, batchMixRandom, epochBatchIndex, type LoaderData, sampleRandom } from './batch.js';
+import { type Batch, type BatchRecipe, batchMixRandom, epochBatchIndex, type LoaderData, positionSeed, sampleRandom } from './batch.js';
 import { BadImageError, decodeImage } from './decode.js';
 import type { FileSource } from './datasets.js';
 import { mixBatch } from './mixup.js';
@@ -52,7 +52,7 @@ export async function buildFileBatch(data: LoaderData, files: FileSource, recipe
   await Promise.all(Array.from({ length: wanted }, async (_, position) => {
     const sample = order[start + position]!;
     try {
-      await trainSample(files, sample, recipe.seed, epoch, recipe.augment.hflip, pixels, position * sampleSize);
+      await trainSample(files, sample, positionSeed(recipe, start + position), epoch, recipe.augment.hflip, pixels, position * sampleSize);
       ok[position] = 1;
     } catch (error) {
       if (!(error instanceof BadImageError)) throw new Error(`image ${files.paths[sample]}: ${(error as Error).message}`);
@@ -72,7 +72,7 @@ export async function buildFileBatch(data: LoaderData, files: FileSource, recipe
     if (!ok[index]) continue;
     labels[position] = data.labels[order[start + index]!]!;
     normalizeInto(pixels, index * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
-    augmentSample(images, position * sampleSize, channels, height, width, rest, [], sampleRandom(recipe.seed, epoch, order[start + index]!), scratch);
+    augmentSample(images, position * sampleSize, channels, height, width, rest, [], sampleRandom(positionSeed(recipe, start + index), epoch, order[start + index]!), scratch);
     position++;
   }
   const softTargets = recipe.mixup === null ? null : mixBatch(images, labels, channels, height, width, recipe.mixup, batchMixRandom(recipe.seed, epoch, epochBatch)).softTargets;

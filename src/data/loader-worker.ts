@@ -91,7 +91,7 @@ function main(): void {
     if (message.type === 'start') {
       run = message.run;
       epoch = message.epoch;
-      order = epochOrder(data.count, recipe.shuffle, recipe.seed, epoch);
+      order = epochOrder(data.count, recipe.shuffle, recipe.seed, epoch, recipe.repeats);
       next = first;
       credit = message.credit;
       schedule();

@@ -38,6 +38,11 @@ export interface LoaderOptions {
    * and batch k is the epoch's local batch k * world + rank (batch.ts). Default: all of it.
    */
   shard?: DataShard;
+  /**
+   * Repeated augmentation (DeiT's RASampler): each sample of the shuffled order N times in a row,
+   * each copy augmented differently, the epoch cut to the data set's length (batch.ts). Default 1 (off).
+   */
+  repeats?: number;
 }
 
 export const NO_AUGMENTATION: AugmentOptions = { cropPadding: 0, hflip: false, randomErasing: 0 };
@@ -244,6 +249,8 @@ export class BatchLoader implements AsyncIterable<Batch> {
     if (shard !== null && !(Number.isInteger(shard.world) && shard.world >= 1 && Number.isInteger(shard.rank) && shard.rank >= 0 && shard.rank < shard.world)) {
       fail(`shard rank ${String(shard.rank)} of world ${String(shard.world)} is not a rank in [0, world)`);
     }
+    const repeats = options.repeats ?? 1;
+    if (!Number.isInteger(repeats) || repeats < 1) fail(`repeats must be a positive integer, got ${String(repeats)}`);
     this.currentEpoch = epoch;
     this.recipe = {
       batchSize: options.batchSize,
@@ -253,6 +260,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
       augment: { ...augment },
       mixup: options.mixup === undefined ? null : { ...options.mixup },
       shard: shard === null ? null : { rank: shard.rank, world: shard.world },
+      repeats,
     };
     this.data = {
       images: dataset.images,
@@ -283,7 +291,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
 
   /** The sample indices of an epoch in the order they are batched. */
   order(epoch = this.currentEpoch): Int32Array {
-    return epochOrder(this.data.count, this.recipe.shuffle, this.recipe.seed, epoch);
+    return epochOrder(this.data.count, this.recipe.shuffle, this.recipe.seed, epoch, this.recipe.repeats);
   }
 
   /** Builds one batch in the calling thread (for checks and for resuming mid-epoch). */

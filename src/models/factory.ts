@@ -11,8 +11,8 @@ export function modelNames(): string[] {
 }
 
 export function describeModel(name: string): ModelInfo {
-  const { family, imageSize, description } = registeredModel(name);
-  return { family, imageSize, description };
+  const { family, imageSize, description, patchSize } = registeredModel(name);
+  return patchSize === undefined ? { family, imageSize, description } : { family, imageSize, description, patchSize };
 }
 
 /** A named model, sized for the data (image size, channels, classes) and the recipe (drop rates). */

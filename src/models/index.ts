@@ -5,6 +5,6 @@ export * from './resnet.js';
 export * from './bert.js';
 export * from './swin.js';
 export * from './clip.js';
-export { type ModelInfo, type ModelOverrides, registerModel, type RegisteredModel } from './registry.js';
+export { type DropPathSchedule, type ModelInfo, type ModelOverrides, registerModel, type RegisteredModel } from './registry.js';
 export * from './factory.js';
 export * from './pretrained.js';

@@ -3,12 +3,21 @@
 // file. src/models/index.ts imports every family, which fills the registry; import createModel
 // and friends from there.
 
+/**
+ * How a model spreads its drop-path rate over its residual blocks: 'linear' grows it from 0 in the
+ * first block to the rate in the last (timm: torch.linspace(0, rate, blocks)); 'uniform' uses the
+ * rate in every block (DeiT-III).
+ */
+export type DropPathSchedule = 'linear' | 'uniform';
+
 /** What a caller may change of a named config for its data and recipe. */
 export interface ModelOverrides {
   imageSize?: number;
   inChannels?: number;
   numClasses?: number;
   dropPathRate?: number;
+  /** Default 'linear'. */
+  dropPathSchedule?: DropPathSchedule;
   dropRate?: number;
   layerScale?: number | null;
   maskPatchSize?: number;
@@ -25,6 +34,11 @@ export interface ModelInfo {
   family: string;
   /** The image side the config is made for (a ViT's position embedding is sized for it). */
   imageSize: number;
+  /**
+   * A ViT's patch side: it can be built for any multiple of it (timm's img_size), its position
+   * embedding then sized for that grid. Absent for models bound to imageSize or free of it.
+   */
+  patchSize?: number;
   description: string;
 }
 

@@ -7,7 +7,7 @@ import { BatchNorm2d, Conv2d, Dropout, DropPath, Layer, Linear, ModuleList, Sequ
 import * as F from '../nn/functional.js';
 import { constant_, kaimingNormal_ } from '../nn/init.js';
 import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type Maskable, maskNoise } from './classifier.js';
-import { type ModelOverrides, registerModel } from './registry.js';
+import { type DropPathSchedule, type ModelOverrides, registerModel } from './registry.js';
 
 export interface ResNetConfig {
   block: 'basic' | 'bottleneck';
@@ -19,6 +19,8 @@ export interface ResNetConfig {
   inChannels: number;
   numClasses: number;
   dropPathRate: number;
+  /** 'linear' (timm, the default) or 'uniform' (the same rate in every block). */
+  dropPathSchedule?: DropPathSchedule;
   dropRate: number;
   /** Side of the square patches that masking zeroes, in pixels. */
   maskPatchSize: number;
@@ -140,8 +142,8 @@ export class ResNet extends Classifier implements Maskable {
       const blocks: Layer[] = [];
       for (let i = 0; i < count; i++) {
         const stride = i === 0 && stage > 0 ? 2 : 1;
-        // timm: drop-path rate grows linearly over all blocks
-        const rate = totalBlocks > 1 ? (config.dropPathRate * index) / (totalBlocks - 1) : config.dropPathRate;
+        // timm: drop-path rate grows linearly over all blocks; uniform: the same in each
+        const rate = config.dropPathSchedule === 'uniform' || totalBlocks === 1 ? config.dropPathRate : (config.dropPathRate * index) / (totalBlocks - 1);
         blocks.push(new Block(channels, config.widths[stage], stride, rate));
         channels = config.widths[stage] * Block.expansion;
         index++;
@@ -192,7 +194,7 @@ function registerResNet(name: string, imageSize: number, description: string, sh
       const size = overrides.imageSize ?? imageSize;
       return new ResNet({
         ...shape, imageSize: size, inChannels: overrides.inChannels ?? 3, numClasses: overrides.numClasses ?? 1000,
-        dropPathRate: overrides.dropPathRate ?? 0, dropRate: overrides.dropRate ?? 0, maskPatchSize: overrides.maskPatchSize ?? defaultMaskPatchSize(size),
+        dropPathRate: overrides.dropPathRate ?? 0, dropPathSchedule: overrides.dropPathSchedule ?? 'linear', dropRate: overrides.dropRate ?? 0, maskPatchSize: overrides.maskPatchSize ?? defaultMaskPatchSize(size),
       });
     },
   });
@@ -206,3 +208,6 @@ registerResNet('resnet18_small', 32, 'ResNet-18 shape with a 3x3 stride-1 stem (
 registerResNet('resnet18', 224, 'ResNet-18', { block: 'basic', layers: [2, 2, 2, 2], widths: [64, 128, 256, 512], stem: 'imagenet' });
 registerResNet('resnet34', 224, 'ResNet-34', { block: 'basic', layers: [3, 4, 6, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
 registerResNet('resnet50', 224, 'ResNet-50', { block: 'bottleneck', layers: [3, 4, 6, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
+// timm's / torchvision's resnet101 and resnet152 (44,549,160 and 60,192,808 parameters at 1000 classes, as torchvision's; test/models-torch.test.ts).
+registerResNet('resnet101', 224, 'ResNet-101', { block: 'bottleneck', layers: [3, 4, 23, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });
+registerResNet('resnet152', 224, 'ResNet-152', { block: 'bottleneck', layers: [3, 8, 36, 3], widths: [64, 128, 256, 512], stem: 'imagenet' });

@@ -8,7 +8,7 @@ import { linspace, type Tensor, tensor, tidy, where, zeros } from '../tensor/ten
 import { Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, Module, ModuleList, Parameter, Sequential } from '../nn/index.js';
 import { constant_, truncNormal_ } from '../nn/init.js';
 import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, initLinearsTimm, type Maskable } from './classifier.js';
-import { type ModelOverrides, registerModel } from './registry.js';
+import { type DropPathSchedule, type ModelOverrides, registerModel } from './registry.js';
 import { randomTokenMask } from './vit.js';
 
 export interface SwinConfig {
@@ -25,6 +25,8 @@ export interface SwinConfig {
   mlpRatio: number;
   qkvBias: boolean;
   dropPathRate: number;
+  /** 'linear' (timm, the default) or 'uniform' (the same rate in every block). */
+  dropPathSchedule?: DropPathSchedule;
   /** The dropout after each attention projection and in each MLP (timm's proj_drop_rate); the one DropSub varies. */
   dropRate: number;
   /** The dropout before the classifier (timm's drop_rate); fixed, no method changes it. Default 0. */
@@ -300,9 +302,12 @@ export class SwinTransformer extends Classifier implements Maskable {
     this.patchEmbed = this.registerModule('patch_embed', new PatchEmbed(patchSize, config.inChannels, embedDim));
     // SimMIM's init of its mask token: trunc_normal(.02).
     this.maskToken = this.registerParameter('mask_token', tidy(() => new Parameter(truncNormal_(zeros([1, 1, embedDim]), 0.02))));
-    // timm's calculate_drop_path_rates(stagewise=True): linear from 0 over all blocks, split by stage.
+    // timm's calculate_drop_path_rates(stagewise=True): linear from 0 over all blocks, split by
+    // stage; uniform: the same rate in every block.
     const total = depths.reduce((sum, depth) => sum + depth, 0);
-    const rates = tidy(() => (total > 1 ? (linspace(0, config.dropPathRate, total, { dtype: 'float64' }).toArray() as number[]) : [config.dropPathRate]));
+    const rates = config.dropPathSchedule === 'uniform'
+      ? new Array<number>(total).fill(config.dropPathRate)
+      : tidy(() => (total > 1 ? (linspace(0, config.dropPathRate, total, { dtype: 'float64' }).toArray() as number[]) : [config.dropPathRate]));
     const stages: SwinStage[] = [];
     let start = 0;
     for (let index = 0; index < depths.length; index++) {
@@ -354,7 +359,7 @@ function registerSwin(name: string, imageSize: number, description: string, shap
     build: (overrides: ModelOverrides) => new SwinTransformer({
       mlpRatio: 4, qkvBias: true, ...shape,
       imageSize: overrides.imageSize ?? imageSize, inChannels: overrides.inChannels ?? 3, numClasses: overrides.numClasses ?? 1000,
-      dropPathRate: overrides.dropPathRate ?? 0, dropRate: overrides.dropRate ?? 0,
+      dropPathRate: overrides.dropPathRate ?? 0, dropPathSchedule: overrides.dropPathSchedule ?? 'linear', dropRate: overrides.dropRate ?? 0,
     }),
   });
 }

@@ -5,7 +5,7 @@ import { cat, Generator, linspace, type Tensor, tidy, where, zeros } from '../te
 import { Attention, Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
 import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, initLinearsTimm, type Maskable, maskNoise } from './classifier.js';
-import { type ModelOverrides, registerModel } from './registry.js';
+import { type DropPathSchedule, type ModelOverrides, registerModel } from './registry.js';
 
 export interface VitConfig {
   imageSize: number;
@@ -20,8 +20,8 @@ export interface VitConfig {
   /** DeiT-III LayerScale init value; null disables LayerScale. */
   layerScale: number | null;
   dropPathRate: number;
-  /** 'linear' grows the rate from 0 to dropPathRate over depth (timm); 'uniform' uses it everywhere. */
-  dropPathSchedule: 'linear' | 'uniform';
+  /** 'linear' grows the rate from 0 to dropPathRate over depth (timm); 'uniform' uses it everywhere (DeiT-III). */
+  dropPathSchedule: DropPathSchedule;
   dropRate: number;
   /** 'token': the class token's output feeds the head; 'avg': the mean of the patch tokens (MAE fine-tuning). Default 'token'. */
   globalPool?: 'token' | 'avg';
@@ -213,9 +213,9 @@ type VitShape = Pick<VitConfig, 'patchSize' | 'width' | 'depth' | 'heads'>;
 
 function registerVit(name: string, imageSize: number, description: string, shape: VitShape): void {
   registerModel(name, {
-    family: 'vit', imageSize, description,
+    family: 'vit', imageSize, description, patchSize: shape.patchSize,
     build: (overrides: ModelOverrides) => new VisionTransformer({
-      mlpRatio: 4, qkvBias: true, dropPathSchedule: 'linear', ...shape,
+      mlpRatio: 4, qkvBias: true, dropPathSchedule: overrides.dropPathSchedule ?? 'linear', ...shape,
       imageSize: overrides.imageSize ?? imageSize, inChannels: overrides.inChannels ?? 3, numClasses: overrides.numClasses ?? 1000,
       dropPathRate: overrides.dropPathRate ?? 0, dropRate: overrides.dropRate ?? 0, layerScale: overrides.layerScale ?? null,
       globalPool: overrides.globalPool ?? 'token', fcNorm: overrides.fcNorm ?? null, maskMode: overrides.maskMode ?? 'drop',

@@ -92,7 +92,11 @@ export const SETTINGS = {
   }),
   imageSize: define({
     group: 'data', schema: z.number().int().min(8).max(4096).nullable(), default: null, alias: ['img-size', 'input-size', 'resolution'],
-    help: 'folder only: side in pixels of the square images the model sees (null: the model\'s input size)',
+    help: 'folder only: side in pixels of the square images the model trains on (null: the model\'s input size); a ViT takes any multiple of its patch size (its position embedding is sized for it; DeiT-III trains ViT-B at 192)',
+  }),
+  evalImageSize: define({
+    group: 'data', schema: z.number().int().min(8).max(4096).nullable(), default: null, alias: ['eval-size', 'test-size', 'test-image-size'],
+    help: 'folder only, CNN models only: side in pixels of the evaluation images, when it differs from image-size (RSB A3 trains at 160 and tests at 224); a ViT or Swin is built for one size: fine-tune it at the new size with init instead (null: image-size)',
   }),
   skipBadImages: define({
     group: 'data', schema: z.boolean(), default: false,
@@ -125,6 +129,10 @@ export const SETTINGS = {
   dropPath: define({
     group: 'model', schema: STRENGTH, default: 0, alias: ['drop-path-rate', 'stochastic-depth'],
     help: 'the main model\'s drop-path (stochastic depth) rate',
+  }),
+  dropPathSchedule: define({
+    group: 'model', schema: z.enum(['linear', 'uniform']), default: 'linear', alias: ['drop-path-mode'],
+    help: 'how drop-path spreads over the blocks (ViT, Swin, ResNet): linear grows it from 0 in the first block to drop-path in the last (timm), uniform uses drop-path in every block (DeiT-III); PathSub adds its ratio to each block\'s rate on top of either',
   }),
   dropout: define({
     group: 'model', schema: STRENGTH, default: 0, alias: ['drop-rate', 'dropout-rate'],
@@ -235,6 +243,10 @@ export const SETTINGS = {
     group: 'optimization', schema: z.number().gt(0).max(1).nullable(), default: null, alias: ['layer-wise-decay', 'lr-decay', 'layer-lr-decay'],
     help: 'layer-wise learning-rate decay for fine-tuning (BEiT / MAE groups): the head learns at lr, each layer below at this factor times the one above (ViT: embeddings, block 1..N, head; ResNet: stem, each block, fc); null: off',
   }),
+  optEps: define({
+    group: 'optimization', schema: z.number().gt(0).max(1).nullable(), default: null, alias: ['eps', 'opt-epsilon', 'adam-eps'],
+    help: 'epsilon of AdamW and LAMB, added to the root of the second moment (null: the optimizer\'s default, AdamW 1e-8, LAMB 1e-6 as timm\'s Lamb; DeiT-III passes 1e-8 to LAMB); not for SGD',
+  }),
   momentum: define({
     group: 'optimization', schema: z.number().min(0).lt(1), default: 0.9,
     help: 'SGD momentum',
@@ -298,6 +310,10 @@ export const SETTINGS = {
   cropPct: define({
     group: 'augmentation', schema: z.number().gt(0).max(1), default: 0.875, alias: ['crop-percent', 'test-crop'],
     help: 'folder only: evaluation resizes the shorter side to floor(image-size / crop-pct), then center-crops image-size (timm\'s crop_pct)',
+  }),
+  repeatedAug: define({
+    group: 'augmentation', schema: z.number().int().min(1).max(16), default: 1, alias: ['repeated-augmentation', 'num-repeats', 'aug-repeats'],
+    help: 'repeated augmentation (DeiT\'s RASampler): each image of the shuffled order N times in a row, each copy augmented differently, the epoch cut to the data set\'s length, so an epoch sees about 1/N of the images (1: off; DeiT-III and RSB: 3)',
   }),
   hflip: define({
     group: 'augmentation', schema: z.boolean(), default: true, alias: ['flip', 'horizontal-flip'],
@@ -399,17 +415,28 @@ export const PRESETS: Record<string, Preset> = {
     description: 'Quick CPU comparison (~20 min for 3 methods x 2 seeds on 2 cores): Fashion-MNIST, 2,048 training images for 30 epochs (so the model fits them and a regularizer has something to do), 2,000 test images; ViT 64-dim x 4 blocks, patch 4; AdamW 2e-3, wd 0.05, batch 64, 1 warmup epoch + cosine, label smoothing 0.1, crop(2)+flip',
     values: { dataset: 'fashion-mnist', model: 'vit_mini_patch4_28', limitTrain: 2048, limitTest: 2000, epochs: 30, batchSize: 64, lr: 2e-3, weightDecay: 0.05, warmupEpochs: 1, labelSmoothing: 0.1, probeSize: 256 },
   },
+  // DeiT-III's 400-epoch recipes: MaskSub paper Table B.1 (shared values) and Table B.2 (per model);
+  // LAMB's epsilon 1e-8 and the fine-tune phase's values beyond Table B.2 from DeiT-III's code
+  // (facebookresearch/deit main.py: --opt-eps default 1e-8; README_revenge.md: the commands).
   'deit3-vit-b': {
-    description: 'DeiT-III (paper Table B.1) for 224 px data: ViT-B/16, LAMB 3e-3, wd 0.05, batch 2048, 400 epochs (5 warmup), BCE, mixup 0.8, cutmix 1.0, 3-Augment + color jitter 0.3, grad clip 1.0, drop-path 0.2, LayerScale',
-    values: { threeAugment: true, colorJitter: 0.3, model: 'vit_base_patch16_224', optimizer: 'lamb', lr: 3e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.2, layerScale: 1e-4, cropPadding: 0, hflip: true },
+    description: 'DeiT-III ViT-B/16, 400 epochs (MaskSub paper Table B.1, Table B.2 400-epoch column): trains at 192 px (--dataset folder); LAMB 3e-3 (eps 1e-8, DeiT-III\'s main.py), wd 0.03, batch 2048, 5 warmup epochs, BCE (targets > 0 become 1), mixup 0.8, cutmix 1.0, 3-Augment + color jitter 0.3, repeated augmentation 3, grad clip 1.0, drop-path 0.1 uniform over the blocks, LayerScale 1e-4, test crop 1.0. Table B.2\'s 20-epoch 224-px fine-tune is a second run: --preset deit3-vit-b-ft --init RUN/model.safetensors (position embeddings are resampled to 224 px)',
+    values: { threeAugment: true, colorJitter: 0.3, model: 'vit_base_patch16_224', imageSize: 192, optimizer: 'lamb', optEps: 1e-8, lr: 3e-3, weightDecay: 0.03, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, repeatedAug: 3, clipGrad: 1.0, dropPath: 0.1, dropPathSchedule: 'uniform', layerScale: 1e-4, cropPct: 1.0, cropPadding: 0, hflip: true },
+  },
+  'deit3-vit-b-ft': {
+    description: 'DeiT-III ViT-B/16 resolution fine-tune, the second run after deit3-vit-b (MaskSub paper Table B.2: 20 epochs at 224 px, AdamW 1e-5, drop-path 0.2; the rest from DeiT-III\'s README_revenge.md fine-tune command): give --init RUN/model.safetensors of the 192-px run; wd 0.1, batch 512, 5 warmup epochs, cross-entropy with label smoothing 0.1, mixup 0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, no repeated augmentation, drop-path 0.2 uniform, LayerScale 1e-4, test crop 1.0',
+    values: { randAugment: 'rand-m9-mstd0.5-inc1', model: 'vit_base_patch16_224', imageSize: 224, optimizer: 'adamw', lr: 1e-5, weightDecay: 0.1, batchSize: 512, epochs: 20, warmupEpochs: 5, loss: 'ce', labelSmoothing: 0.1, mixup: 0.8, cutmix: 1.0, repeatedAug: 1, dropPath: 0.2, dropPathSchedule: 'uniform', layerScale: 1e-4, cropPct: 1.0, cropPadding: 0, hflip: true },
   },
   'deit3-vit-s': {
-    description: 'DeiT-III for 224 px data: ViT-S/16, LAMB 4e-3, wd 0.05, batch 2048, 400 epochs, BCE, mixup 0.8, cutmix 1.0, 3-Augment + color jitter 0.3, grad clip 1.0, drop-path 0.05, LayerScale',
-    values: { threeAugment: true, colorJitter: 0.3, model: 'vit_small_patch16_224', optimizer: 'lamb', lr: 4e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.05, layerScale: 1e-4, cropPadding: 0, hflip: true },
+    description: 'DeiT-III ViT-S/16, 400 epochs (MaskSub paper Table B.1, Table B.2 400-epoch column): trains at 224 px, which Table B.2 gives for ViT-S (no fine-tune phase; ViT-B and larger train at 192 or 160 px and fine-tune at 224); LAMB 4e-3 (eps 1e-8, DeiT-III\'s main.py), wd 0.03, batch 2048, 5 warmup epochs, BCE (targets > 0 become 1), mixup 0.8, cutmix 1.0, 3-Augment + color jitter 0.3, repeated augmentation 3, grad clip 1.0, drop-path 0.0 (uniform schedule), LayerScale 1e-4, test crop 1.0',
+    values: { threeAugment: true, colorJitter: 0.3, model: 'vit_small_patch16_224', optimizer: 'lamb', optEps: 1e-8, lr: 4e-3, weightDecay: 0.03, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, repeatedAug: 3, clipGrad: 1.0, dropPath: 0, dropPathSchedule: 'uniform', layerScale: 1e-4, cropPct: 1.0, cropPadding: 0, hflip: true },
   },
   'rsb-a2-resnet50': {
-    description: 'ResNet Strikes Back A2 (paper Table B.1) for 224 px data: ResNet-50, LAMB 5e-3, wd 0.01, batch 2048, 300 epochs (5 warmup), BCE, mixup 0.1, cutmix 1.0, RandAugment rand-m7-mstd0.5-inc1, drop-path 0.05',
-    values: { randAugment: 'rand-m7-mstd0.5-inc1', model: 'resnet50', optimizer: 'lamb', lr: 5e-3, weightDecay: 0.01, batchSize: 2048, epochs: 300, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0.2, labelSmoothing: 0, mixup: 0.1, cutmix: 1.0, dropPath: 0.05, cropPadding: 0, hflip: true },
+    description: 'ResNet Strikes Back A2 (MaskSub paper Table B.1) for 224 px data: ResNet-50, LAMB 5e-3, wd 0.01, batch 2048, 300 epochs (5 warmup), BCE with target threshold 0.2 (RSB), mixup 0.1, cutmix 1.0, RandAugment rand-m7-mstd0.5-inc1, repeated augmentation 3, drop-path 0.05, test crop 0.95',
+    values: { randAugment: 'rand-m7-mstd0.5-inc1', model: 'resnet50', optimizer: 'lamb', lr: 5e-3, weightDecay: 0.01, batchSize: 2048, epochs: 300, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0.2, labelSmoothing: 0, mixup: 0.1, cutmix: 1.0, repeatedAug: 3, dropPath: 0.05, cropPct: 0.95, cropPadding: 0, hflip: true },
+  },
+  'rsb-a3-resnet50': {
+    description: 'ResNet Strikes Back A3 (RSB paper, Wightman et al. 2021, Table 1 column A3; mmpretrain\'s resnet50_8xb256-rsb-a3-100e_in1k config agrees): ResNet-50 trained at 160 px and tested at 224 px with crop 0.95 (--dataset folder), LAMB 8e-3, wd 0.02, batch 2048, 100 epochs (5 warmup), BCE with target threshold 0.2, mixup 0.1, cutmix 1.0, RandAugment rand-m6-mstd0.5-inc1; A3 uses neither repeated augmentation nor drop-path (A1 and A2 do; mmpretrain\'s A3 config samples plainly too)',
+    values: { randAugment: 'rand-m6-mstd0.5-inc1', model: 'resnet50', imageSize: 160, evalImageSize: 224, optimizer: 'lamb', lr: 8e-3, weightDecay: 0.02, batchSize: 2048, epochs: 100, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0.2, labelSmoothing: 0, mixup: 0.1, cutmix: 1.0, repeatedAug: 1, dropPath: 0, cropPct: 0.95, cropPadding: 0, hflip: true },
   },
   'mae-vit-b-ft': {
     description: 'MAE fine-tuning of ViT-B/16 (MAE\'s FINETUNE.md: blr 5e-4 x batch 1024 / 256) for 224 px data with --init from an MAE-pretrained checkpoint: AdamW 2e-3, wd 0.05, layer decay 0.65, batch 1024, 100 epochs (5 warmup), min lr 1e-6, drop-path 0.1, mixup 0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, label smoothing 0.1, mean pooling with fc_norm',
@@ -663,7 +690,7 @@ function checkCombinations(config: TrainConfig): void {
   const model = describeModel(config.model);
   const folder = config.dataset === 'folder';
   if (!folder) {
-    const folderOnly = (['trainList', 'valList', 'imageSize', 'classes'] as const).find((name) => config[name] !== null);
+    const folderOnly = (['trainList', 'valList', 'imageSize', 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null);
     if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
     const imageOnly = config.randAugment !== null ? 'rand-augment' : config.threeAugment ? 'three-augment' : config.colorJitter > 0 ? 'color-jitter' : null;
     if (imageOnly !== null) {
@@ -692,10 +719,20 @@ function checkCombinations(config: TrainConfig): void {
     }
   }
   const dataSize = folder ? config.imageSize ?? model.imageSize : info.height;
-  // A transformer's patch grid, windows and position tables are built for its size; a CNN takes any.
-  if (model.imageSize !== dataSize && (model.family === 'vit' || model.family === 'swin')) {
-    if (folder) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}; leave image-size out or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
+  // A transformer's patch grid, windows and position tables are built for its size; a CNN takes
+  // any. A ViT is built for the folder's image-size when its patches tile it (timm's img_size).
+  const patchesTile = folder && model.patchSize !== undefined && dataSize % model.patchSize === 0;
+  if (model.imageSize !== dataSize && !patchesTile && (model.family === 'vit' || model.family === 'swin')) {
+    const multiple = model.patchSize === undefined ? '' : ` nor a multiple of its ${model.patchSize}-px patch`;
+    if (folder) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}${multiple}; leave image-size out or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
     throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but ${config.dataset} has ${info.height}x${info.width}; pick a ${info.height}-px model (${modelNames().filter((name) => describeModel(name).imageSize === info.height).join(', ')})`);
+  }
+  if (config.evalImageSize !== null && config.evalImageSize !== dataSize && model.family !== 'resnet') {
+    throw new ConfigError(`eval-image-size ${config.evalImageSize} differs from the training size ${dataSize}, but ${config.model} (${model.family === 'swin' ? 'Swin' : 'ViT'}) is built for one image size; ` +
+      'train, then fine-tune at the evaluation size with --init RUN/model.safetensors --image-size N (position embeddings are resampled), as DeiT-III does');
+  }
+  if (config.optEps !== null && config.optimizer === 'sgd') {
+    throw new ConfigError(`opt-eps ${config.optEps} applies only to adamw and lamb; sgd has no epsilon: leave opt-eps out`);
   }
   if (config.maskPatchSize !== null && model.family !== 'resnet') {
     // Masking a ViT drops its own patch tokens; a patch size for zeroing would be silently unused.

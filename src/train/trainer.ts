@@ -91,7 +91,8 @@ export async function loadSplit(config: TrainConfig, split: 'train' | 'test', li
     ? loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined })
     : await loadFolderDataset({
       split, dataDir: config.dataDir, list: split === 'train' ? config.trainList : config.valList, classes, limit: limit ?? undefined,
-      size: config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
+      // The evaluation split at eval-image-size when set (a CNN only; config.ts checks).
+      size: (split === 'test' ? config.evalImageSize : null) ?? config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
       cropPercent: config.cropPct, skipBadImages: config.skipBadImages, threeAugment: config.threeAugment, colorJitter: config.colorJitter, randAugment: config.randAugment,
     }).catch((error: Error) => { throw new TrainingError(error.message); });
   if (dataset.count === 0) throw new TrainingError(`${config.dataset} ${split} split (${dataset.source}) holds no images`);
@@ -181,7 +182,7 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
 /** The run's model for its data and recipe (before --init and before moving to the device). */
 function buildModel(config: ResolvedTrainConfig, train: ImageDataset): Classifier {
   return createModel(config.model, {
-    imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath,
+    imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath, dropPathSchedule: config.dropPathSchedule,
     dropRate: config.dropout, layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
     globalPool: config.globalPool, maskMode: config.maskMode,
   });
@@ -215,9 +216,9 @@ function buildOptimizer(model: Classifier, config: ResolvedTrainConfig): Optimiz
     ? paramGroupsWithWeightDecay(model, config.weightDecay, model.noWeightDecay())
     : paramGroupsWithLayerDecay(model, config.weightDecay, config.layerDecay, layerAssignment(model), model.noWeightDecay());
   switch (config.optimizer) {
-    case 'lamb': return new Lamb(groups, { lr: config.lr, weightDecay: config.weightDecay });
+    case 'lamb': return new Lamb(groups, { lr: config.lr, weightDecay: config.weightDecay, eps: config.optEps ?? undefined });
     case 'sgd': return new SGD(groups, { lr: config.lr, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay });
-    default: return new AdamW(groups, { lr: config.lr, weightDecay: config.weightDecay });
+    default: return new AdamW(groups, { lr: config.lr, weightDecay: config.weightDecay, eps: config.optEps ?? undefined });
   }
 }
 
@@ -252,7 +253,7 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?:
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   const loader = new BatchLoader(train, {
     batchSize: plan.localBatch, shuffle: true, dropLast: plan.dropLast, seed: config.seed,
-    shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined,
+    shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined, repeats: config.repeatedAug,
     augment: { cropPadding: train.files ? 0 : config.cropPadding, hflip: config.hflip, randomErasing: config.randomErasing },
     mixup: config.mixup > 0 || config.cutmix > 0
       ? { mixupAlpha: config.mixup, cutmixAlpha: config.cutmix, switchProb: config.mixupSwitchProb, prob: config.mixupProb, labelSmoothing: config.labelSmoothing, numClasses: train.numClasses }
