@@ -204,6 +204,8 @@ async function mainPhase(): Promise<void> {
   const { default: sharp } = await import('sharp');
   const { Random } = await import('../src/data/random.js');
   const { cpuModel, gitState } = await import('./machine.js');
+  // Read before anything runs: the code measured is this tree's, whatever is edited meanwhile.
+  const git = gitState(root);
   const folder = mkdtempSync(join(tmpdir(), 'masksub-decode-bench-'));
   const results: Record<string, unknown>[] = [];
   const report = (entry: Record<string, unknown>): void => {
@@ -303,9 +305,8 @@ async function mainPhase(): Promise<void> {
     rmSync(folder, { recursive: true, force: true });
   }
   if (out !== '') {
-    const git = gitState(root);
     writeFileSync(out, `${JSON.stringify({
-      date: new Date().toISOString(), commit: git.commit, dirty: git.dirty, machine: { cpu: cpuModel(), cores: cpus().length },
+      date: new Date().toISOString(), commit: git.commit, dirty: git.dirty, dirtyFiles: git.dirtyFiles, machine: { cpu: cpuModel(), cores: cpus().length },
       settings: { images: count, image: '500x375 JPEG q90', size, rounds, workerRounds, workers: workerCounts, epochs, batch, stepBatch },
       torchvision: execFileSync(PYTHON, ['-c', 'import torch, torchvision, PIL; print(torch.__version__, torchvision.__version__, PIL.__version__)'], { encoding: 'utf8' }).trim(),
       results,
