@@ -126,6 +126,14 @@ print(json.dumps(out))
     }
   });
 
+  test('a channel-first target that the crop does not fit is refused with the sizes named, nothing written', () => {
+    const box = { top: 0, left: 0, height: 75, width: 100 };
+    const small = new Uint8Array(3 * 8 * 8 + 2).fill(9);
+    assert.throws(() => resizedCrop(image, box, 8, 'bilinear', { channelFirst: { target: small, offset: 3 } }), /8x8x3 output does not fit at offset 3 of a 194-byte target/);
+    assert.throws(() => resizedCrop(image, box, 8, 'bilinear', { channelFirst: { target: small, offset: -1 } }), /offset -1/);
+    assert.ok(small.every((value) => value === 9));
+  });
+
   test('horizontal flip equals torchvision hflip exactly', (t) => {
     if (skipWithout(t, missing)) return;
     const reference = python(image, 'print(json.dumps(hwc(TF.hflip(image))))') as number[];
