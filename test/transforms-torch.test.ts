@@ -1,6 +1,7 @@
 // The image transforms against torchvision 0.14 (Debian's python3-torchvision) on the same pixels:
-// resized crops and the eval resize + center crop (antialiased bilinear and bicubic, torchvision's
-// tensor path with antialias=True, the filter PIL uses), the flip, and sharp's decoding against
+// resized crops (also flipped and written channel-first in one pass, as training does) and the
+// eval resize + center crop (antialiased bilinear and bicubic, torchvision's tensor path with
+// antialias=True, the filter PIL uses), the flip, and sharp's decoding against
 // PIL's on the same PNG and JPEG files. RandomResizedCrop's random boxes are compared with
 // torchvision's own get_params as distributions (area fraction, aspect ratio, position).
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import {
   adjustBrightness, adjustContrast, adjustSaturation, blurKernelSize, colorJitter, colorJitterParameters, gaussianBlur, grayscale, solarize, threeAugment,
 } from '../src/data/color.js';
 import {
-  evalResizeCenterCrop, flipHorizontal, randomResizedCropBox, type RawImage, resizedCrop, type Interpolation,
+  evalResizeCenterCrop, flipHorizontal, randomResizedCropBox, type RawImage, resizedCrop, toChannelFirst, type Interpolation,
 } from '../src/data/transforms.js';
 import { compareBytes, testImage } from './helpers/images.js';
 import { skipWithout } from './helpers/skip.js';
@@ -69,15 +70,29 @@ describe('transforms against torchvision 0.14', () => {
       const mode = interpolation === 'bicubic' ? 'BICUBIC' : 'BILINEAR';
       const reference = python(image, `
 boxes = ${JSON.stringify(boxes)}
-print(json.dumps([hwc(TF.resized_crop(image, b['top'], b['left'], b['height'], b['width'], [b['size'], b['size']], InterpolationMode.${mode}, antialias=True)) for b in boxes]))
-`) as number[][];
+crops = [TF.resized_crop(image, b['top'], b['left'], b['height'], b['width'], [b['size'], b['size']], InterpolationMode.${mode}, antialias=True) for b in boxes]
+# The flipped crops channel-first, the batch layout the training transform writes directly.
+print(json.dumps([[hwc(c) for c in crops], [TF.hflip(c).reshape(-1).tolist() for c in crops]]))
+`) as number[][][];
       boxes.forEach((box, index) => {
         const ours = resizedCrop(image, box, box.size, interpolation);
-        const { largest, differing } = compareBytes(ours.pixels, reference[index]!);
+        const { largest, differing } = compareBytes(ours.pixels, reference[0]![index]!);
         // torch accumulates in float32, we in float64 with float32 taps: a sum that lands within
         // float32 rounding of a .5 may round the other way, one level apart, in a few pixels.
         assert.ok(largest <= 1, `box ${index}: largest difference ${largest}`);
         assert.ok(differing < 0.01, `box ${index}: ${(differing * 100).toFixed(2)}% of bytes differ`);
+        // Flip and channel-first fused into the resampling (the training path), written at an
+        // offset into a larger batch: torchvision's hflip of the crop, and the same bytes as
+        // flipping and copying the unfused result.
+        const batch = new Uint8Array(5 + 3 * box.size * box.size + 7).fill(77);
+        resizedCrop(image, box, box.size, interpolation, { flip: true, channelFirst: { target: batch, offset: 5 } });
+        const fused = batch.subarray(5, 5 + 3 * box.size * box.size);
+        const flippedReference = compareBytes(fused, reference[1]![index]!);
+        assert.ok(flippedReference.largest <= 1 && flippedReference.differing < 0.01, `flipped box ${index}: largest ${flippedReference.largest}`);
+        const unfused = new Uint8Array(fused.length);
+        toChannelFirst(flipHorizontal(ours), unfused, 0);
+        assert.deepEqual(fused, unfused, `flipped box ${index}: fused bytes differ from flip + toChannelFirst`);
+        assert.ok(batch.subarray(0, 5).every((value) => value === 77) && batch.subarray(5 + fused.length).every((value) => value === 77), 'wrote outside its sample');
       });
     });
   }
@@ -109,6 +124,14 @@ print(json.dumps(out))
         assert.ok(largest <= 1 && differing < 0.01, `${source.height}x${source.width} case ${index}: largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
       });
     }
+  });
+
+  test('a channel-first target that the crop does not fit is refused with the sizes named, nothing written', () => {
+    const box = { top: 0, left: 0, height: 75, width: 100 };
+    const small = new Uint8Array(3 * 8 * 8 + 2).fill(9);
+    assert.throws(() => resizedCrop(image, box, 8, 'bilinear', { channelFirst: { target: small, offset: 3 } }), /8x8x3 output does not fit at offset 3 of a 194-byte target/);
+    assert.throws(() => resizedCrop(image, box, 8, 'bilinear', { channelFirst: { target: small, offset: -1 } }), /offset -1/);
+    assert.ok(small.every((value) => value === 9));
   });
 
   test('horizontal flip equals torchvision hflip exactly', (t) => {

@@ -17,7 +17,7 @@ import { mixBatch } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
 import { colorJitter, colorJitterParameters, threeAugment } from './color.js';
 import { randAugment } from './randaugment.js';
-import { flipHorizontal, randomResizedCropBox, resizedCrop, toChannelFirst } from './transforms.js';
+import { randomResizedCropBox, resizedCrop, toChannelFirst } from './transforms.js';
 
 /** A batch of decoded files, with the files that could not be decoded and were left out. */
 export interface FileBatch extends Batch {
@@ -29,9 +29,16 @@ export async function trainSample(files: FileSource, sample: number, seed: numbe
   const image = await decodeImage(files.paths[sample]!);
   const random = new Random(deriveSeed(seed, epoch, 2, sample));
   const box = randomResizedCropBox(image.height, image.width, random, { scale: files.scale, ratio: files.ratio });
-  const cropped = resizedCrop(image, box, files.size, files.interpolation);
-  if (hflip && random.next() < 0.5) flipHorizontal(cropped);
-  let augmented = cropped;
+  // The flip is drawn after the box, as before it was fused into the resampling, so the streams
+  // (and a resumed run's bytes) are unchanged.
+  const flip = hflip && random.next() < 0.5;
+  const augmenting = files.randAugment !== null || files.threeAugment || files.colorJitter > 0;
+  if (!augmenting) {
+    // Crop, resize, flip and the batch layout in one pass straight into the batch.
+    resizedCrop(image, box, files.size, files.interpolation, { flip, channelFirst: { target, offset } });
+    return;
+  }
+  let augmented = resizedCrop(image, box, files.size, files.interpolation, { flip });
   // timm's fill for RandAugment's geometric ops: the data set's mean in pixels.
   if (files.randAugment) augmented = randAugment(augmented, files.randAugment, random, { fill: files.fill });
   if (files.threeAugment) augmented = threeAugment(augmented, random, 0);

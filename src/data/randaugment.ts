@@ -278,7 +278,18 @@ function applyTables(image: RawImage, tables: readonly Uint8Array[]): RawImage {
   checkImage(image);
   const { pixels, channels } = image;
   const out = new Uint8Array(pixels.length);
-  for (let index = 0; index < pixels.length; index++) out[index] = tables[index % channels]![pixels[index]!]!;
+  if (channels === 1) {
+    const table = tables[0]!;
+    for (let index = 0; index < pixels.length; index++) out[index] = table[pixels[index]!]!;
+  } else {
+    // One table per channel in locals, not `tables[index % channels]` per byte (about 10x slower).
+    const [red, green, blue] = tables as [Uint8Array, Uint8Array, Uint8Array];
+    for (let index = 0; index < pixels.length; index += 3) {
+      out[index] = red[pixels[index]!]!;
+      out[index + 1] = green[pixels[index + 1]!]!;
+      out[index + 2] = blue[pixels[index + 2]!]!;
+    }
+  }
   return { ...image, pixels: out };
 }
 
@@ -293,7 +304,17 @@ function histograms(image: RawImage): Float64Array[] {
   checkImage(image);
   const { pixels, channels } = image;
   const counts = Array.from({ length: channels }, () => new Float64Array(256));
-  for (let index = 0; index < pixels.length; index++) counts[index % channels]![pixels[index]!]!++;
+  if (channels === 1) {
+    const count = counts[0]!;
+    for (let index = 0; index < pixels.length; index++) count[pixels[index]!]!++;
+  } else {
+    const [red, green, blue] = counts as [Float64Array, Float64Array, Float64Array];
+    for (let index = 0; index < pixels.length; index += 3) {
+      red[pixels[index]!]!++;
+      green[pixels[index + 1]!]!++;
+      blue[pixels[index + 2]!]!++;
+    }
+  }
   return counts;
 }
 
@@ -368,17 +389,27 @@ const f32 = Math.fround;
  * PIL's Image.blend(degenerate, image, factor): degenerate + factor * (image - degenerate) in float32,
  * truncated to uint8, clipped only when extrapolating (factor outside [0, 1]).
  */
-function blend(image: RawImage, degenerate: (index: number) => number, factor: number): RawImage {
+function blend(image: RawImage, degenerate: Uint8Array | number, factor: number): RawImage {
   checkImage(image);
   const alpha = f32(factor);
   const { pixels } = image;
-  if (alpha === 0) return { ...image, pixels: Uint8Array.from(pixels, (_, index) => degenerate(index)) };
   if (alpha === 1) return { ...image, pixels: pixels.slice() };
   const out = new Uint8Array(pixels.length);
-  for (let index = 0; index < pixels.length; index++) {
-    const base = degenerate(index);
-    const value = f32(base + f32(alpha * (pixels[index]! - base)));
-    out[index] = value <= 0 ? 0 : value >= 255 ? 255 : Math.trunc(value);
+  // The degenerate image as bytes or one constant, not a callback per byte (a closure call per
+  // byte made Color, Contrast, Brightness and Sharpness several times slower).
+  if (typeof degenerate === 'number') {
+    if (alpha === 0) return { ...image, pixels: out.fill(degenerate) };
+    for (let index = 0; index < pixels.length; index++) {
+      const value = f32(degenerate + f32(alpha * (pixels[index]! - degenerate)));
+      out[index] = value <= 0 ? 0 : value >= 255 ? 255 : Math.trunc(value);
+    }
+  } else {
+    if (alpha === 0) return { ...image, pixels: degenerate.slice(0, pixels.length) };
+    for (let index = 0; index < pixels.length; index++) {
+      const base = degenerate[index]!;
+      const value = f32(base + f32(alpha * (pixels[index]! - base)));
+      out[index] = value <= 0 ? 0 : value >= 255 ? 255 : Math.trunc(value);
+    }
   }
   return { ...image, pixels: out };
 }
@@ -401,8 +432,11 @@ function lumaPlane(image: RawImage): Uint8Array {
 /** PIL's ImageEnhance.Color: blend with the image's L conversion (0 gray, 1 unchanged). */
 export function color(image: RawImage, factor: number): RawImage {
   const gray = lumaPlane(image);
-  const channels = image.channels;
-  return blend(image, (index) => gray[Math.floor(index / channels)]!, factor);
+  if (image.channels === 1) return blend(image, gray, factor);
+  // The L value repeated in each pixel's three channels, as Image.blend sees the L image converted to RGB.
+  const degenerate = new Uint8Array(gray.length * 3);
+  for (let pixel = 0; pixel < gray.length; pixel++) degenerate[3 * pixel] = degenerate[3 * pixel + 1] = degenerate[3 * pixel + 2] = gray[pixel]!;
+  return blend(image, degenerate, factor);
 }
 
 /** PIL's ImageEnhance.Contrast: blend with a flat image at int(mean of L + 0.5). */
@@ -411,12 +445,12 @@ export function contrast(image: RawImage, factor: number): RawImage {
   let sum = 0;
   for (let index = 0; index < gray.length; index++) sum += gray[index]!;
   const mean = Math.trunc(sum / gray.length + 0.5);
-  return blend(image, () => mean, factor);
+  return blend(image, mean, factor);
 }
 
 /** PIL's ImageEnhance.Brightness: blend with black. */
 export function brightness(image: RawImage, factor: number): RawImage {
-  return blend(image, () => 0, factor);
+  return blend(image, 0, factor);
 }
 
 /**
@@ -434,12 +468,13 @@ export function smooth(image: RawImage): RawImage {
     for (let column = 1; column < width - 1; column++) {
       for (let channel = 0; channel < channels; channel++) {
         const at = row * stride + column * channels + channel;
-        // PIL sums the row below, the row itself, then the row above, each left to right.
-        const rowSum = (start: number, middle: number): number =>
-          f32(f32(f32(pixels[start - channels]! * edge) + f32(pixels[start]! * middle)) + f32(pixels[start + channels]! * edge));
-        let total = f32(0 + rowSum(at + stride, edge));
-        total = f32(total + rowSum(at, center));
-        total = f32(total + rowSum(at - stride, edge));
+        // PIL sums the row below, the row itself, then the row above, each left to right (written
+        // out: a closure made per byte here cost most of Sharpness's time).
+        const below = at + stride;
+        const above = at - stride;
+        let total = f32(f32(f32(pixels[below - channels]! * edge) + f32(pixels[below]! * edge)) + f32(pixels[below + channels]! * edge));
+        total = f32(total + f32(f32(f32(pixels[at - channels]! * edge) + f32(pixels[at]! * center)) + f32(pixels[at + channels]! * edge)));
+        total = f32(total + f32(f32(f32(pixels[above - channels]! * edge) + f32(pixels[above]! * edge)) + f32(pixels[above + channels]! * edge)));
         out[at] = total <= 0 ? 0 : total >= 255 ? 255 : Math.trunc(f32(total + 0.5));
       }
     }
@@ -449,8 +484,7 @@ export function smooth(image: RawImage): RawImage {
 
 /** PIL's ImageEnhance.Sharpness: blend with the SMOOTH-filtered image (0 blurred, above 1 sharpened). */
 export function sharpness(image: RawImage, factor: number): RawImage {
-  const smoothed = smooth(image).pixels;
-  return blend(image, (index) => smoothed[index]!, factor);
+  return blend(image, smooth(image).pixels, factor);
 }
 
 // ---- geometric ops (PIL's Image.transform with an AFFINE matrix) ----
