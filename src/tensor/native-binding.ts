@@ -200,13 +200,16 @@ export interface NativeBinding {
   mseLoss(input: Handle, target: Handle, reduction?: Reduction): Handle;
   nllLoss(input: Handle, target: Handle, weight?: Handle | null, reduction?: Reduction, ignoreIndex?: number | null): Handle;
   klDiv(input: Handle, target: Handle, reduction?: Reduction, logTarget?: boolean): Handle;
-  foreachMul_(self: readonly Handle[], scalar: number | readonly number[]): void;
-  foreachDiv_(self: readonly Handle[], scalar: number | readonly number[]): void;
+  foreachMul_(self: readonly Handle[], other: readonly Handle[] | number | readonly number[]): void;
+  foreachDiv_(self: readonly Handle[], other: readonly Handle[] | number | readonly number[]): void;
+  foreachDiv(self: readonly Handle[], other: readonly Handle[] | number | readonly number[]): Handle[];
   foreachAdd_(self: readonly Handle[], other: readonly Handle[] | number | readonly number[], alpha?: number | null): void;
+  foreachAdd(self: readonly Handle[], other: readonly Handle[] | number | readonly number[], alpha?: number | null): Handle[];
   foreachAddcmul_(self: readonly Handle[], tensor1: readonly Handle[], tensor2: readonly Handle[], value: number | readonly number[]): void;
   foreachAddcdiv_(self: readonly Handle[], tensor1: readonly Handle[], tensor2: readonly Handle[], value: number | readonly number[]): void;
   foreachSqrt(self: readonly Handle[]): Handle[];
   foreachNorm(self: readonly Handle[], ord?: number | null): Handle[];
+  clipGradNorm_(grads: readonly Handle[], normType: number, maxNorm?: number | null, wide?: boolean): number;
   autocastEnter(device: 'cpu' | 'cuda', dtype: 'bfloat16' | 'float16'): [enabled: boolean, dtype: DType];
   autocastExit(device: 'cpu' | 'cuda', enabled: boolean, dtype: DType): void;
   autocastEnabled(device: 'cpu' | 'cuda'): boolean;
@@ -411,11 +414,14 @@ export const nativeFunctionNames = [
   'klDiv',
   'foreachMul_',
   'foreachDiv_',
+  'foreachDiv',
   'foreachAdd_',
+  'foreachAdd',
   'foreachAddcmul_',
   'foreachAddcdiv_',
   'foreachSqrt',
   'foreachNorm',
+  'clipGradNorm_',
   'autocastEnter',
   'autocastExit',
   'autocastEnabled',
