@@ -219,6 +219,7 @@ export interface NativeBinding {
   distAllReduce(tensors: readonly Handle[], op: 'sum' | 'avg' | 'max' | 'min', bucketBytes: number): void;
   distBroadcast(tensors: readonly Handle[], root: number, bucketBytes: number): void;
   distBarrier(): void;
+  syncBatchNorm(input: Handle, weight: Handle, bias: Handle, runningMean: Handle | null, runningVar: Handle | null, momentum: number, eps: number): Handle;
 }
 
 /** The names of the addon's functions, in the order of native/ops.def. */
@@ -431,4 +432,5 @@ export const nativeFunctionNames = [
   'distAllReduce',
   'distBroadcast',
   'distBarrier',
+  'syncBatchNorm',
 ] as const;
