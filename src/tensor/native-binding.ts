@@ -10,6 +10,7 @@ type GeneratorHandle = NativeGenerator;
 /** The native addon (build/Release/masksub_native.node), function by function. */
 export interface NativeBinding {
   dispose(tensor: Handle): void;
+  setHandleFinalizers(on: boolean): boolean;
   isAlive(tensor: Handle): boolean;
   liveTensors(): number;
   shape(tensor: Handle): number[];
@@ -225,6 +226,7 @@ export interface NativeBinding {
 /** The names of the addon's functions, in the order of native/ops.def. */
 export const nativeFunctionNames = [
   'dispose',
+  'setHandleFinalizers',
   'isAlive',
   'liveTensors',
   'shape',
