@@ -6,36 +6,37 @@ import { Tensor } from './tensor.js';
 
 const handles = (tensors: readonly Tensor[]): Tensor['handle'][] => tensors.map((tensor) => tensor.handle);
 
-type Other = readonly Tensor[] | number | readonly number[];
+/** The second operand of a multi-tensor op: one tensor per tensor, one number for all, or one number per tensor. */
+export type ForeachOperand = readonly Tensor[] | number | readonly number[];
 
 /** Handles for a tensor list, or the number(s) as they are. */
-function other(value: Other): readonly Tensor['handle'][] | number | readonly number[] {
+function other(value: ForeachOperand): readonly Tensor['handle'][] | number | readonly number[] {
   const isTensors = Array.isArray(value) && value.length > 0 && value[0] instanceof Tensor;
   return isTensors ? handles(value as readonly Tensor[]) : (value as number | readonly number[]);
 }
 
 /** self[i] *= other[i] (tensors that broadcast to self[i], e.g. 0-d factors), or the number(s). */
-export function foreachMul_(self: readonly Tensor[], scalar: Other): void {
+export function foreachMul_(self: readonly Tensor[], scalar: ForeachOperand): void {
   if (self.length) native.foreachMul_(handles(self), other(scalar));
 }
 
 /** self[i] /= other[i] (tensors that broadcast to self[i]), or the number(s). */
-export function foreachDiv_(self: readonly Tensor[], scalar: Other): void {
+export function foreachDiv_(self: readonly Tensor[], scalar: ForeachOperand): void {
   if (self.length) native.foreachDiv_(handles(self), other(scalar));
 }
 
 /** self[i] / other[i] (or the number(s)) as new tensors. */
-export function foreachDiv(self: readonly Tensor[], divisor: Other): Tensor[] {
+export function foreachDiv(self: readonly Tensor[], divisor: ForeachOperand): Tensor[] {
   return self.length ? native.foreachDiv(handles(self), other(divisor)).map((handle) => new Tensor(handle)) : [];
 }
 
 /** self[i] + alpha * other[i] (or + the number(s)) as new tensors. */
-export function foreachAdd(self: readonly Tensor[], addend: Other, alpha?: number): Tensor[] {
+export function foreachAdd(self: readonly Tensor[], addend: ForeachOperand, alpha?: number): Tensor[] {
   return self.length ? native.foreachAdd(handles(self), other(addend), alpha).map((handle) => new Tensor(handle)) : [];
 }
 
 /** self[i] += alpha * other[i] for tensors; self[i] += other (or other[i]) for numbers. */
-export function foreachAdd_(self: readonly Tensor[], addend: Other, alpha?: number): void {
+export function foreachAdd_(self: readonly Tensor[], addend: ForeachOperand, alpha?: number): void {
   if (self.length) native.foreachAdd_(handles(self), other(addend), alpha);
 }
 
