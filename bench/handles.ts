@@ -1,7 +1,9 @@
 // What a tensor handle costs (the host side of every op): an addon call that makes no handle, a
 // handle made and disposed (native.alias + dispose) outside and inside a tidy scope, a tiny op
 // (x.add(y) on 1-element tensors) disposed by hand and inside tidy, and 1000 small tensors made
-// and freed by one tidy. Microseconds per operation, one thread.
+// and freed by one tidy, in microseconds per operation; and one training step of vit_micro at
+// batch 2 (forward, cross-entropy, backward, AdamW, all inside tidy as the trainer runs it: a
+// step whose cost is the host's, ~800 addon calls), in milliseconds. One thread.
 //   node --import tsx bench/handles.ts                 one measurement (JSON line)
 //   node --import tsx bench/handles.ts --compare DIR [--rounds N]
 // --compare alternates this checkout and another one (DIR: a copy of an older commit with its own
@@ -48,6 +50,24 @@ async function measure(): Promise<Figures> {
   };
   x.dispose();
   y.dispose();
+  const { createModel } = await import('../src/models/factory.js');
+  const { AdamW } = await import('../src/optim/index.js');
+  const F = await import('../src/nn/functional.js');
+  const { randn, tensor } = await import('../src/tensor/tensor.js');
+  const model = createModel('vit_micro', { inChannels: 1, numClasses: 10 });
+  const optimizer = new AdamW(model.parameters(), { lr: 1e-3 });
+  const images = randn([2, 1, 28, 28]);
+  const labels = tensor(Int32Array.of(3, 7), { dtype: 'int64' });
+  const STEPS = 40;
+  figures.vit_micro_step_batch2_ms = time(() => {
+    for (let step = 0; step < STEPS; step++) {
+      tidy(() => {
+        optimizer.zeroGrad();
+        F.crossEntropy(model.forward(images), labels).backward();
+        optimizer.step();
+      });
+    }
+  }, STEPS) / 1000;
   return figures;
 }
 

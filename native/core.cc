@@ -115,8 +115,8 @@ static void finalize_holder(napi_env, void* data, void*) {
 // carry a C++ finalizer, and a tensor handle is made for every op result. The finalizer itself is
 // the larger part of a handle's cost (N-API keeps a weak reference per handle and the GC calls
 // back for each), so handles made inside a tidy scope, which disposes them, are made without one
-// (setHandleFinalizers): a handle made and disposed in a scope measured 1.38 -> 0.84 us, a tiny
-// op in a scope 9.48 -> 4.55 us (bench/handles.ts, README).
+// (setHandleFinalizers): a tiny op in a scope measured 0.61x its former cost, a handle made and
+// disposed in a scope 0.74x (bench/handles.ts, README).
 Napi::Value wrap(Napi::Env env, at::Tensor tensor) {
   if (!slots) {
     slots = new std::deque<Holder>();
