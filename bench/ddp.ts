@@ -7,7 +7,9 @@
 // Efficiency = throughput with 2 processes / (2 x throughput with 1 process of 1 thread).
 // Rounds run the three configurations in a seeded random order; ratios are taken within a round,
 // and the result reports their median and spread (as bench/run.ts does).
-// Usage: npm run bench:ddp [-- --rounds N --epochs N --limit-train N --model NAME --batch-size N --method NAME]
+// --sync-bn adds a fourth configuration, the 2-process job with SyncBatchNorm (ResNet), and its
+// throughput relative to the same job without it, per round.
+// Usage: npm run bench:ddp [-- --rounds N --epochs N --limit-train N --model NAME --batch-size N --method NAME --sync-bn]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -19,12 +21,16 @@ import { allowedCpus, cpuModel, gitState, sampleBusyCores } from './machine.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-interface Options { rounds: number; epochs: number; limitTrain: number; model: string; batchSize: number; method: string; seed: number; out: string }
+interface Options { rounds: number; epochs: number; limitTrain: number; model: string; batchSize: number; method: string; seed: number; out: string; syncBn: boolean }
 
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = { rounds: 3, epochs: 2, limitTrain: 1024, model: 'vit_fmnist', batchSize: 64, method: 'baseline', seed: 0, out: join(ROOT, 'bench', 'results') };
+  const options: Options = { rounds: 3, epochs: 2, limitTrain: 1024, model: 'vit_fmnist', batchSize: 64, method: 'baseline', seed: 0, out: join(ROOT, 'bench', 'results'), syncBn: false };
   for (let index = 0; index < argv.length; index++) {
     const flag = argv[index]!;
+    if (flag === '--sync-bn') {
+      options.syncBn = true;
+      continue;
+    }
     const value = argv[++index];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     const number = (): number => {
@@ -40,30 +46,32 @@ function parseOptions(argv: readonly string[]): Options {
       case '--model': options.model = value; break;
       case '--method': options.method = value; break;
       case '--out': options.out = value; break;
-      default: throw new Error(`unknown option ${flag} (--rounds, --epochs, --limit-train, --model, --batch-size, --method, --seed, --out)`);
+      default: throw new Error(`unknown option ${flag} (--rounds, --epochs, --limit-train, --model, --batch-size, --method, --seed, --out, --sync-bn)`);
     }
   }
   if (options.epochs < 2) throw new Error('--epochs must be at least 2 (the first epoch warms up and is not measured)');
   return options;
 }
 
-const CONFIGURATIONS = [
+interface Configuration { id: string; cpus: string; nproc: number; threads: number; syncBn?: boolean }
+const BASE_CONFIGURATIONS: readonly Configuration[] = [
   { id: '1 process x 1 thread', cpus: '0', nproc: 1, threads: 1 },
   { id: '2 processes x 1 thread', cpus: '0,1', nproc: 2, threads: 1 },
   { id: '1 process x 2 threads', cpus: '0,1', nproc: 1, threads: 2 },
-] as const;
-type Configuration = (typeof CONFIGURATIONS)[number];
+];
+const SYNC_BN_ID = '2 processes x 1 thread, --sync-bn';
 
 interface Sample { round: number; configuration: string; imagesPerSecond: number; stepTimeS: number; seconds: number; busyCoresBefore: number | null; loadAverage1: number }
 
 function measure(configuration: Configuration, options: Options, round: number, scratch: string): Sample {
-  const out = join(scratch, `r${round}-${configuration.nproc}x${configuration.threads}`);
+  const out = join(scratch, `r${round}-${configuration.nproc}x${configuration.threads}${configuration.syncBn ? '-syncbn' : ''}`);
   const busyCoresBefore = sampleBusyCores([0, 1], 0.5, 100);
   const args = [
     '-c', configuration.cpus, process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'train', '--out', out,
     '--dataset', 'fashion-mnist', '--model', options.model, '--method', options.method, '--limit-train', String(options.limitTrain), '--limit-test', '500',
     '--probe-size', '64', '--batch-size', String(options.batchSize), '--epochs', String(options.epochs), '--warmup-epochs', '0', '--seed', '0',
     '--threads', String(configuration.threads), ...(configuration.nproc > 1 ? ['--nproc', String(configuration.nproc)] : []),
+    ...(configuration.syncBn ? ['--sync-bn'] : []),
   ];
   const started = performance.now();
   const result = spawnSync('taskset', args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, MASKSUB_THREADS: String(configuration.threads) } });
@@ -76,6 +84,9 @@ function measure(configuration: Configuration, options: Options, round: number, 
 }
 
 const options = parseOptions(process.argv.slice(2));
+const CONFIGURATIONS: readonly Configuration[] = options.syncBn
+  ? [...BASE_CONFIGURATIONS, { id: SYNC_BN_ID, cpus: '0,1', nproc: 2, threads: 1, syncBn: true }]
+  : BASE_CONFIGURATIONS;
 const cpus = allowedCpus();
 if (cpus !== null && !(cpus.includes(0) && cpus.includes(1))) throw new Error(`this benchmark pins to CPUs 0 and 1, but this process may only use ${cpus.join(',')}`);
 const scratch = mkdtempSync(join(tmpdir(), 'masksub-bench-ddp-'));
@@ -104,6 +115,7 @@ const figure = (values: number[]): { value: number | null; iqr: [number, number]
 };
 const efficiency = figure(perRound('2 processes x 1 thread', '1 process x 1 thread', 2));
 const versusThreads = figure(perRound('2 processes x 1 thread', '1 process x 2 threads', 1));
+const syncBnCost = options.syncBn ? figure(perRound(SYNC_BN_ID, '2 processes x 1 thread', 1)) : null;
 const git = gitState(ROOT);
 const document = {
   benchmark: 'ddp-scaling', date: new Date().toISOString(), commit: git.commit, dirty: git.dirty, cpu: cpuModel(), node: process.version,
@@ -111,6 +123,7 @@ const document = {
   figures: {
     efficiency_2_processes: { ...efficiency, unit: 'x ideal', meaning: 'images/s of 2 processes x 1 thread / (2 x images/s of 1 process x 1 thread)' },
     ratio_2_processes_vs_2_threads: { ...versusThreads, unit: 'ratio', meaning: 'images/s of 2 processes x 1 thread / images/s of 1 process x 2 threads' },
+    ...(syncBnCost ? { ratio_sync_bn: { ...syncBnCost, unit: 'ratio', meaning: 'images/s of the 2-process job with --sync-bn / without' } } : {}),
   },
   samples,
 };
@@ -124,6 +137,7 @@ const markdown = [
   ...CONFIGURATIONS.map((configuration) => `| ${configuration.id} | ${median(configuration.id)} |`),
   '',
   `Scaling efficiency of 2 processes: ${efficiency.value?.toFixed(2)} (per round ${efficiency.samples.join(', ')}); 2 processes / 2 threads: ${versusThreads.value?.toFixed(2)} (${versusThreads.samples.join(', ')}).`,
+  ...(syncBnCost ? [`2 processes with --sync-bn / without: ${syncBnCost.value?.toFixed(2)} (per round ${syncBnCost.samples.join(', ')}).`] : []),
   `Commit ${git.commit?.slice(0, 10)}${git.dirty ? ' (dirty tree)' : ''}, ${cpuModel()}, ${document.date}.`,
 ].join('\n');
 writeFileSync(file.replace(/\.json$/, '.md'), markdown + '\n');

@@ -11,20 +11,27 @@
 
 namespace masksub {
 
-// A JS-visible tensor handle (an External carrying the tensor type tag). `alive` goes false on
-// dispose(); the at::Tensor is then released even though the JS object may live on until
-// garbage collection.
+// A tensor handle's slot. A JS handle is an External (carrying the tensor type tag) whose value
+// encodes a slot index and the slot's generation, not a pointer: dispose() releases the tensor
+// and bumps the generation, so a handle used after dispose (or after its slot was reused) is
+// recognised as disposed without touching freed memory. `alive` is false for such handles.
 struct Holder {
   at::Tensor tensor;
-  bool alive = true;
+  bool alive = false;
+  uint32_t generation = 1;
+  uint32_t index = 0;
 };
+
+// Releases a live handle's tensor and frees its slot for reuse.
+void release_holder(Holder* holder);
 
 // A JS-visible generator handle (an External carrying the generator type tag).
 struct GeneratorHolder {
   at::Generator generator;
 };
 
-// The handle behind a JS value, or nullptr when the value is not a handle of that kind: the
+// The handle behind a JS value, or nullptr when the value is not a handle of that kind (a
+// disposed tensor handle gives a Holder whose `alive` is false): the
 // N-API type tag is checked before the External's pointer is read, so a generator passed as a
 // tensor (or any other External) is never misread.
 Holder* tensor_holder(Napi::Value value);

@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <sstream>
 
@@ -42,8 +43,42 @@ static void* tagged_data(Napi::Value value, const napi_type_tag& tag) {
   return data;
 }
 
+// The tensor slots of this JS thread (each worker thread has its own addon instance; its handles
+// are made, read and finalized on it). A deque: references to slots stay valid as it grows, so an
+// op may hold a T(i) reference while its result is wrapped. Never freed: tensors released during
+// static destruction at exit would outlive libtorch's allocator.
+static thread_local std::deque<Holder>* slots = nullptr;
+static thread_local std::vector<uint32_t>* free_slots = nullptr;
+// Whether new handles get a GC finalizer (see setHandleFinalizers).
+static thread_local bool finalize_handles = true;
+// A disposed handle's view: not alive, no tensor.
+static thread_local Holder disposed_holder;
+
+static void* encode_handle(const Holder& holder) {
+  return reinterpret_cast<void*>((static_cast<uintptr_t>(holder.generation) << 32) | holder.index);
+}
+
 Holder* tensor_holder(Napi::Value value) {
-  return static_cast<Holder*>(tagged_data(value, tensor_tag));
+  void* data = tagged_data(value, tensor_tag);
+  if (!data) return nullptr;
+  const auto code = reinterpret_cast<uintptr_t>(data);
+  const auto index = static_cast<uint32_t>(code & 0xffffffffu);
+  const auto generation = static_cast<uint32_t>(code >> 32);
+  if (slots && index < slots->size()) {
+    Holder& holder = (*slots)[index];
+    if (holder.alive && holder.generation == generation) return &holder;
+  }
+  return &disposed_holder;
+}
+
+void release_holder(Holder* holder) {
+  if (!holder->alive || holder == &disposed_holder) return;
+  holder->alive = false;
+  holder->tensor.reset();
+  // Generation 0 is never used, so no handle encodes to a null pointer.
+  if (++holder->generation == 0) holder->generation = 1;
+  free_slots->push_back(holder->index);
+  live_tensors--;
 }
 
 GeneratorHolder* generator_holder(Napi::Value value) {
@@ -65,23 +100,49 @@ static std::string kind_of(Napi::Value value) {
   return "an object";
 }
 
+// A handle's finalizer (when it has one): the tensor is released when the JS handle is garbage
+// collected without having been disposed.
 static void finalize_holder(napi_env, void* data, void*) {
-  auto* holder = static_cast<Holder*>(data);
-  if (holder->alive) live_tensors--;
-  delete holder;
+  const auto code = reinterpret_cast<uintptr_t>(data);
+  const auto index = static_cast<uint32_t>(code & 0xffffffffu);
+  const auto generation = static_cast<uint32_t>(code >> 32);
+  if (!slots || index >= slots->size()) return;
+  Holder& holder = (*slots)[index];
+  if (holder.alive && holder.generation == generation) release_holder(&holder);
 }
 
 // The plain N-API calls: node-addon-api's External::New allocates a second block per handle to
-// carry a C++ finalizer, and a tensor handle is made for every op result.
+// carry a C++ finalizer, and a tensor handle is made for every op result. The finalizer itself is
+// the larger part of a handle's cost (N-API keeps a weak reference per handle and the GC calls
+// back for each), so handles made inside a tidy scope, which disposes them, are made without one
+// (setHandleFinalizers): a tiny op in a scope measured 0.61x its former cost, a handle made and
+// disposed in a scope 0.74x (bench/handles.ts, README).
 Napi::Value wrap(Napi::Env env, at::Tensor tensor) {
-  auto* holder = new Holder{std::move(tensor), true};
+  if (!slots) {
+    slots = new std::deque<Holder>();
+    free_slots = new std::vector<uint32_t>();
+  }
+  Holder* holder;
+  if (!free_slots->empty()) {
+    holder = &(*slots)[free_slots->back()];
+    free_slots->pop_back();
+  } else {
+    if (slots->size() >= 0xffffffffu) throw Napi::Error::New(env, "too many live tensor handles");
+    slots->emplace_back();
+    holder = &slots->back();
+    holder->index = static_cast<uint32_t>(slots->size() - 1);
+  }
+  holder->tensor = std::move(tensor);
+  holder->alive = true;
+  live_tensors++;
   napi_value external = nullptr;
-  if (napi_create_external(env, holder, finalize_holder, nullptr, &external) != napi_ok) {
-    delete holder;
+  if (napi_create_external(env, encode_handle(*holder), finalize_handles ? finalize_holder : nullptr, nullptr,
+                           &external) != napi_ok) {
+    release_holder(holder);
     throw Napi::Error::New(env, "cannot create a tensor handle");
   }
-  live_tensors++;
   if (napi_type_tag_object(env, external, &tensor_tag) != napi_ok) {
+    release_holder(holder);
     throw Napi::Error::New(env, "cannot type-tag a tensor handle");
   }
   return Napi::Value(env, external);
@@ -357,13 +418,17 @@ static Holder* handle_arg(const Napi::CallbackInfo& info, size_t index) {
 }
 
 OP(dispose)
-  Holder* holder = handle_arg(info, 0);
-  if (holder->alive) {
-    holder->alive = false;
-    holder->tensor.reset();
-    live_tensors--;
-  }
+  release_holder(handle_arg(info, 0));
   return env.Undefined();
+END
+
+// (on): whether handles made from now on get a GC finalizer; returns the previous setting.
+// tidy() turns them off while a scope is open: every tensor made there is disposed by the scope
+// or, when it escapes (keep(), a top-level tidy's result), handed to a FinalizationRegistry.
+OP(setHandleFinalizers)
+  const bool previous = finalize_handles;
+  finalize_handles = B(0);
+  return Napi::Boolean::New(env, previous);
 END
 
 OP(isAlive) return Napi::Boolean::New(env, handle_arg(info, 0)->alive); END

@@ -6,6 +6,11 @@
 // once; a peer that hangs fails them after the group's timeout). Built only when gloo's headers
 // are found (Debian: libgloo-dev; scripts/torch-config.mjs defines MASKSUB_DISTRIBUTED);
 // otherwise every function says what to install.
+#ifdef MASKSUB_DISTRIBUTED
+// Before common.h: its one-letter argument macros (T, I, D, ...) would rewrite c10's templates.
+#include <torch/csrc/autograd/custom_function.h>
+#endif
+
 #include "common.h"
 
 #ifdef MASKSUB_DISTRIBUTED
@@ -100,6 +105,103 @@ c10d::ReduceOp reduce_op(const std::string& name) {
   if (name == "min") return c10d::ReduceOp::MIN;
   throw ArgumentError("op must be 'sum', 'avg', 'max' or 'min', got '" + name + "'");
 }
+
+// The dimensions a BatchNorm reduces over (all but the channels, dimension 1) and the shape that
+// broadcasts a per-channel vector against the input.
+std::vector<int64_t> reduced_dims(const at::Tensor& input) {
+  std::vector<int64_t> dims{0};
+  for (int64_t dim = 2; dim < input.dim(); dim++) dims.push_back(dim);
+  return dims;
+}
+
+std::vector<int64_t> channel_shape(const at::Tensor& input) {
+  std::vector<int64_t> shape(static_cast<size_t>(input.dim()), 1);
+  shape[1] = input.size(1);
+  return shape;
+}
+
+void all_reduce_sum(at::Tensor& flat, const char* what) {
+  std::vector<at::Tensor> buffers{flat};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::SUM;
+  try {
+    current_group().group->allreduce(buffers, options)->wait();
+  } catch (const std::exception& error) {
+    throw std::runtime_error(std::string("SyncBatchNorm: the all-reduce of ") + what + " failed: " + error.what());
+  }
+}
+
+// torch.nn.SyncBatchNorm's training-mode math (torch/nn/modules/_functions.py), written with
+// generic ATen ops because libtorch's batch_norm_stats / batch_norm_gather_stats_with_counts /
+// batch_norm_backward_reduce / batch_norm_backward_elemt have CUDA kernels only. Forward: each
+// rank's per-channel sum and sum of squares (accumulated in float64, so E[x^2] - E[x]^2 loses
+// nothing a float32 batch could show) and its element count travel in one all-reduce; every rank
+// then normalises with the global mean and biased variance, and updates its running statistics
+// with the global mean and the unbiased variance, as BatchNorm over the whole batch does. Backward:
+// the two per-channel reductions sum(dy) and sum(dy * (x - mean)) are all-reduced (one
+// collective), and the input gradient is the single-batch formula with those global sums and the
+// global count. The weight and bias gradients stay local, as PyTorch's: the data-parallel
+// gradient all-reduce adds the ranks' parts.
+struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& bias, at::Tensor running_mean, at::Tensor running_var, double momentum,
+                            double eps) {
+    const int64_t channels = input.size(1);
+    const std::vector<int64_t> dims = reduced_dims(input);
+    const at::Tensor wide = input.to(at::kDouble);
+    at::Tensor stats = at::cat({wide.sum(dims), wide.square().sum(dims),
+                                at::full({1}, static_cast<double>(input.numel() / channels), wide.options())});
+    all_reduce_sum(stats, "the batch statistics");
+    const double count = stats[2 * channels].item<double>();
+    if (count <= 1) {
+      throw ArgumentError("SyncBatchNorm expects more than 1 value per channel when training over all ranks, got " +
+                          std::to_string(static_cast<int64_t>(count)));
+    }
+    const at::Tensor mean = stats.narrow(0, 0, channels).div(count);
+    const at::Tensor variance = stats.narrow(0, channels, channels).div(count).sub(mean.square()).clamp_min(0);
+    if (running_mean.defined()) running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+    if (running_var.defined()) {
+      running_var.mul_(1 - momentum).add_(variance.mul(count / (count - 1)).to(running_var.scalar_type()), momentum);
+    }
+    const at::Tensor mean_narrow = mean.to(weight.scalar_type());
+    const at::Tensor invstd = variance.add(eps).rsqrt().to(weight.scalar_type());
+    // y = x * scale + shift with scale = weight * invstd and shift = bias - mean * scale, the
+    // arrangement of libtorch's CPU batch_norm.
+    const at::Tensor scale = weight.mul(invstd);
+    const at::Tensor shift = bias.sub(mean_narrow.mul(scale));
+    const std::vector<int64_t> shape = channel_shape(input);
+    ctx->save_for_backward({input, weight, mean_narrow, invstd});
+    ctx->saved_data["count"] = count;
+    return input.mul(scale.view(shape)).add(shift.view(shape));
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                  torch::autograd::variable_list grad_outputs) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& input = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor& mean = saved[2];
+    const at::Tensor& invstd = saved[3];
+    const double count = ctx->saved_data["count"].toDouble();
+    const at::Tensor dy = grad_outputs[0].contiguous();
+    const std::vector<int64_t> dims = reduced_dims(input);
+    const std::vector<int64_t> shape = channel_shape(input);
+    const int64_t channels = input.size(1);
+    const at::Tensor centered = input.sub(mean.view(shape));
+    const at::Tensor sum_dy = dy.sum(dims);
+    const at::Tensor sum_dy_centered = dy.mul(centered).sum(dims);
+    const at::Tensor grad_weight = sum_dy_centered.mul(invstd);
+    const at::Tensor grad_bias = sum_dy;
+    at::Tensor combined = at::cat({sum_dy, sum_dy_centered});
+    all_reduce_sum(combined, "the gradient statistics");
+    const at::Tensor mean_dy = combined.narrow(0, 0, channels).div(count);
+    const at::Tensor mean_dy_centered = combined.narrow(0, channels, channels).div(count);
+    const at::Tensor grad_input = dy.sub(mean_dy.view(shape))
+                                      .sub(centered.mul(invstd.square().mul(mean_dy_centered).view(shape)))
+                                      .mul(invstd.mul(weight).view(shape));
+    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
 
 }  // namespace
 #endif
@@ -207,6 +309,38 @@ OP(distBroadcast)
   bucketed(tensors, cap, [&](std::vector<at::Tensor>& buffers) { return group.group->broadcast(buffers, options); },
            group.rank != root, 1.0);
   return env.Undefined();
+#else
+  throw not_built();
+#endif
+END
+
+// (input, weight, bias, runningMean, runningVar, momentum, eps): training-mode BatchNorm whose
+// batch statistics are those of every rank's batch together (torch.nn.SyncBatchNorm); the running
+// statistics are updated in place with the global ones. Differentiable.
+OP(syncBatchNorm)
+#ifdef MASKSUB_DISTRIBUTED
+  at::Tensor& input = T(0);
+  at::Tensor& weight = T(1);
+  at::Tensor& bias = T(2);
+  c10::optional<at::Tensor> running_mean = OT(3);
+  c10::optional<at::Tensor> running_var = OT(4);
+  const double momentum = D(5);
+  const double eps = D(6);
+  current_group();
+  if (input.dim() < 2) throw ArgumentError("input must have a channel dimension (N, C, ...), got shape " + c10::str(input.sizes()));
+  const int64_t channels = input.size(1);
+  for (const auto& [name, tensor] : {std::pair<const char*, const at::Tensor*>{"weight", &weight}, {"bias", &bias},
+                                     {"runningMean", running_mean ? &*running_mean : nullptr},
+                                     {"runningVar", running_var ? &*running_var : nullptr}}) {
+    if (tensor && (tensor->dim() != 1 || tensor->size(0) != channels)) {
+      throw ArgumentError(std::string(name) + " must have shape [" + std::to_string(channels) + "] (the input's channels), got " +
+                          c10::str(tensor->sizes()));
+    }
+  }
+  if (!(momentum >= 0 && momentum <= 1)) throw ArgumentError("momentum must be in [0, 1], got " + std::to_string(momentum));
+  if (!(eps > 0)) throw ArgumentError("eps must be > 0, got " + std::to_string(eps));
+  return W(SyncBatchNormFunction::apply(input, weight, bias, running_mean.value_or(at::Tensor()),
+                                        running_var.value_or(at::Tensor()), momentum, eps));
 #else
   throw not_built();
 #endif

@@ -102,6 +102,18 @@ test('20,000 failing ops with a fresh Generator each (and Generators collected) 
   assert.equal(report.clean, 20000, `every call must end in the same clean error; first other outcome: ${report.other}`);
 });
 
+test('handles: a stale one is refused after its slot is reused; escaped and unscoped tensors are freed by the GC; tidy loops stay flat', () => {
+  const { report } = runChild(['--expose-gc'], ['handles'], { timeout: 120_000 });
+  const stale = report.stale as { error: { name: string; message: string } | null; alive: boolean; second: number[] };
+  assert.equal(stale.error?.name, 'TypeError');
+  assert.match(stale.error!.message, /^neg: argument 0 is a tensor that was already disposed$/);
+  assert.equal(stale.alive, false);
+  assert.deepEqual(stale.second, [5, 6], 'the tensor now in the slot is untouched');
+  assert.equal(report.afterDrop, 3, 'three unreachable tensors alive before a collection');
+  assert.equal(report.afterCollect, 0, 'the collection frees all three (FinalizationRegistry for the escaped, the finalizer for the unscoped)');
+  assert.equal(report.afterLoop, 0);
+});
+
 test('cpu.max quotas give whole cores', () => {
   assert.equal(cpuQuotaCores('max 100000\n'), null);
   assert.equal(cpuQuotaCores('150000 100000\n'), 2);

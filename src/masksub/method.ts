@@ -1,10 +1,11 @@
 // The training methods compared in the paper: baseline, single-model regularization
 // (masking, dropout, drop-path) and the sub-model variants (MaskSub, DropSub, PathSub), and
 // the two-branch training step of MaskSub (../shared/MASKSUB.md, paper Algorithm 1).
-import { type DType, keep, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
+import { type DType, keep, noGrad, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
 import type { ForwardOptions, StepModel } from '../models/classifier.js';
 import { type AutocastDtype, autocast } from '../tensor/autocast.js';
+import { foreachClipNorm_ } from '../tensor/foreach.js';
 import type { Module, Parameter } from '../nn/module.js';
 import { hasSubModel, type Method, regularizer } from './methods.js';
 
@@ -112,12 +113,9 @@ export function gradients(parameters: Parameter[]): (Tensor | null)[] {
 
 /** The norm of all gradients taken together (one branch's gradient norm, paper Fig. 3). */
 export function gradientNorm(grads: (Tensor | null)[]): number {
-  return tidy(() => {
-    // One vector norm per gradient (in float32 for reduced-precision ones), then the norm of norms.
-    const norms = grads.filter((g): g is Tensor => g !== null).map((g) => (g.dtype === 'float32' || g.dtype === 'float64' ? g : g.float()).norm());
-    if (!norms.length) return 0;
-    return stack(norms.map((n) => n.to({ dtype: 'float64' }))).norm().item();
-  });
+  // One vector norm per gradient (in float32 for reduced-precision ones), then the norm of norms
+  // in float64: one addon call (native/foreach.cc clipGradNorm_ without a limit).
+  return foreachClipNorm_(grads.filter((g): g is Tensor => g !== null), 2, null, true);
 }
 
 /**

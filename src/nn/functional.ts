@@ -51,6 +51,26 @@ export function batchNorm(input: Tensor, options: BatchNormOptions): Tensor {
     options.momentum ?? 0.1, options.eps ?? 1e-5));
 }
 
+export interface SyncBatchNormOptions {
+  weight: Tensor;
+  bias: Tensor;
+  runningMean?: Tensor | null;
+  runningVar?: Tensor | null;
+  momentum?: number;
+  eps?: number;
+}
+
+/**
+ * Training-mode batch norm over the batches of every rank of the data-parallel job together
+ * (torch.nn.SyncBatchNorm; native/distributed.cc): the statistics are all-reduced in the forward,
+ * the two gradient reductions in the backward, and the running statistics take the global values.
+ * Needs the process group (ProcessGroup.init); every rank must call it in the same order.
+ */
+export function syncBatchNorm(input: Tensor, options: SyncBatchNormOptions): Tensor {
+  return wrap(native.syncBatchNorm(input.handle, options.weight.handle, options.bias.handle,
+    options.runningMean?.handle ?? null, options.runningVar?.handle ?? null, options.momentum ?? 0.1, options.eps ?? 1e-5));
+}
+
 export function dropout(input: Tensor, p: number, training = true): Tensor {
   if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout probability must be in [0, 1], got ${p}`);
   return wrap(native.dropout(input.handle, p, training));

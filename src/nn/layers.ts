@@ -79,6 +79,12 @@ export class BatchNorm2d extends Layer {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
   readonly numBatchesTracked: Tensor;
+  /**
+   * Training forwards normalise with the statistics of every rank's batch together
+   * (SyncBatchNorm, F.syncBatchNorm; set by `train --sync-bn` in a data-parallel job). Off by
+   * default, as PyTorch's BatchNorm2d; evaluation always uses the running statistics.
+   */
+  sync = false;
   constructor(readonly numFeatures: number, readonly eps = 1e-5, readonly momentum = 0.1) {
     super();
     this.weight = this.registerParameter('weight', ownParameter([numFeatures], (t) => constant_(t, 1)));
@@ -89,6 +95,9 @@ export class BatchNorm2d extends Layer {
   }
   forward(input: Tensor): Tensor {
     if (this.training) this.numBatchesTracked.add_(1);
+    if (this.training && this.sync) {
+      return F.syncBatchNorm(input, { weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar, momentum: this.momentum, eps: this.eps });
+    }
     return F.batchNorm(input, {
       weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
       training: this.training, momentum: this.momentum, eps: this.eps,

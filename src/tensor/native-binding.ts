@@ -10,6 +10,7 @@ type GeneratorHandle = NativeGenerator;
 /** The native addon (build/Release/masksub_native.node), function by function. */
 export interface NativeBinding {
   dispose(tensor: Handle): void;
+  setHandleFinalizers(on: boolean): boolean;
   isAlive(tensor: Handle): boolean;
   liveTensors(): number;
   shape(tensor: Handle): number[];
@@ -200,13 +201,16 @@ export interface NativeBinding {
   mseLoss(input: Handle, target: Handle, reduction?: Reduction): Handle;
   nllLoss(input: Handle, target: Handle, weight?: Handle | null, reduction?: Reduction, ignoreIndex?: number | null): Handle;
   klDiv(input: Handle, target: Handle, reduction?: Reduction, logTarget?: boolean): Handle;
-  foreachMul_(self: readonly Handle[], scalar: number | readonly number[]): void;
-  foreachDiv_(self: readonly Handle[], scalar: number | readonly number[]): void;
+  foreachMul_(self: readonly Handle[], other: readonly Handle[] | number | readonly number[]): void;
+  foreachDiv_(self: readonly Handle[], other: readonly Handle[] | number | readonly number[]): void;
+  foreachDiv(self: readonly Handle[], other: readonly Handle[] | number | readonly number[]): Handle[];
   foreachAdd_(self: readonly Handle[], other: readonly Handle[] | number | readonly number[], alpha?: number | null): void;
+  foreachAdd(self: readonly Handle[], other: readonly Handle[] | number | readonly number[], alpha?: number | null): Handle[];
   foreachAddcmul_(self: readonly Handle[], tensor1: readonly Handle[], tensor2: readonly Handle[], value: number | readonly number[]): void;
   foreachAddcdiv_(self: readonly Handle[], tensor1: readonly Handle[], tensor2: readonly Handle[], value: number | readonly number[]): void;
   foreachSqrt(self: readonly Handle[]): Handle[];
   foreachNorm(self: readonly Handle[], ord?: number | null): Handle[];
+  clipGradNorm_(grads: readonly Handle[], normType: number, maxNorm?: number | null, wide?: boolean): number;
   autocastEnter(device: 'cpu' | 'cuda', dtype: 'bfloat16' | 'float16'): [enabled: boolean, dtype: DType];
   autocastExit(device: 'cpu' | 'cuda', enabled: boolean, dtype: DType): void;
   autocastEnabled(device: 'cpu' | 'cuda'): boolean;
@@ -216,11 +220,13 @@ export interface NativeBinding {
   distAllReduce(tensors: readonly Handle[], op: 'sum' | 'avg' | 'max' | 'min', bucketBytes: number): void;
   distBroadcast(tensors: readonly Handle[], root: number, bucketBytes: number): void;
   distBarrier(): void;
+  syncBatchNorm(input: Handle, weight: Handle, bias: Handle, runningMean: Handle | null, runningVar: Handle | null, momentum: number, eps: number): Handle;
 }
 
 /** The names of the addon's functions, in the order of native/ops.def. */
 export const nativeFunctionNames = [
   'dispose',
+  'setHandleFinalizers',
   'isAlive',
   'liveTensors',
   'shape',
@@ -411,11 +417,14 @@ export const nativeFunctionNames = [
   'klDiv',
   'foreachMul_',
   'foreachDiv_',
+  'foreachDiv',
   'foreachAdd_',
+  'foreachAdd',
   'foreachAddcmul_',
   'foreachAddcdiv_',
   'foreachSqrt',
   'foreachNorm',
+  'clipGradNorm_',
   'autocastEnter',
   'autocastExit',
   'autocastEnabled',
@@ -425,4 +434,5 @@ export const nativeFunctionNames = [
   'distAllReduce',
   'distBroadcast',
   'distBarrier',
+  'syncBatchNorm',
 ] as const;

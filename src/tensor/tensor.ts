@@ -22,6 +22,26 @@ function track(tensor: Tensor): void {
   if (scope) scope.add(tensor);
 }
 
+// Handles made while a scope is open carry no GC finalizer (native/core.cc: the finalizer was the
+// larger part of a handle's cost): the scope disposes them. One that escapes every scope (keep(),
+// a top-level tidy's result) is handed to this registry, which disposes it once its Tensor is
+// garbage collected, as the finalizer would have.
+const escaped = new FinalizationRegistry<NativeHandle>((handle) => native.dispose(handle));
+
+function escape(tensor: Tensor): void {
+  escaped.register(tensor, tensor.handle);
+}
+
+function openScope(scope: Set<Tensor>): void {
+  scopes.push(scope);
+  if (scopes.length === 1) native.setHandleFinalizers(false);
+}
+
+function closeScope(): void {
+  scopes.pop();
+  if (scopes.length === 0) native.setHandleFinalizers(true);
+}
+
 function collectTensors(value: unknown, into: Set<Tensor>, seen: Set<unknown>): void {
   if (value instanceof Tensor) {
     into.add(value);
@@ -45,17 +65,17 @@ function collectTensors(value: unknown, into: Set<Tensor>, seen: Set<unknown>): 
  */
 export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
-  scopes.push(scope);
+  openScope(scope);
   let result: T;
   try {
     result = fn();
   } catch (error) {
     // Nothing is returned, so nothing made inside survives (TF.js's tidy does the same).
-    scopes.pop();
+    closeScope();
     for (const tensor of scope) tensor.dispose();
     throw error;
   }
-  scopes.pop();
+  closeScope();
   if (result instanceof Promise) {
     throw new Error('tidy() takes a synchronous function; tensors of an async function cannot be scoped');
   }
@@ -63,15 +83,18 @@ export function tidy<T>(fn: () => T): T {
   collectTensors(result, survivors, new Set());
   const parent = scopes[scopes.length - 1];
   for (const tensor of scope) {
-    if (survivors.has(tensor)) parent?.add(tensor);
-    else tensor.dispose();
+    if (!survivors.has(tensor)) tensor.dispose();
+    else if (parent) parent.add(tensor);
+    else escape(tensor);
   }
   return result;
 }
 
 /** Takes tensors out of every tidy scope so they outlive it; returns its argument. */
 export function keep<T extends Tensor>(tensor: T): T {
-  for (const scope of scopes) scope.delete(tensor);
+  let scoped = false;
+  for (const scope of scopes) scoped = scope.delete(tensor) || scoped;
+  if (scoped) escape(tensor);
   return tensor;
 }
 

@@ -356,6 +356,10 @@ export const SETTINGS = {
     group: 'optimization', schema: z.enum(['none', 'bf16', 'fp16']), default: 'none', alias: ['mixed-precision', 'autocast'],
     help: 'mixed precision (torch.autocast) of the forward passes: bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling); weights, optimizer state, losses and the MaskSub target stay float32',
   }),
+  syncBn: define({
+    group: 'run', schema: z.boolean(), default: false,
+    help: 'in a data-parallel job, BatchNorm layers (ResNet) normalise training batches with the statistics of every rank\'s batch together (torch.nn.SyncBatchNorm: 2 processes x batch B/2 give the outputs and gradients of 1 process with batch B); off, each rank uses its own share and the running statistics are averaged after each epoch',
+  }),
   distTimeout: define({
     group: 'run', schema: z.number().positive().max(7 * 24 * 3600), default: 1800, placeholder: 'SECONDS',
     help: 'in a data-parallel job (train --nproc, torchrun), how long a rank waits for the others in one collective before it stops with an error (torch.distributed\'s default, 30 min); a rank that exits stops the others at once',

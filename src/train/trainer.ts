@@ -23,6 +23,7 @@ import { cudaAvailable, cudaDeviceCount, setNumThreads } from '../tensor/native.
 import { Generator, getRngState, keep, manualSeed, noGrad, setRngState, type Tensor, tensor, tidy } from '../tensor/tensor.js';
 import { DistributedError, ProcessGroup, type World } from '../distributed/index.js';
 import { withBatchShard } from '../nn/sample-noise.js';
+import { BatchNorm2d } from '../nn/layers.js';
 import { fromStoredConfig, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
 import { batchTensors, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation } from './evaluate.js';
 import { Progress } from './progress.js';
@@ -442,10 +443,11 @@ function validate(session: Session, state: TrainingState, epoch: number, sums: E
   const { config, plan, team, model, ema } = session;
   const batchSize = Math.max(config.batchSize, 256);
   if (team.group !== null) {
-    // Each rank's BatchNorm statistics saw only its shard (no SyncBatchNorm). As timm's training
+    // Each rank's BatchNorm statistics saw only its shard (unless --sync-bn). As timm's training
     // scripts do after every epoch (--dist-bn reduce, the default of the RSB recipe), the ranks'
     // running statistics are averaged, in the model and in its EMA, so every rank evaluates and
-    // rank 0 saves the same buffers. Parameters are equal on every rank already.
+    // rank 0 saves the same buffers. Parameters are equal on every rank already. With --sync-bn the
+    // statistics are equal already (up to float summation order) and the average changes nothing.
     const names = new Set(model.namedBuffers().map(([name]) => name));
     const buffers = [...model.namedBuffers(), ...(ema ? [...ema.tensors].filter(([name]) => names.has(name)) : [])].map(([, buffer]) => buffer);
     const floating = buffers.filter((buffer) => buffer.dtype.startsWith('float') || buffer.dtype === 'bfloat16');
@@ -590,6 +592,13 @@ async function trainAs(team: Team, requested: ResolvedTrainConfig, options: Trai
     manualSeed(config.seed);
     session = buildSession(config, plan, team, log);
     let state = decision.mode === 'resume' ? restore(session, run, log) : initialState(session);
+    if (team.group !== null && config.syncBn) {
+      // SyncBatchNorm (torch.nn.SyncBatchNorm.convert_sync_batchnorm): every BatchNorm's training
+      // forwards all-reduce their batch statistics. The sub-model forward of MaskSub then also
+      // normalises with global statistics; whether it may move the running statistics stays
+      // --sub-bn-update's choice (methodStep restores them otherwise).
+      for (const module of session.model.modules()) if (module instanceof BatchNorm2d) module.sync = true;
+    }
     if (team.group !== null) {
       // Every rank starts from rank 0's weights (the same seed gives the same ones; an --init file
       // that differs between machines would not) and checks that it resumed where rank 0 did.

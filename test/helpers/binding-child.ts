@@ -1,9 +1,9 @@
 // Child process for test/binding.test.ts (and scripts/asan-check.sh): the native misuse cases
 // run here, so that a crash or a deadlock in the addon fails the test instead of taking the test
 // runner down or blocking it. Prints one JSON object on stdout.
-//   node --import tsx test/helpers/binding-child.ts misuse | generator-loop [count] | threads
-import { native, type NativeHandle, getNumThreads, setNumThreads, usableCores } from '../../src/tensor/native.js';
-import { Generator, randn, tensor, tidy, wrapHandle } from '../../src/tensor/tensor.js';
+//   node --import tsx test/helpers/binding-child.ts misuse | generator-loop [count] | threads | handles
+import { native, type NativeHandle, getNumThreads, liveTensors, setNumThreads, usableCores } from '../../src/tensor/native.js';
+import { Generator, keep, randn, tensor, tidy, wrapHandle } from '../../src/tensor/tensor.js';
 
 /** What an action threw: its class and message, or null when it did not throw. */
 function outcome(action: () => unknown): { name: string; message: string } | null {
@@ -79,10 +79,48 @@ function threads(): Record<string, unknown> {
   return { usableCores: usableCores(), afterLoad, capped, afterCap, raw, afterRaw, product };
 }
 
+// Handles made inside tidy carry no GC finalizer (native/core.cc): a stale handle must still be
+// refused after its slot is reused, and tensors that escape a scope (keep, a top-level tidy's
+// result) or never entered one must still be freed once unreachable. Needs --expose-gc.
+async function handles(): Promise<Record<string, unknown>> {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (!collect) throw new Error('handles needs --expose-gc');
+  const settle = async (): Promise<void> => {
+    // FinalizationRegistry callbacks and N-API finalizers run after a collection, as tasks.
+    for (let round = 0; round < 5; round++) {
+      collect();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  const base = liveTensors();
+  // A disposed handle whose slot a new tensor took over: refused, and the new tensor untouched.
+  const stale = tidy(() => {
+    const first = tensor([1, 2]);
+    const handle = first.handle;
+    first.dispose();
+    const second = tensor([5, 6]);
+    return { error: outcome(() => native.neg(handle)), alive: native.isAlive(handle), second: Array.from(second.toTypedArray() as Float32Array) };
+  });
+  // Escapes: kept out of a tidy, a top-level tidy's result, and no scope at all; then dropped.
+  (() => {
+    tidy(() => keep(randn([1000])));
+    tidy(() => randn([1000]));
+    randn([1000]);
+  })();
+  const afterDrop = liveTensors() - base;
+  await settle();
+  const afterCollect = liveTensors() - base;
+  // 20,000 tidy scopes of 10 tensors each: the count stays flat.
+  for (let i = 0; i < 20000; i++) tidy(() => { for (let j = 0; j < 10; j++) tensor([j]); });
+  const afterLoop = liveTensors() - base;
+  return { stale, afterDrop, afterCollect, afterLoop };
+}
+
 const mode = process.argv[2];
 let report: Record<string, unknown>;
 if (mode === 'misuse') report = misuse();
 else if (mode === 'generator-loop') report = generatorLoop(Number(process.argv[3] ?? 20000));
 else if (mode === 'threads') report = threads();
-else throw new Error(`unknown mode '${mode}' (misuse, generator-loop, threads)`);
+else if (mode === 'handles') report = await handles();
+else throw new Error(`unknown mode '${mode}' (misuse, generator-loop, threads, handles)`);
 process.stdout.write(JSON.stringify(report) + '\n');
