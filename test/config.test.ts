@@ -78,7 +78,7 @@ test('settings that involve each other are checked together', () => {
     'mask-patch-size applies only to CNN models (masking zeroes square patches there); vit_micro is a ViT, which masks its own patch tokens: leave mask-patch-size out');
   assert.equal(buildConfig({ flags: { model: 'resnet_micro', 'mask-patch-size': '7' } }).maskPatchSize, 7);
   assert.equal(rejection({ model: 'resnet_micro', 'mask-patch-size': '5' }), 'mask-patch-size 5 does not divide the 28-px images of fashion-mnist');
-  assert.equal(rejection({ model: 'resnet_micro', 'layer-scale': '0.1' }), 'layer-scale applies only to ViT models; resnet_micro has none: leave layer-scale out');
+  assert.equal(rejection({ model: 'resnet_micro', 'layer-scale': '0.1' }), 'layer-scale applies only to ViT and BEiT models; resnet_micro has none: leave layer-scale out');
 });
 
 test('unknown settings and choices get a did-you-mean, from flags, YAML and config.json alike', () => {

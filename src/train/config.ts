@@ -132,15 +132,15 @@ export const SETTINGS = {
   }),
   layerScale: define({
     group: 'model', schema: z.number().gt(0).nullable(), default: null,
-    help: 'ViT only: LayerScale initial value (null: no LayerScale)',
+    help: 'ViT and BEiT only: LayerScale initial value (null: ViT without LayerScale, BEiT with its config\'s value)',
   }),
   maskPatchSize: define({
     group: 'model', schema: POSITIVE_INTEGER.nullable(), default: null,
     help: 'CNN only: side in pixels of the patches that masking zeroes (null: the model\'s default); a ViT masks its own patch tokens',
   }),
   globalPool: define({
-    group: 'model', schema: z.enum(['token', 'avg']), default: 'token',
-    help: 'ViT only: what feeds the head: the class token, or the mean of the patch tokens with timm\'s fc_norm after it (MAE fine-tuning)',
+    group: 'model', schema: z.enum(['token', 'avg']).nullable(), default: null,
+    help: 'ViT and BEiT only: what feeds the head: the class token, or the mean of the patch tokens with timm\'s fc_norm after it (MAE and BEiT fine-tuning); null: the model\'s own (ViT token, BEiT avg, as timm)',
   }),
   init: define({
     group: 'model', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE', alias: ['pretrained', 'weights', 'finetune', 'initial-checkpoint'],
@@ -693,22 +693,23 @@ function checkCombinations(config: TrainConfig): void {
   }
   const dataSize = folder ? config.imageSize ?? model.imageSize : info.height;
   // A transformer's patch grid, windows and position tables are built for its size; a CNN takes any.
-  if (model.imageSize !== dataSize && (model.family === 'vit' || model.family === 'swin')) {
+  if (model.imageSize !== dataSize && (model.family === 'vit' || model.family === 'swin' || model.family === 'beit')) {
     if (folder) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}; leave image-size out or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
     throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but ${config.dataset} has ${info.height}x${info.width}; pick a ${info.height}-px model (${modelNames().filter((name) => describeModel(name).imageSize === info.height).join(', ')})`);
   }
   if (config.maskPatchSize !== null && model.family !== 'resnet') {
     // Masking a ViT drops its own patch tokens; a patch size for zeroing would be silently unused.
-    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${model.family === 'swin' ? 'Swin, which replaces masked patches by its mask token' : 'ViT, which masks its own patch tokens'}: leave mask-patch-size out`);
+    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${model.family === 'swin' || model.family === 'beit' ? `${model.family === 'swin' ? 'Swin' : 'BEiT'}, which replaces masked patches by its mask token` : 'ViT, which masks its own patch tokens'}: leave mask-patch-size out`);
   }
   if (config.maskPatchSize !== null && dataSize % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${dataSize}-px images of ${config.dataset}`);
   }
-  if (config.globalPool !== 'token' && model.family !== 'vit') {
-    throw new ConfigError(`global-pool applies only to ViT models; ${config.model} (${model.family === 'swin' ? 'Swin' : 'a CNN'}) always averages its last feature map: leave global-pool out`);
+  if (config.globalPool !== null && model.family !== 'vit' && model.family !== 'beit') {
+    throw new ConfigError(`global-pool applies only to ViT and BEiT models; ${config.model} (${model.family === 'swin' ? 'Swin' : 'a CNN'}) always averages its last feature map: leave global-pool out`);
   }
   if (config.maskMode !== 'drop' && model.family !== 'vit') {
-    throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} ${model.family === 'swin' ? 'always masks with its mask token' : 'masks by zeroing patches'}: leave mask-mode out`);
+    const how = model.family === 'swin' || model.family === 'beit' ? 'always masks with its mask token' : 'masks by zeroing patches';
+    throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} ${how}: leave mask-mode out`);
   }
   const initOnly = (['initStrict', 'initAntialias', 'initResetHead'] as const).find((name) => config[name] !== DEFAULTS[name]);
   if (config.init === null && initOnly !== undefined) {
@@ -718,8 +719,8 @@ function checkCombinations(config: TrainConfig): void {
     // Smoothing gives every class a target above 0, and the threshold then makes every target 1.
     throw new ConfigError(`loss bce with label-smoothing ${config.labelSmoothing} and bce-target-threshold 0 turns every target into 1; use label-smoothing 0 (DeiT-III) or a threshold above label-smoothing / classes (RSB: 0.2)`);
   }
-  if (config.layerScale !== null && model.family !== 'vit') {
-    throw new ConfigError(`layer-scale applies only to ViT models; ${config.model} has none: leave layer-scale out`);
+  if (config.layerScale !== null && model.family !== 'vit' && model.family !== 'beit') {
+    throw new ConfigError(`layer-scale applies only to ViT and BEiT models; ${config.model} has none: leave layer-scale out`);
   }
 }
 
