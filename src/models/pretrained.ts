@@ -474,7 +474,7 @@ export function loadPretrained(model: Classifier, path: string, options: InitOpt
 
 /**
  * BEiT / MAE's layer ids (get_layer_id_for_vit): the embeddings (patch_embed, cls_token,
- * pos_embed, mask_token) are layer 0, block i is layer i + 1, the rest (final norms, head) the
+ * pos_embed, mask_token, and CLIP's norm_pre as FT-CLIP) are layer 0, block i is layer i + 1, the rest (final norms, head) the
  * last layer, count = blocks + 1. A ResNet is treated the same over its blocks in order (timm's
  * group_matcher: stem conv1/bn1 layer 0, layer1.0, layer1.1, ..., layer4.N, then fc).
  */
@@ -484,7 +484,8 @@ export function layerAssignment(model: Classifier): { count: number; layerOf: (n
     return {
       count,
       layerOf: (name) => {
-        if (['cls_token', 'pos_embed', 'mask_token'].includes(name) || name.startsWith('patch_embed.')) return 0;
+        // CLIP's norm_pre is part of the embedding (FT-CLIP's get_num_layer_for_vit: ln_pre is layer 0).
+        if (['cls_token', 'pos_embed', 'mask_token'].includes(name) || name.startsWith('patch_embed.') || name.startsWith('norm_pre.')) return 0;
         const block = /^blocks\.(\d+)\./.exec(name);
         return block ? Number(block[1]) + 1 : count;
       },
