@@ -7,7 +7,8 @@
 // timm's resize_rel_pos_bias_table, written out below in torch), and a BEiT v2 pretraining one
 // (one shared bias table, lm_head, norm before pooling, no head). Also: MaskSub steps keep the
 // live tensor count flat, layer-wise decay groups follow BEiT's get_layer_id_for_vit, and the
-// trainer's settings accept BEiT where they should.
+// trainer's settings accept BEiT where they should, and a short trainer run fine-tunes a BEiT
+// run's weights through --init.
 //
 // As in swin-torch.test.ts, PyTorch runs the same libtorch kernels as our addon, so this shows
 // that names, shapes, the bias index, q/v biases, LayerScale, pooling and masking compose as
@@ -26,7 +27,9 @@ import { Dropout } from '../src/nn/index.js';
 import { saveSafetensors } from '../src/tensor/safetensors.js';
 import { type Criterion, methodStep } from '../src/masksub/method.js';
 import { liveTensors } from '../src/tensor/native.js';
+import { disposeCheckpoint, loadCheckpoint } from '../src/run/index.js';
 import { buildConfig, ConfigError } from '../src/train/config.js';
+import { train } from '../src/train/trainer.js';
 import { relativeError, runTorch } from './helpers/torch.js';
 
 // One thread here as in runTorch's PyTorch: reductions then split the same way on both sides.
@@ -456,3 +459,25 @@ test('BEiT in the trainer\'s settings: its own image size, mean pooling unless -
   assert.ok(pooled.stateDict().has('fc_norm.weight'));
   pooled.dispose();
 });
+
+test('train: a Fashion-MNIST BEiT run\'s model.safetensors starts a MaskSub run on the synthetic set through --init, with BEiT\'s layer-decay groups', async () => {
+  const quiet = (): void => undefined;
+  const base = { model: MICRO, limitTrain: 128, limitTest: 128, batchSize: 32, lr: 2e-3, warmupEpochs: 0, probeSize: 32, threads: 1, epochs: 1 };
+  const pretrain = join(directory, 'pretrain-run');
+  await train(buildConfig({ flags: { ...base, dataset: 'fashion-mnist' } }), { out: pretrain, log: quiet });
+  const lines: string[] = [];
+  const config = buildConfig({ flags: { ...base, dataset: 'synthetic', init: join(pretrain, 'model.safetensors'), 'layer-decay': '0.6', method: 'masksub', 'drop-path': '0.1' } });
+  const finetune = join(directory, 'finetune-run');
+  const result = await train(config, { out: finetune, log: (line) => lines.push(line) });
+  assert.match(lines.join('\n'), /init: \d+ tensors from .*model\.safetensors/);
+  assert.ok(Number.isFinite(result.history[0].test_acc1) && Number.isFinite(result.history[0].train_loss as number));
+  const parts = loadCheckpoint(join(finetune, 'checkpoint.safetensors'));
+  try {
+    // 2 blocks: scales 0.6^3 (embeddings), 0.6^2, 0.6 (blocks) and 1 (fc_norm, head).
+    const scales = [...new Set(parts.state.optimizer.groups.map((group) => group.lrScale.toFixed(12)))].sort();
+    assert.deepEqual(scales, [0.6 ** 3, 0.6 ** 2, 0.6, 1].map((value) => value.toFixed(12)).sort());
+  } finally {
+    disposeCheckpoint(parts);
+  }
+});
+
