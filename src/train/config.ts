@@ -707,7 +707,10 @@ function checkCombinations(config: TrainConfig): void {
   }
   if (config.maskPatchSize !== null && model.family !== 'resnet') {
     // Masking a ViT drops its own patch tokens; a patch size for zeroing would be silently unused.
-    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${model.family === 'swin' || model.family === 'beit' ? `${model.family === 'swin' ? 'Swin' : 'BEiT'}, which replaces masked patches by its mask token` : 'ViT, which masks its own patch tokens'}: leave mask-patch-size out`);
+    const masks = model.family === 'swin' || model.family === 'beit'
+      ? `${model.family === 'swin' ? 'Swin' : 'BEiT'}, which replaces masked patches by its mask token`
+      : 'ViT, which masks its own patch tokens';
+    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${masks}: leave mask-patch-size out`);
   }
   if (config.maskPatchSize !== null && dataSize % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${dataSize}-px images of ${config.dataset}`);
