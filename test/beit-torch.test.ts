@@ -1,11 +1,13 @@
 // BEiT v2 (src/models/beit.ts) against a plain PyTorch BEiT written below with timm's Beit names
 // and layout (Debian's python3-torch has no timm): on the same weights the state dict keys equal
 // the PyTorch module's, and eval logits and the parameter gradients of a cross-entropy loss agree,
-// also for the mask-token path given the same noise; the relative position index equals timm's
+// also for the mask-token path given the same noise (BEiT v2's layout, and one with an absolute
+// position embedding, class-token pooling and no LayerScale); the relative position index equals timm's
 // construction; timm-format checkpoints written by PyTorch (safetensors) load through --init with
 // PyTorch's logits: a fine-tuned one as is, one for another grid (the bias tables resized by
 // timm's resize_rel_pos_bias_table, written out below in torch), and a BEiT v2 pretraining one
-// (one shared bias table, lm_head, norm before pooling, no head). Also: MaskSub steps keep the
+// (one shared bias table, lm_head, norm before pooling, no head), and one with an absolute
+// position embedding on another grid (resampled as timm's resample_abs_pos_embed). Also: MaskSub steps keep the
 // live tensor count flat, layer-wise decay groups follow BEiT's get_layer_id_for_vit, and the
 // trainer's settings accept BEiT where they should, and a short trainer run fine-tunes a BEiT
 // run's weights through --init.
@@ -99,10 +101,13 @@ class Block(nn.Module):
         self.attn = Attention(dim, heads, g)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * 4))
-        self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
-        self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))
+        self.gamma_1 = nn.Parameter(init_values * torch.ones(dim)) if init_values else None
+        self.gamma_2 = nn.Parameter(init_values * torch.ones(dim)) if init_values else None
 
     def forward(self, x):
+        if self.gamma_1 is None:
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
         x = x + self.gamma_1 * self.attn(self.norm1(x))
         return x + self.gamma_2 * self.mlp(self.norm2(x))
 
@@ -120,10 +125,15 @@ class Beit(nn.Module):
         d, g = cfg['width'], cfg['imageSize'] // cfg['patchSize']
         self.patch_embed = PatchEmbed(cfg['patchSize'], cfg['inChannels'], d)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, g * g + 1, d)) if cfg.get('absolutePosition') else None
         if mask_token:
             self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self.blocks = nn.ModuleList([Block(d, cfg['heads'], g, cfg['layerScale']) for _ in range(cfg['depth'])])
-        self.fc_norm = nn.LayerNorm(d, eps=1e-6)
+        self.avg = cfg.get('globalPool', 'avg') == 'avg'
+        if self.avg:
+            self.fc_norm = nn.LayerNorm(d, eps=1e-6)
+        else:
+            self.norm = nn.LayerNorm(d, eps=1e-6)
         self.head = nn.Linear(d, cfg['numClasses'])
 
     def forward(self, x, ratio=0.0, noise=None):
@@ -135,9 +145,11 @@ class Beit(nn.Module):
             w = (noise.argsort(1).argsort(1) >= keep).unsqueeze(-1).to(x.dtype)
             x = x * (1 - w) + self.mask_token.expand(b, n, -1) * w
         x = torch.cat((self.cls_token.expand(b, -1, -1), x), dim=1)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
-        return self.head(self.fc_norm(x[:, 1:].mean(1)))
+        return self.head(self.fc_norm(x[:, 1:].mean(1)) if self.avg else self.norm(x)[:, 0])
 
 def load(cfg, weights, mask_token=True):
     m = Beit(cfg, mask_token)
@@ -254,10 +266,17 @@ out['count'] = sum(p.numel() for p in m.parameters())
   });
 });
 
-test(`${MICRO}: state dict = the PyTorch BEiT's, logits and CE gradients agree, and so does the mask-token path`, (t) => {
+for (const variant of ['beitv2', 'absolute position, class token, no LayerScale'] as const) test(`${MICRO} (${variant}): state dict = the PyTorch BEiT's, logits and CE gradients agree, and so does the mask-token path`, (t) => {
   tidy(() => {
     manualSeed(11);
-    const model = microModel();
+    let model = microModel();
+    if (variant !== 'beitv2') {
+      model.dispose();
+      model = new Beit({ ...model.config, absolutePosition: true, globalPool: 'token', layerScale: null });
+      noGrad(() => tidy(() => {
+        for (const parameter of model.parameters()) parameter.add_(randn(parameter.shape).mul(0.05));
+      }));
+    }
     model.eval();
     const images = randn([3, 1, 28, 28]);
     const labels = randint(0, 10, [3], { dtype: 'int64' });
@@ -301,7 +320,7 @@ grads(m, 'mg:')
     assert.ok(maskedGradientError < 1e-4, `masked gradients: ${maskedGradientError}`);
     // Not vacuous: the bias table, q/v biases and LayerScale get gradients, the mask token only from a masked forward.
     assert.ok(logits.std().item() > 1e-3, 'logits are not constant');
-    for (const name of ['blocks.1.attn.relative_position_bias_table', 'blocks.0.attn.q_bias', 'blocks.0.attn.v_bias', 'blocks.1.gamma_2']) {
+    for (const name of ['blocks.1.attn.relative_position_bias_table', 'blocks.0.attn.q_bias', 'blocks.0.attn.v_bias', variant === 'beitv2' ? 'blocks.1.gamma_2' : 'pos_embed']) {
       assert.ok((gradients.get(name) as Tensor).abs().max().item() > 1e-6, `${name} has a gradient`);
     }
     assert.equal((gradients.get('mask_token') as Tensor).abs().max().item(), 0);
@@ -311,7 +330,7 @@ grads(m, 'mg:')
   });
 });
 
-test('PyTorch-written timm BEiT checkpoints load through --init with PyTorch\'s logits: fine-tuned, another grid (bias tables resized), BEiT v2 pretraining (shared table)', (t) => {
+test('PyTorch-written timm BEiT checkpoints load through --init with PyTorch\'s logits: fine-tuned, another grid (bias tables resized), BEiT v2 pretraining (shared table), absolute position embedding on another grid', (t) => {
   tidy(() => {
     manualSeed(5);
     const images = randn([3, 1, 28, 28]);
@@ -325,8 +344,8 @@ target_cfg = json.loads(${JSON.stringify(JSON.stringify(target.config))})
 torch.manual_seed(4)
 x = inp['x']
 with torch.no_grad():
-    for name, size in (('finetuned', 28), ('grid', 36), ('pretraining', 28)):
-        m = Beit(dict(cfg, imageSize=size), mask_token=(name == 'pretraining'))
+    for name, size in (('finetuned', 28), ('grid', 36), ('pretraining', 28), ('absolute', 36)):
+        m = Beit(dict(cfg, imageSize=size, absolutePosition=(name == 'absolute')), mask_token=(name == 'pretraining'))
         for p in m.parameters():
             p.add_(0.05 * torch.randn_like(p))
         state = dict(m.state_dict())
@@ -341,9 +360,11 @@ with torch.no_grad():
         ref.save_safetensors(${JSON.stringify(directory)} + '/' + name + '.safetensors', state)
         adapted = dict(state)
         adapted['patch_embed.proj.weight'] = ref.adapt_input_conv(1, state['patch_embed.proj.weight'])
-        if name == 'grid':
+        if name in ('grid', 'absolute'):
             for k in [k for k in state if k.endswith('relative_position_bias_table')]:
                 adapted[k] = resize_table(state[k], 7)
+        if name == 'absolute':
+            adapted['pos_embed'] = ref.resample_abs_pos_embed(state['pos_embed'], (7, 7), 1, antialias=True)
         if name == 'pretraining':
             # BEiT's fine-tuning: the shared table in every block; fc_norm and head are then the target's own
             for i in range(cfg['depth']):
@@ -354,10 +375,14 @@ with torch.no_grad():
                 adapted[k] = inp['fresh:' + k]
         if name == 'grid':
             out['resized'] = adapted['blocks.0.attn.relative_position_bias_table']
-        out[name] = load(target_cfg, adapted, mask_token=(name == 'pretraining')).eval()(x)
+        out[name] = load(dict(target_cfg, absolutePosition=(name == 'absolute')), adapted, mask_token=(name == 'pretraining')).eval()(x)
 `, { x: images, ...Object.fromEntries(['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias', 'mask_token'].map((key) => [`fresh:${key}`, target.stateDict().get(key) as Tensor])) });
-    for (const name of ['finetuned', 'grid', 'pretraining']) {
-      const model = microModel();
+    for (const name of ['finetuned', 'grid', 'pretraining', 'absolute']) {
+      let model = microModel();
+      if (name === 'absolute') {
+        model.dispose();
+        model = new Beit({ ...target.config, absolutePosition: true });
+      }
       // The pretraining checkpoint leaves fc_norm, head and mask_token at the model's init: the target's, given to PyTorch.
       noGrad(() => model.loadStateDict(new Map([...target.stateDict()].filter(([key]) => ['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias', 'mask_token'].includes(key))), { strict: false }));
       const notes: string[] = [];
@@ -371,6 +396,7 @@ with torch.no_grad():
       const text = notes.join('\n');
       assert.match(text, /patch_embed\.proj\.weight: adapted from 3 to 1/);
       if (name === 'finetuned') assert.deepEqual(report.reinitialised, ['mask_token']);
+      if (name === 'absolute') assert.match(text, /pos_embed: resampled from a 9x9 to a 7x7 grid.*\n.*2 relative_position_bias_table\(s\): resized from a 9x9 to a 7x7 grid/);
       if (name === 'grid') {
         assert.match(text, /2 relative_position_bias_table\(s\): resized from a 9x9 to a 7x7 grid/);
         const resized = model.blocks.items[0].attn.relativePositionBiasTable;
