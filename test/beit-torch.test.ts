@@ -24,7 +24,7 @@ import { after, test } from 'node:test';
 import { Generator, getNumThreads, manualSeed, noGrad, rand, randint, randn, setNumThreads, type Tensor, tidy, zerosLike } from '../src/index.js';
 import * as F from '../src/nn/functional.js';
 import { AdamW, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay } from '../src/optim/index.js';
-import { Beit, beitRelativePositionIndex, createModel, describeModel, layerAssignment, loadPretrained, modelNames, PretrainedError } from '../src/models/index.js';
+import { Beit, beitRelativePositionIndex, createModel, describeModel, layerAssignment, loadPretrained, modelNames, PretrainedError, resizeRelativePositionBiasTable } from '../src/models/index.js';
 import { Dropout } from '../src/nn/index.js';
 import { saveSafetensors } from '../src/tensor/safetensors.js';
 import { type Criterion, methodStep } from '../src/masksub/method.js';
@@ -411,6 +411,27 @@ with torch.no_grad():
       model.dispose();
     }
     target.dispose();
+  });
+});
+
+test('relative position bias tables resized up and down equal timm\'s resize_rel_pos_bias_table (scipy-free path); the class-token rows are kept', () => {
+  tidy(() => {
+    manualSeed(9);
+    const cases: [number, number][] = [[3, 7], [9, 7], [7, 14], [14, 7], [7, 7]];
+    const tables = cases.map(([from]) => randn([(2 * from - 1) ** 2 + 3, 3]));
+    const result = runTorch(`${BEIT_PY}
+cases = json.loads(${JSON.stringify(JSON.stringify(cases))})
+for i, (a, b) in enumerate(cases):
+    out['r%d' % i] = resize_table(inp['t%d' % i], b) if a != b else inp['t%d' % i]
+`, Object.fromEntries(tables.map((table, index) => [`t${index}`, table])));
+    cases.forEach(([from, to], index) => {
+      const resized = resizeRelativePositionBiasTable(tables[index], to);
+      assert.deepEqual(resized.shape, [(2 * to - 1) ** 2 + 3, 3], `${from} -> ${to}`);
+      const error = relativeError(resized, result[`r${index}`]);
+      assert.ok(error < 1e-6, `${from} -> ${to}: relative error ${error}`);
+      assert.equal(resized.slice(0, -3).sub(tables[index].slice(0, -3)).abs().max().item(), 0, `${from} -> ${to}: class-token rows kept`);
+    });
+    assert.throws(() => resizeRelativePositionBiasTable(randn([50, 2]), 7), /50 rows is not \(2s-1\)\^2 \+ 3/);
   });
 });
 
