@@ -7,6 +7,7 @@
 // cross-entropy loss (mapped back through the same conversion) agree. Being OpenAI's module
 // structure (nn.MultiheadAttention, not a fused qkv Linear), the reference is independent of our
 // layout; the kernels are the same libtorch ones, so this checks names, order and composition.
+// OpenAI's state dict saved as it is (visual.*, with text-tower keys) is converted by --init itself.
 // Also: the registered configs have timm's parameter counts and layout, norm_pre is layer 0 of
 // layer-wise decay (FT-CLIP), and MaskSub steps keep the live tensor count flat.
 import assert from 'node:assert/strict';
@@ -128,7 +129,7 @@ test('CLIP towers: the registered configs have timm\'s layout and parameter coun
   });
 });
 
-test('an OpenAI-layout CLIP tower converted to timm names by PyTorch loads through --init: logits and CE gradients equal OpenAI\'s model, QuickGELU and GELU', (t) => {
+test('an OpenAI-layout CLIP tower converted to timm names by PyTorch loads through --init: logits and CE gradients equal OpenAI\'s model, QuickGELU and GELU; OpenAI\'s own state dict converts on loading', (t) => {
   tidy(() => {
     manualSeed(7);
     const images = randn([3, 3, 28, 28]);
@@ -144,6 +145,10 @@ for act in ('quick_gelu', 'gelu'):
             p.add_(0.05 * torch.randn_like(p))
     state = convert_openai_clip({'visual.' + k: v for k, v in m.state_dict().items()})
     ref.save_safetensors(${JSON.stringify(directory)} + '/' + act + '.safetensors', state)
+    # The OpenAI state dict itself, with (a stand-in for) its text tower: --init converts it.
+    raw = {'visual.' + k: v.contiguous() for k, v in m.state_dict().items()}
+    raw.update({'token_embedding.weight': torch.randn(10, 8), 'text_projection': torch.randn(8, 32), 'ln_final.weight': torch.ones(8)})
+    ref.save_safetensors(${JSON.stringify(directory)} + '/' + act + '-openai.safetensors', raw)
     logits = m(x)
     out[act + ':logits'] = logits
     F.cross_entropy(logits, y).backward()
@@ -175,6 +180,22 @@ for act in ('quick_gelu', 'gelu'):
       assert.ok(logitError < 1e-5, `${act}: logits differ by ${logitError}`);
       assert.ok(gradientError < 1e-4, `${act}: gradients differ by ${gradientError} at ${worst}`);
       assert.ok(logits.std().item() > 1e-3, 'logits are not constant');
+      model.dispose();
+    }
+    // The OpenAI state dict as it is: converted by --init as timm's checkpoint_filter_fn does, the text tower left out.
+    for (const act of ['quick_gelu', 'gelu'] as const) {
+      const model = clipVit(act);
+      const notes: string[] = [];
+      const live = liveTensors();
+      const report = loadPretrained(model, join(directory, `${act}-openai.safetensors`), { log: (line) => notes.push(line) });
+      assert.equal(liveTensors(), live, 'the converted tensors are freed');
+      model.eval();
+      const error = relativeError(noGrad(() => model.forward(images)), result[`${act}:logits`]);
+      t.diagnostic(`${act}, OpenAI names: logits ${error.toExponential(2)}; ${notes.join(' | ')}`);
+      assert.ok(error < 1e-5, `${act} from OpenAI names: logits differ by ${error}`);
+      assert.deepEqual(report.reinitialised, []);
+      assert.deepEqual(report.ignored.sort(), ['ln_final.weight', 'text_projection', 'token_embedding.weight']);
+      assert.match(notes.join('\n'), /an OpenAI CLIP state dict \(visual\.\*\).*3 tensor\(s\) of the text tower not used/);
       model.dispose();
     }
     // The activation matters: the GELU checkpoint in a QuickGELU tower gives other logits.

@@ -283,12 +283,68 @@ function fitBeit(model: Beit, source: Map<string, Tensor>, own: Map<string, Tens
  * fault when strict.
  */
 export function fitCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>, options: InitOptions = {}): { state: Map<string, Tensor>; report: InitReport } {
+  const clip = model instanceof VisionTransformer ? convertOpenaiClip(checkpoint) : null;
+  try {
+    return fitNamedCheckpoint(model, clip?.tensors ?? checkpoint, options, clip?.notes ?? [], clip?.ignored ?? []);
+  } finally {
+    // fitNamedCheckpoint copies what it keeps, so the converted tensors can go.
+    for (const value of clip?.created ?? []) value.dispose();
+  }
+}
+
+/** timm's _convert_openai_clip renames, in order (the first match of each pair is replaced). */
+const OPENAI_CLIP_RENAMES: [string, string][] = [
+  ['conv1', 'patch_embed.proj'], ['positional_embedding', 'pos_embed'], ['transformer.resblocks.', 'blocks.'],
+  ['ln_pre', 'norm_pre'], ['ln_post', 'norm'], ['ln_', 'norm'], ['in_proj_', 'qkv.'], ['out_proj', 'proj'],
+  ['mlp.c_fc', 'mlp.fc1'], ['mlp.c_proj', 'mlp.fc2'],
+];
+
+/**
+ * An OpenAI CLIP state dict (visual.class_embedding, visual.conv1, visual.transformer.resblocks,
+ * visual.proj, and the text tower) converted to timm's ViT names as timm's checkpoint_filter_fn
+ * does (_convert_openai_clip): the image tower renamed, proj transposed into head.weight with a
+ * zero head.bias, the text tower not used. null when the checkpoint is not one.
+ */
+function convertOpenaiClip(checkpoint: Map<string, Tensor>): { tensors: Map<string, Tensor>; created: Tensor[]; notes: string[]; ignored: string[] } | null {
+  const prefix = ['visual.', 'module.visual.'].find((candidate) => checkpoint.has(`${candidate}class_embedding`));
+  if (prefix === undefined) return null;
+  const tensors = new Map<string, Tensor>();
+  const created: Tensor[] = [];
+  const ignored: string[] = [];
+  const own = (value: Tensor): Tensor => {
+    created.push(value);
+    return value;
+  };
+  for (const [key, value] of checkpoint) {
+    if (!key.startsWith(prefix)) {
+      ignored.push(key);
+      continue;
+    }
+    let name = key.slice(prefix.length);
+    for (const [from, to] of OPENAI_CLIP_RENAMES) name = name.replace(from, to);
+    if (name === 'proj') {
+      const weight = own(tidy(() => value.transpose(0, 1).contiguous()));
+      tensors.set('head.weight', weight);
+      tensors.set('head.bias', own(zeros([weight.size(0)], { dtype: value.dtype })));
+    } else if (name === 'class_embedding') {
+      tensors.set('cls_token', own(value.reshape(1, 1, -1)));
+    } else if (name === 'pos_embed') {
+      tensors.set('pos_embed', own(value.unsqueeze(0)));
+    } else {
+      tensors.set(name, value);
+    }
+  }
+  const notes = [`an OpenAI CLIP state dict (${prefix}*): the image tower renamed to timm's names as timm's _convert_openai_clip (proj becomes head.weight with a zero bias)${ignored.length ? `; ${ignored.length} tensor(s) of the text tower not used` : ''}`];
+  return { tensors, created, notes, ignored };
+}
+
+function fitNamedCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>, options: InitOptions, firstNotes: string[], firstIgnored: string[]): { state: Map<string, Tensor>; report: InitReport } {
   const strict = options.strict ?? true;
   const antialias = options.antialias ?? true;
   const own = model.stateDict();
-  const notes: string[] = [];
+  const notes: string[] = [...firstNotes];
   const reinitialised = new Set<string>();
-  const ignored = new Set<string>();
+  const ignored = new Set<string>(firstIgnored);
   const state = new Map<string, Tensor>();
   let source = new Map(checkpoint);
 
