@@ -488,6 +488,15 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
   const sites = model.modules().filter((module) => module instanceof Dropout && !module.fixedRate);
   assert.equal(sites.length, 3 * model.blocks.length);
   for (const block of model.blocks) for (const site of [block.attn.projDrop, block.mlp.drop1, block.mlp.drop2]) assert.ok(sites.includes(site));
+  // DropSub and PathSub run on those sites (and the per-block drop paths), and leave the main rates as they were.
+  for (const method of ['dropsub', 'pathsub'] as const) {
+    tidy(() => {
+      const result = methodStep(model, images, labels, { method, ratio: 0.5, subWeight: 0.5, criterion: CE });
+      assert.ok(result.finite && result.lossSub !== null && Number.isFinite(result.lossSub), `${method}: sub loss ${result.lossSub}`);
+    });
+    assert.deepEqual(sites.map((site) => (site as Dropout).p), new Array<number>(sites.length).fill(0), `${method}: the dropout rates are restored`);
+    assert.deepEqual(model.blocks.items.map((block) => block.dropPath1.p), [0, 0.1], `${method}: timm's linear drop-path rates are restored`);
+  }
   optimizer.dispose();
   images.dispose();
   labels.dispose();
