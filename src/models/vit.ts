@@ -1,6 +1,7 @@
 // Vision Transformer (timm's VisionTransformer names and init) with MAE-style token dropping:
 // a forward with maskRatio r keeps int(L*(1-r)) random patch tokens per sample after the
-// position embedding, so the sub-model really runs on fewer tokens. Registers the ViT configs.
+// position embedding, so the sub-model really runs on fewer tokens. CLIP's image tower is the same
+// model with preNorm (timm's norm_pre), QuickGELU and LayerNorm eps 1e-5. Registers the ViT configs.
 import { cat, Generator, linspace, type Tensor, tidy, where, zeros } from '../tensor/tensor.js';
 import { Attention, Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
