@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import { planRuns } from '../src/experiment/compare.js';
 import { defaultRatio, describeMethod, hasSubModel, METHOD_TABLE, METHODS, regularizer } from '../src/masksub/methods.js';
 import {
-  buildConfig, buildSettings, closestName, ConfigError, DEFAULTS, describeValues, fromStoredConfig, resolveConfig,
+  buildConfig, buildSettings, PRESETS, closestName, ConfigError, DEFAULTS, describeValues, fromStoredConfig, resolveConfig,
   SETTINGS, settingDocs, toStoredConfig, type TrainConfig,
 } from '../src/train/config.js';
 import { errorMessage } from './helpers/errors.js';
@@ -78,7 +78,7 @@ test('settings that involve each other are checked together', () => {
     'mask-patch-size applies only to CNN models (masking zeroes square patches there); vit_micro is a ViT, which masks its own patch tokens: leave mask-patch-size out');
   assert.equal(buildConfig({ flags: { model: 'resnet_micro', 'mask-patch-size': '7' } }).maskPatchSize, 7);
   assert.equal(rejection({ model: 'resnet_micro', 'mask-patch-size': '5' }), 'mask-patch-size 5 does not divide the 28-px images of fashion-mnist');
-  assert.equal(rejection({ model: 'resnet_micro', 'layer-scale': '0.1' }), 'layer-scale applies only to ViT models; resnet_micro has none: leave layer-scale out');
+  assert.equal(rejection({ model: 'resnet_micro', 'layer-scale': '0.1' }), 'layer-scale applies only to ViT and BEiT models; resnet_micro has none: leave layer-scale out');
 });
 
 test('unknown settings and choices get a did-you-mean, from flags, YAML and config.json alike', () => {
@@ -91,7 +91,7 @@ test('unknown settings and choices get a did-you-mean, from flags, YAML and conf
   assert.equal(errorMessage(() => buildConfig({ file })), `config file ${file}: unknown setting 'lerning-rate'; did you mean 'lr'?`);
   const far = yaml('far.yaml', 'qqqqqq: 1\n');
   assert.match(errorMessage(() => buildConfig({ file: far })), new RegExp(`^config file ${far}: unknown setting 'qqqqqq'; known settings: dataset, data-dir, [a-z, -]*limit-train, `));
-  assert.equal(errorMessage(() => buildSettings({ preset: 'quik' })), 'unknown preset \'quik\'; did you mean \'quick\'? presets: fmnist-vit, fmnist-resnet, quick, deit3-vit-b, deit3-vit-b-ft, deit3-vit-s, rsb-a2-resnet50, rsb-a3-resnet50, mae-vit-b-ft');
+  assert.equal(errorMessage(() => buildSettings({ preset: 'quik' })), 'unknown preset \'quik\'; did you mean \'quick\'? presets: fmnist-vit, fmnist-resnet, quick, deit3-vit-b, deit3-vit-b-ft, deit3-vit-s, rsb-a2-resnet50, rsb-a3-resnet50, mae-vit-b-ft, beitv2-vit-b-ft, ftclip-vit-b-ft');
   assert.equal(closestName('trian', ['train', 'eval', 'compare']), 'train');
   assert.equal(closestName('xy', ['lr', 'seed']), undefined, 'a short word suggests only one edit away');
 });
@@ -208,3 +208,30 @@ test('help texts come from the schema: every setting, its values and a default t
   const defaults: TrainConfig = { ...DEFAULTS };
   assert.equal(resolveConfig(defaults).epochs, DEFAULTS.epochs);
 });
+
+test('the BEiT v2 and FT-CLIP fine-tuning presets carry Table B.1\'s ViT-B recipes, cite it, and resolve for 224-px folder data with --init and MaskSub', () => {
+  const pick = (config: TrainConfig, names: (keyof TrainConfig)[]): Record<string, unknown> => Object.fromEntries(names.map((name) => [name, config[name]]));
+  const flags = { dataset: 'folder', dataDir: root, init: join(root, 'pretrained.safetensors'), method: 'masksub' };
+  const fields: (keyof TrainConfig)[] = ['model', 'optimizer', 'lr', 'weightDecay', 'layerDecay', 'batchSize', 'epochs', 'warmupEpochs', 'dropPath', 'labelSmoothing', 'mixup', 'cutmix', 'randAugment', 'randomErasing', 'ema', 'globalPool', 'cropPct', 'loss'];
+  const beit = buildConfig({ preset: 'beitv2-vit-b-ft', flags });
+  assert.deepEqual(pick(beit, fields), {
+    model: 'beitv2_base_patch16_224', optimizer: 'adamw', lr: 5e-4, weightDecay: 0.05, layerDecay: 0.6, batchSize: 1024, epochs: 100, warmupEpochs: 20,
+    dropPath: 0.2, labelSmoothing: 0.1, mixup: 0.8, cutmix: 1.0, randAugment: 'rand-m9-mstd0.5-inc1', randomErasing: 0.25, ema: false, globalPool: 'avg', cropPct: 0.875, loss: 'ce',
+  });
+  const clip = buildConfig({ preset: 'ftclip-vit-b-ft', flags });
+  assert.deepEqual(pick(clip, [...fields, 'emaDecay']), {
+    model: 'vit_base_patch16_clip_quickgelu_224', optimizer: 'adamw', lr: 6e-4, weightDecay: 0.05, layerDecay: 0.6, batchSize: 2048, epochs: 50, warmupEpochs: 10,
+    dropPath: 0, labelSmoothing: 0.1, mixup: 0, cutmix: 0, randAugment: 'rand-m9-mstd0.5-inc1', randomErasing: 0.25, ema: true, globalPool: 'avg', cropPct: 1.0, loss: 'ce', emaDecay: 0.9998,
+  });
+  for (const [config, name] of [[beit, 'beitv2-vit-b-ft'], [clip, 'ftclip-vit-b-ft']] as const) {
+    assert.equal(config.preset, name);
+    assert.equal(config.ratio, 0.5, 'MaskSub at the paper\'s 50%');
+    assert.match(PRESETS[name].description, /paper Table B\.1, (BEiT v2|FT-CLIP) column/);
+  }
+  // Other-sized data cannot take the 224-px models, named as such.
+  assert.throws(() => buildConfig({ preset: 'beitv2-vit-b-ft', flags: { ...flags, imageSize: 32 } }), /model beitv2_base_patch16_224 takes 224x224 images but image-size is 32/);
+  // A ViT takes any multiple of its patch on folder data (its position embedding is built for it), BEiT only its own grid.
+  assert.throws(() => buildConfig({ preset: 'ftclip-vit-b-ft', flags: { ...flags, imageSize: 40 } }), /model vit_base_patch16_clip_quickgelu_224 takes 224x224 images but image-size is 40 nor a multiple of its 16-px patch/);
+  assert.equal(buildConfig({ preset: 'ftclip-vit-b-ft', flags: { ...flags, imageSize: 32 } }).imageSize, 32);
+});
+

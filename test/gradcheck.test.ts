@@ -1,5 +1,5 @@
 // Finite-difference checks (float64) of the autograd gradients of every differentiable op and
-// layer the models use: autograd vs central differences, element by element, in every input.
+// layer the models use (BEiT's attention and the QuickGELU MLP included): autograd vs central differences, element by element, in every input.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import {
@@ -7,6 +7,7 @@ import {
 } from '../src/index.js';
 import * as nn from '../src/nn/index.js';
 import * as F from '../src/nn/functional.js';
+import { BeitAttention } from '../src/models/beit.js';
 import { analyticGradients, gradcheck, type GradcheckOptions, numericGradients, project } from './helpers/gradcheck.js';
 
 type Fn = (inputs: Tensor[]) => Tensor;
@@ -312,6 +313,23 @@ test('nn.Mlp (float64) w.r.t. input and all parameters', (t) => {
     seed(13);
     const mlp = new nn.Mlp(4, 6, 3).to(f64);
     check(t, 'Mlp', (xs) => project(mlp.forward(xs[0])), [normal(2, 4), ...mlp.parameters()],
+      { names: ['input', ...mlp.namedParameters().map(([name]) => name)] });
+    mlp.dispose();
+  });
+});
+
+test('BEiT\'s attention (q_bias / v_bias, relative position bias) and the QuickGELU Mlp (float64) w.r.t. input and all parameters', (t) => {
+  tidy(() => {
+    manualSeed(15);
+    seed(15);
+    // A 2x2 grid and the class token: 5 tokens, a table of 3 * 3 + 3 rows.
+    const attention = new BeitAttention(4, 2, 2, true, 0).to(f64);
+    noGrad(() => { for (const p of attention.parameters()) p.add_(randn(p.shape, { ...f64, generator }).mul(0.5)); });
+    check(t, 'BeitAttention', (xs) => project(attention.forward(xs[0])), [normal(2, 5, 4), ...attention.parameters()],
+      { names: ['input', ...attention.namedParameters().map(([name]) => name)] });
+    attention.dispose();
+    const mlp = new nn.Mlp(4, 6, 3, 0, 'quick_gelu').to(f64);
+    check(t, 'Mlp quick_gelu', (xs) => project(mlp.forward(xs[0])), [normal(2, 4), ...mlp.parameters()],
       { names: ['input', ...mlp.namedParameters().map(([name]) => name)] });
     mlp.dispose();
   });

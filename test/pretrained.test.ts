@@ -340,7 +340,7 @@ test('train --init: a Fashion-MNIST run\'s model.safetensors starts a run on the
   // Not strict: the same ResNet weights are logged as unused and the run trains from its own init.
   assert.equal(buildConfig({ flags: { init: weights, 'init-strict': 'false' } }).initStrict, false);
   assert.throws(() => buildConfig({ flags: { 'init-strict': 'false' } }), /init-strict applies only with init/);
-  assert.throws(() => buildConfig({ flags: { model: 'resnet_micro', 'global-pool': 'avg' } }), /global-pool applies only to ViT models/);
+  assert.throws(() => buildConfig({ flags: { model: 'resnet_micro', 'global-pool': 'avg' } }), /global-pool applies only to ViT and BEiT models/);
   assert.throws(() => buildConfig({ flags: { model: 'resnet_micro', 'mask-mode': 'token' } }), /mask-mode applies only to ViT models/);
   assert.throws(() => buildConfig({ flags: { 'layer-decay': '0' } }), /layer-decay must be/);
   // The MAE fine-tuning preset carries the recipe's layer decay and mean pooling.

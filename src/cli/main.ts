@@ -394,9 +394,12 @@ async function main(argv: readonly string[]): Promise<number> {
       say(`wrote ${files.results}, ${files.markdown}, ${files.html}`);
       return 0;
     }
-    case 'models':
-      for (const name of modelNames()) say(`${name.padEnd(24)} ${describeModel(name).description}`);
+    case 'models': {
+      // One column as wide as the longest name (vit_base_patch16_clip_quickgelu_224 is 35).
+      const width = Math.max(...modelNames().map((name) => name.length));
+      for (const name of modelNames()) say(`${name.padEnd(width)}  ${describeModel(name).description}`);
       return 0;
+    }
     case 'presets':
       for (const [name, preset] of Object.entries(PRESETS)) say(`${name.padEnd(18)} ${preset.description}`);
       return 0;

@@ -3,6 +3,8 @@
 import './resnet.js';
 import './swin.js';
 import './vit.js';
+// After vit.js, whose helpers it imports, so that the registry lists ViT, Swin, then BEiT.
+import './beit.js';
 import type { Classifier } from './classifier.js';
 import { type ModelInfo, type ModelOverrides, registeredModel, registeredNames } from './registry.js';
 

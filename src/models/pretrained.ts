@@ -8,6 +8,7 @@
 // one error, unless strict is off. Also the layer assignment of layer-wise lr decay (BEiT / MAE).
 import { cat, noGrad, type Tensor, tensor, tidy, zeros } from '../tensor/tensor.js';
 import { loadSafetensors } from '../tensor/safetensors.js';
+import { Beit } from './beit.js';
 import type { Classifier } from './classifier.js';
 import { ResNet } from './resnet.js';
 import { PatchMerging, SwinTransformer } from './swin.js';
@@ -102,6 +103,80 @@ export function resamplePosEmbed(posEmbed: Tensor, from: [number, number], to: [
 }
 
 /**
+ * BEiT's offsets for resizing a relative position bias table (timm's resize_rel_pos_bias_table,
+ * from BEiT's fine-tuning code): the `source` sides' offsets -n..n placed at 0, +-1, +-(1 + q),
+ * +-(1 + q + q^2), ..., with q found by bisection so that the outermost one reaches `target`'s
+ * n', which keeps the near offsets (the ones attention depends on most) at unit spacing.
+ */
+function geometricOffsets(source: number, target: number): number[] {
+  const half = Math.floor(source / 2);
+  let [left, right] = [1.01, 1.5];
+  let q = 0;
+  while (right - left > 1e-6) {
+    q = (left + right) / 2;
+    const reach = (1 - q ** half) / (1 - q);
+    if (reach > Math.floor(target / 2)) right = q;
+    else left = q;
+  }
+  const distances: number[] = [];
+  let current = 1;
+  for (let i = 0; i < half; i++) {
+    distances.push(current);
+    current += q ** (i + 1);
+  }
+  return [...distances.map((distance) => -distance).reverse(), 0, ...distances];
+}
+
+/** Linear interpolation of sorted `points` / `values` at x, clamped to the end values (timm's RegularGridInterpolator per axis). */
+function bracket(points: number[], x: number): { low: number; high: number; weightLow: number; weightHigh: number } {
+  let high = points.findIndex((point) => point >= x);
+  if (high < 0) high = points.length - 1;
+  const low = Math.max(high - 1, 0);
+  let distanceLow = Math.max(x - points[low], 0);
+  let distanceHigh = Math.max(points[high] - x, 0);
+  if (distanceLow === 0 && distanceHigh === 0) [distanceLow, distanceHigh] = [1, 1];
+  const total = distanceLow + distanceHigh;
+  return { low, high, weightLow: distanceHigh / total, weightHigh: distanceLow / total };
+}
+
+/**
+ * timm's resize_rel_pos_bias_table (its default path without scipy): a BEiT table
+ * [(2s-1)^2 + 3, heads] for an s x s grid resized to a `grid` x `grid` one: per head, the
+ * (2s-1) x (2s-1) offsets, placed at BEiT's geometric positions (geometricOffsets), are
+ * interpolated bilinearly at the integer offsets of the new grid; the three class-token rows
+ * are kept. Computed in float64, returned in the input's dtype.
+ */
+export function resizeRelativePositionBiasTable(table: Tensor, grid: number): Tensor {
+  return tidy(() => {
+    const [rows, heads] = table.shape;
+    const source = Math.sqrt(rows - 3);
+    if (!(Number.isInteger(source) && source % 2 === 1)) throw new Error(`relative position bias table: ${rows} rows is not (2s-1)^2 + 3 for a grid side s`);
+    const target = 2 * grid - 1;
+    if (source === target) return table.clone();
+    const offsets = geometricOffsets(source, target);
+    const half = Math.floor(target / 2);
+    const values = Array.from(table.double().toTypedArray() as Float64Array);
+    const out = new Float64Array((target * target + 3) * heads);
+    for (let y = 0; y < target; y++) {
+      const vertical = bracket(offsets, y - half);
+      for (let x = 0; x < target; x++) {
+        const horizontal = bracket(offsets, x - half);
+        for (let head = 0; head < heads; head++) {
+          const at = (row: number, column: number): number => values[(row * source + column) * heads + head];
+          out[(y * target + x) * heads + head] =
+            vertical.weightLow * (horizontal.weightLow * at(vertical.low, horizontal.low) + horizontal.weightHigh * at(vertical.low, horizontal.high))
+            + vertical.weightHigh * (horizontal.weightLow * at(vertical.high, horizontal.low) + horizontal.weightHigh * at(vertical.high, horizontal.high));
+        }
+      }
+    }
+    for (let extra = 0; extra < 3; extra++) {
+      for (let head = 0; head < heads; head++) out[(target * target + extra) * heads + head] = values[(source * source + extra) * heads + head];
+    }
+    return tensor(out, { dtype: 'float64', shape: [target * target + 3, heads] }).to({ dtype: table.dtype, device: table.device as 'cpu' });
+  });
+}
+
+/**
  * timm's adapt_input_conv: a first-layer weight [O, 3, k, k] for another input channel count:
  * 1 channel sums the three filters (a grey image x gives what RGB (x, x, x) gave); other counts
  * repeat the filters and scale by 3 / channels.
@@ -150,18 +225,126 @@ const isSquare = (count: number): boolean => count > 0 && Number.isInteger(Math.
 const shapeText = (value: Tensor | readonly number[]): string => `[${(Array.isArray(value) ? value : (value as Tensor).shape).join(', ')}]`;
 const sameShape = (left: readonly number[], right: readonly number[]): boolean => left.length === right.length && left.every((size, i) => size === right[i]);
 
+interface FitActions {
+  put(key: string, value: Tensor): void;
+  reinit(keys: string[], why: string): void;
+  ignore(key: string): void;
+  notes: string[];
+}
+
+/**
+ * BEiT's checkpoint variants: old checkpoints store the (derived) relative_position_index; BEiT
+ * v2 pretraining checkpoints have one shared table (rel_pos_bias.*) that BEiT's fine-tuning
+ * copies into every block, and the pretraining heads (lm_head, cls_pt_layers) that fine-tuning
+ * does not use; an absolute pos_embed on another grid is resampled as ViT's; a block's table
+ * for another grid is resized with timm's resize_rel_pos_bias_table (see resizeRelativePositionBiasTable).
+ */
+function fitBeit(model: Beit, source: Map<string, Tensor>, own: Map<string, Tensor>, actions: FitActions): void {
+  const { put, ignore, notes } = actions;
+  const derived = [...source.keys()].filter((key) => key.endsWith('relative_position_index'));
+  for (const key of derived) ignore(key);
+  if (derived.length) notes.push(`${derived.length} relative_position_index buffer(s) in the checkpoint not used: the model computes them from its grid (as timm's checkpoint_filter_fn)`);
+  const pretrainingHeads = [...source.keys()].filter((key) => key.startsWith('lm_head.') || key.startsWith('cls_pt_layers.'));
+  for (const key of pretrainingHeads) ignore(key);
+  if (pretrainingHeads.length) notes.push(`${pretrainingHeads.length} tensor(s) of BEiT's pretraining heads (lm_head, cls_pt_layers) not used, as BEiT's fine-tuning`);
+  const shared = source.get('rel_pos_bias.relative_position_bias_table');
+  if (shared && !source.has('blocks.0.attn.relative_position_bias_table')) {
+    model.blocks.items.forEach((_, index) => source.set(`blocks.${index}.attn.relative_position_bias_table`, shared));
+    ignore('rel_pos_bias.relative_position_bias_table');
+    notes.push('rel_pos_bias.relative_position_bias_table (one table shared by all blocks, BEiT pretraining) copied into every block, as BEiT\'s fine-tuning does');
+  }
+  const grid = model.gridSize;
+  const posEmbed = source.get('pos_embed');
+  if (model.posEmbed && posEmbed && posEmbed.ndim === 3 && posEmbed.size(0) === 1 && posEmbed.size(2) === model.config.width && isSquare(posEmbed.size(1) - 1)) {
+    const side = Math.sqrt(posEmbed.size(1) - 1);
+    if (side !== grid) {
+      put('pos_embed', resamplePosEmbed(posEmbed, [side, side], [grid, grid], 1, true));
+      notes.push(`pos_embed: resampled from a ${side}x${side} to a ${grid}x${grid} grid (bicubic, antialias, as timm's resample_abs_pos_embed)`);
+    }
+  }
+  let resized = 0;
+  let from = 0;
+  for (const [key, value] of source) {
+    if (!key.endsWith('.relative_position_bias_table')) continue;
+    const target = own.get(key);
+    if (!target || value.ndim !== 2 || value.size(1) !== target.size(1) || value.size(0) === target.size(0)) continue;
+    const side = Math.sqrt(value.size(0) - 3);
+    if (!(Number.isInteger(side) && side % 2 === 1)) continue;
+    put(key, resizeRelativePositionBiasTable(value, grid));
+    resized += 1;
+    from = (side + 1) / 2;
+  }
+  if (resized) notes.push(`${resized} relative_position_bias_table(s): resized from a ${from}x${from} to a ${grid}x${grid} grid (timm's resize_rel_pos_bias_table without scipy: linear on BEiT's geometric offsets)`);
+}
+
 /**
  * The checkpoint's tensors fitted to the model: returns the state dict to load (owning its
  * tensors; the caller disposes them) and the report. Throws PretrainedError naming every key at
  * fault when strict.
  */
 export function fitCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>, options: InitOptions = {}): { state: Map<string, Tensor>; report: InitReport } {
+  const clip = model instanceof VisionTransformer ? convertOpenaiClip(checkpoint) : null;
+  try {
+    return fitNamedCheckpoint(model, clip?.tensors ?? checkpoint, options, clip?.notes ?? [], clip?.ignored ?? []);
+  } finally {
+    // fitNamedCheckpoint copies what it keeps, so the converted tensors can go.
+    for (const value of clip?.created ?? []) value.dispose();
+  }
+}
+
+/** timm's _convert_openai_clip renames, in order (the first match of each pair is replaced). */
+const OPENAI_CLIP_RENAMES: [string, string][] = [
+  ['conv1', 'patch_embed.proj'], ['positional_embedding', 'pos_embed'], ['transformer.resblocks.', 'blocks.'],
+  ['ln_pre', 'norm_pre'], ['ln_post', 'norm'], ['ln_', 'norm'], ['in_proj_', 'qkv.'], ['out_proj', 'proj'],
+  ['mlp.c_fc', 'mlp.fc1'], ['mlp.c_proj', 'mlp.fc2'],
+];
+
+/**
+ * An OpenAI CLIP state dict (visual.class_embedding, visual.conv1, visual.transformer.resblocks,
+ * visual.proj, and the text tower) converted to timm's ViT names as timm's checkpoint_filter_fn
+ * does (_convert_openai_clip): the image tower renamed, proj transposed into head.weight with a
+ * zero head.bias, the text tower not used. null when the checkpoint is not one.
+ */
+function convertOpenaiClip(checkpoint: Map<string, Tensor>): { tensors: Map<string, Tensor>; created: Tensor[]; notes: string[]; ignored: string[] } | null {
+  const prefix = ['visual.', 'module.visual.'].find((candidate) => checkpoint.has(`${candidate}class_embedding`));
+  if (prefix === undefined) return null;
+  const tensors = new Map<string, Tensor>();
+  const created: Tensor[] = [];
+  const ignored: string[] = [];
+  const own = (value: Tensor): Tensor => {
+    created.push(value);
+    return value;
+  };
+  for (const [key, value] of checkpoint) {
+    if (!key.startsWith(prefix)) {
+      ignored.push(key);
+      continue;
+    }
+    let name = key.slice(prefix.length);
+    for (const [from, to] of OPENAI_CLIP_RENAMES) name = name.replace(from, to);
+    if (name === 'proj') {
+      const weight = own(tidy(() => value.transpose(0, 1).contiguous()));
+      tensors.set('head.weight', weight);
+      tensors.set('head.bias', own(zeros([weight.size(0)], { dtype: value.dtype })));
+    } else if (name === 'class_embedding') {
+      tensors.set('cls_token', own(value.reshape(1, 1, -1)));
+    } else if (name === 'pos_embed') {
+      tensors.set('pos_embed', own(value.unsqueeze(0)));
+    } else {
+      tensors.set(name, value);
+    }
+  }
+  const notes = [`an OpenAI CLIP state dict (${prefix}*): the image tower renamed to timm's names as timm's _convert_openai_clip (proj becomes head.weight with a zero bias)${ignored.length ? `; ${ignored.length} tensor(s) of the text tower not used` : ''}`];
+  return { tensors, created, notes, ignored };
+}
+
+function fitNamedCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>, options: InitOptions, firstNotes: string[], firstIgnored: string[]): { state: Map<string, Tensor>; report: InitReport } {
   const strict = options.strict ?? true;
   const antialias = options.antialias ?? true;
   const own = model.stateDict();
-  const notes: string[] = [];
+  const notes: string[] = [...firstNotes];
   const reinitialised = new Set<string>();
-  const ignored = new Set<string>();
+  const ignored = new Set<string>(firstIgnored);
   const state = new Map<string, Tensor>();
   let source = new Map(checkpoint);
 
@@ -248,6 +431,16 @@ export function fitCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>
       notes.push('mask_token of the checkpoint (BEiT / SimMIM pretraining) not used: mask-mode drop has none');
     }
     fitHead('head');
+  } else if (model instanceof Beit) {
+    fitBeit(model, source, own, { put, reinit, ignore: (key) => { if (source.delete(key)) ignored.add(key); }, notes });
+    fitInputConv('patch_embed.proj.weight');
+    if (!source.has('fc_norm.weight') && source.has('norm.weight') && own.has('fc_norm.weight')) {
+      // A BEiT pretraining checkpoint: its final norm is before pooling; BEiT's fine-tuning (mean pooling) starts fc_norm fresh.
+      for (const key of ['norm.weight', 'norm.bias']) if (source.delete(key)) ignored.add(key);
+      reinit(['fc_norm.weight', 'fc_norm.bias'], 'fc_norm after mean pooling starts fresh and the checkpoint\'s norm (before pooling) is not used, as BEiT fine-tunes a pretraining checkpoint');
+    }
+    if (!source.has('mask_token')) reinit(['mask_token'], 'the checkpoint has no mask token (a fine-tuned checkpoint; MaskSub learns one from trunc_normal(.02))');
+    fitHead('head');
   } else if (model instanceof ResNet) {
     fitInputConv('conv1.weight');
     fitHead('fc');
@@ -284,7 +477,9 @@ export function fitCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>
       wrongShape.length ? `wrong shape (${wrongShape.length}): ${wrongShape.join(', ')}` : '',
     ].filter(Boolean);
     const hints: string[] = [];
-    if (model instanceof VisionTransformer && unexpected.includes('fc_norm.weight')) hints.push('the checkpoint has fc_norm (mean pooling, MAE fine-tuned): use --global-pool avg');
+    if ((model instanceof VisionTransformer || model instanceof Beit) && unexpected.includes('fc_norm.weight')) hints.push('the checkpoint has fc_norm (mean pooling, MAE / BEiT fine-tuned): use --global-pool avg');
+    if (model instanceof Beit && unexpected.includes('norm.weight') && missing.includes('fc_norm.weight')) hints.push('the checkpoint pools the class token after norm: use --global-pool token');
+    if (model instanceof Beit && !own.has('pos_embed') && unexpected.includes('pos_embed')) hints.push('the checkpoint has an absolute position embedding (BEiT v1 with use_abs_pos_emb), this BEiT config has none');
     if (![...own.keys()].some((key) => checkpoint.has(key))) hints.push(`no name in common: the checkpoint is of another model family or uses other names than timm's`);
     throw new PretrainedError(`does not fit ${model.info.family} model: ${parts.join('; ')}${hints.length ? `; ${hints.join('; ')}` : ''}; --init-strict false loads what fits and keeps the model's own initialisation for the rest`);
   }
@@ -335,12 +530,25 @@ export function loadPretrained(model: Classifier, path: string, options: InitOpt
 
 /**
  * BEiT / MAE's layer ids (get_layer_id_for_vit): the embeddings (patch_embed, cls_token,
- * pos_embed, mask_token) are layer 0, block i is layer i + 1, the rest (final norms, head) the
+ * pos_embed, mask_token, and CLIP's norm_pre as FT-CLIP) are layer 0, block i is layer i + 1, the rest (final norms, head) the
  * last layer, count = blocks + 1. A ResNet is treated the same over its blocks in order (timm's
  * group_matcher: stem conv1/bn1 layer 0, layer1.0, layer1.1, ..., layer4.N, then fc).
  */
 export function layerAssignment(model: Classifier): { count: number; layerOf: (name: string) => number } {
   if (model instanceof VisionTransformer) {
+    const count = model.blocks.length + 1;
+    return {
+      count,
+      layerOf: (name) => {
+        // CLIP's norm_pre is part of the embedding (FT-CLIP's get_num_layer_for_vit: ln_pre is layer 0).
+        if (['cls_token', 'pos_embed', 'mask_token'].includes(name) || name.startsWith('patch_embed.') || name.startsWith('norm_pre.')) return 0;
+        const block = /^blocks\.(\d+)\./.exec(name);
+        return block ? Number(block[1]) + 1 : count;
+      },
+    };
+  }
+  if (model instanceof Beit) {
+    // BEiT's get_layer_id_for_vit, as for ViT (the bias tables belong to their block).
     const count = model.blocks.length + 1;
     return {
       count,

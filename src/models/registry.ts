@@ -19,9 +19,10 @@ export interface ModelOverrides {
   /** Default 'linear'. */
   dropPathSchedule?: DropPathSchedule;
   dropRate?: number;
+  /** ViT: LayerScale init (null: none); BEiT: its gamma init (null: the config's own). */
   layerScale?: number | null;
   maskPatchSize?: number;
-  /** ViT only: 'token' (class token) or 'avg' (mean of the patch tokens) feeds the head. */
+  /** ViT and BEiT: 'token' (class token) or 'avg' (mean of the patch tokens) feeds the head; absent: the model's own (ViT token, BEiT avg). */
   globalPool?: 'token' | 'avg';
   /** ViT only: timm's fc_norm (null: on exactly with globalPool 'avg'). */
   fcNorm?: boolean | null;

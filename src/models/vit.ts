@@ -1,6 +1,7 @@
 // Vision Transformer (timm's VisionTransformer names and init) with MAE-style token dropping:
 // a forward with maskRatio r keeps int(L*(1-r)) random patch tokens per sample after the
-// position embedding, so the sub-model really runs on fewer tokens. Registers the ViT configs.
+// position embedding, so the sub-model really runs on fewer tokens. CLIP's image tower is the same
+// model with preNorm (timm's norm_pre), QuickGELU and LayerNorm eps 1e-5. Registers the ViT configs.
 import { cat, Generator, linspace, type Tensor, tidy, where, zeros } from '../tensor/tensor.js';
 import { Attention, Conv2d, Dropout, DropPath, Identity, Layer, LayerNorm, Linear, Mlp, ModuleList, Parameter } from '../nn/index.js';
 import { constant_, normal_, truncNormal_ } from '../nn/init.js';
@@ -36,13 +37,23 @@ export interface VitConfig {
    * embedding is added (BEiT / SimMIM; the sequence length stays). Default 'drop'.
    */
   maskMode?: 'drop' | 'token';
+  /**
+   * CLIP's image tower (timm's pre_norm, OpenAI's ln_pre): a LayerNorm (norm_pre) after the
+   * position embedding, before the blocks, and then no bias in the patch embedding (timm:
+   * bias=not pre_norm). Default false.
+   */
+  preNorm?: boolean;
+  /** The MLP's activation: 'gelu', or OpenAI CLIP's 'quick_gelu' (x * sigmoid(1.702 x)). Default 'gelu'. */
+  act?: 'gelu' | 'quick_gelu';
+  /** Every LayerNorm's eps: timm's ViT 1e-6; its CLIP configs 1e-5 (PyTorch's default, as CLIP). Default 1e-6. */
+  normEps?: number;
 }
 
 class PatchEmbed extends Layer {
   readonly proj: Conv2d;
-  constructor(readonly patchSize: number, inChannels: number, width: number) {
+  constructor(readonly patchSize: number, inChannels: number, width: number, bias = true) {
     super();
-    this.proj = this.registerModule('proj', new Conv2d(inChannels, width, patchSize, { stride: patchSize }));
+    this.proj = this.registerModule('proj', new Conv2d(inChannels, width, patchSize, { stride: patchSize, bias }));
   }
   forward(images: Tensor): Tensor {
     // [B, C, H, W] -> [B, L, D]
@@ -72,12 +83,13 @@ class Block extends Layer {
   readonly dropPath2: DropPath;
   constructor(config: VitConfig, dropPath: number) {
     super();
-    this.norm1 = this.registerModule('norm1', new LayerNorm(config.width, 1e-6));
+    const eps = config.normEps ?? 1e-6;
+    this.norm1 = this.registerModule('norm1', new LayerNorm(config.width, eps));
     this.attn = this.registerModule('attn', new Attention(config.width, config.heads, config.qkvBias, 0, config.dropRate));
     this.ls1 = config.layerScale === null ? null : this.registerModule('ls1', new LayerScale(config.width, config.layerScale));
     this.dropPath1 = this.registerModule('drop_path1', new DropPath(dropPath));
-    this.norm2 = this.registerModule('norm2', new LayerNorm(config.width, 1e-6));
-    this.mlp = this.registerModule('mlp', new Mlp(config.width, Math.round(config.width * config.mlpRatio), config.width, config.dropRate));
+    this.norm2 = this.registerModule('norm2', new LayerNorm(config.width, eps));
+    this.mlp = this.registerModule('mlp', new Mlp(config.width, Math.round(config.width * config.mlpRatio), config.width, config.dropRate, config.act ?? 'gelu'));
     this.ls2 = config.layerScale === null ? null : this.registerModule('ls2', new LayerScale(config.width, config.layerScale));
     this.dropPath2 = this.registerModule('drop_path2', new DropPath(dropPath));
   }
@@ -130,6 +142,8 @@ export class VisionTransformer extends Classifier implements Maskable {
   readonly clsToken: Parameter;
   readonly posEmbed: Parameter;
   readonly posDrop: Dropout;
+  /** CLIP's LayerNorm before the blocks (preNorm), else Identity. */
+  readonly normPre: LayerNorm | Identity;
   readonly blocks: ModuleList<Block>;
   /** timm: the final LayerNorm before pooling, or Identity when fc_norm takes its place. */
   readonly norm: LayerNorm | Identity;
@@ -151,10 +165,14 @@ export class VisionTransformer extends Classifier implements Maskable {
     checkRatio('ViT drop-path rate', config.dropPathRate);
     this.info = { family: 'vit', imageSize: config.imageSize, inChannels: config.inChannels, numClasses: config.numClasses };
     this.numPatches = (config.imageSize / config.patchSize) ** 2;
-    this.patchEmbed = this.registerModule('patch_embed', new PatchEmbed(config.patchSize, config.inChannels, config.width));
+    const eps = config.normEps ?? 1e-6;
+    if (!(eps > 0)) throw new Error(`ViT: norm eps must be > 0, got ${eps}`);
+    this.patchEmbed = this.registerModule('patch_embed', new PatchEmbed(config.patchSize, config.inChannels, config.width, !config.preNorm));
     this.clsToken = this.registerParameter('cls_token', tidy(() => new Parameter(normal_(zeros([1, 1, config.width]), 0, 1e-6))));
     this.posEmbed = this.registerParameter('pos_embed', tidy(() => new Parameter(truncNormal_(zeros([1, this.numPatches + 1, config.width]), 0.02))));
     this.posDrop = this.registerModule('pos_drop', new Dropout(config.dropRate, { fixedRate: true }));
+    // Identity owns no parameters, so only a pre-norm model has norm_pre.* keys, as timm's.
+    this.normPre = this.registerModule('norm_pre', config.preNorm ? new LayerNorm(config.width, eps) : new Identity());
     const rates = config.dropPathSchedule === 'uniform'
       ? new Array<number>(config.depth).fill(config.dropPathRate)
       : tidy(() => (config.depth > 1 ? (linspace(0, config.dropPathRate, config.depth, { dtype: 'float64' }).toArray() as number[]) : [config.dropPathRate]));
@@ -165,8 +183,8 @@ export class VisionTransformer extends Classifier implements Maskable {
     if (!['drop', 'token'].includes(this.maskMode)) throw new Error(`ViT: mask mode must be 'drop' or 'token', got '${String(this.maskMode)}'`);
     const useFcNorm = config.fcNorm ?? this.globalPool === 'avg';
     // Identity modules own no parameters, so the state dict has norm.* or fc_norm.*, as timm's.
-    this.norm = this.registerModule('norm', useFcNorm ? new Identity() : new LayerNorm(config.width, 1e-6));
-    this.fcNorm = this.registerModule('fc_norm', useFcNorm ? new LayerNorm(config.width, 1e-6) : new Identity());
+    this.norm = this.registerModule('norm', useFcNorm ? new Identity() : new LayerNorm(config.width, eps));
+    this.fcNorm = this.registerModule('fc_norm', useFcNorm ? new LayerNorm(config.width, eps) : new Identity());
     // BEiT's init of its mask token: trunc_normal(.02).
     this.maskToken = this.maskMode === 'token'
       ? this.registerParameter('mask_token', tidy(() => new Parameter(truncNormal_(zeros([1, 1, config.width]), 0.02))))
@@ -197,7 +215,7 @@ export class VisionTransformer extends Classifier implements Maskable {
       tokens = tokens.add(this.posEmbed.slice(1, 1));
       if (options.maskRatio && !this.maskToken) tokens = randomTokenKeep(tokens, options.maskRatio, options.generator);
       const cls = this.clsToken.add(this.posEmbed.slice(1, 0, 1)).expand(tokens.size(0), 1, this.config.width);
-      let x = this.posDrop.forward(cat([cls, tokens], 1));
+      let x = this.normPre.forward(this.posDrop.forward(cat([cls, tokens], 1)));
       for (const block of this.blocks) x = block.forward(x);
       x = this.norm.forward(x);
       // timm's _pool: the class token, or the mean over the patch tokens only.
@@ -209,7 +227,7 @@ export class VisionTransformer extends Classifier implements Maskable {
 
 // ---- named configs (timm names where timm has the model) ----
 
-type VitShape = Pick<VitConfig, 'patchSize' | 'width' | 'depth' | 'heads'>;
+type VitShape = Pick<VitConfig, 'patchSize' | 'width' | 'depth' | 'heads' | 'preNorm' | 'act' | 'normEps'>;
 
 function registerVit(name: string, imageSize: number, description: string, shape: VitShape): void {
   registerModel(name, {
@@ -233,3 +251,10 @@ registerVit('vit_small_patch4_32', 32, 'ViT 192-dim x 6 blocks, 3 heads, patch 4
 registerVit('vit_tiny_patch16_224', 224, 'ViT-Ti/16', { patchSize: 16, width: 192, depth: 12, heads: 3 });
 registerVit('vit_small_patch16_224', 224, 'ViT-S/16', { patchSize: 16, width: 384, depth: 12, heads: 6 });
 registerVit('vit_base_patch16_224', 224, 'ViT-B/16', { patchSize: 16, width: 768, depth: 12, heads: 12 });
+// CLIP image towers as timm names them (vit_base_patch16_clip_224.openai / .laion2b, ...; FT-CLIP
+// fine-tunes them): norm_pre before the blocks, no patch-embedding bias, LayerNorm eps 1e-5; the
+// quickgelu variant is the activation OpenAI's weights were trained with.
+registerVit('vit_base_patch16_clip_224', 224, 'CLIP ViT-B/16 image tower (timm names: norm_pre, eps 1e-5, GELU; LAION / open_clip weights)',
+  { patchSize: 16, width: 768, depth: 12, heads: 12, preNorm: true, normEps: 1e-5 });
+registerVit('vit_base_patch16_clip_quickgelu_224', 224, 'CLIP ViT-B/16 image tower with QuickGELU (OpenAI weights, FT-CLIP)',
+  { patchSize: 16, width: 768, depth: 12, heads: 12, preNorm: true, normEps: 1e-5, act: 'quick_gelu' });

@@ -185,21 +185,29 @@ export class Attention extends Layer {
   }
 }
 
-/** Two-layer MLP with GELU (timm's Mlp: fc1, act, drop1, fc2, drop2). */
+/**
+ * Two-layer MLP with GELU (timm's Mlp: fc1, act, drop1, fc2, drop2). `activation` 'quick_gelu'
+ * is OpenAI CLIP's x * sigmoid(1.702 x) (timm's act_layer='quick_gelu'), which its weights were trained with.
+ */
 export class Mlp extends Layer {
   readonly fc1: Linear;
   readonly fc2: Linear;
   readonly drop1: Dropout;
   readonly drop2: Dropout;
-  constructor(inFeatures: number, hiddenFeatures: number, outFeatures = inFeatures, drop = 0) {
+  constructor(inFeatures: number, hiddenFeatures: number, outFeatures = inFeatures, drop = 0, readonly activation: 'gelu' | 'quick_gelu' = 'gelu') {
     super();
+    if (activation !== 'gelu' && activation !== 'quick_gelu') throw new Error(`Mlp: activation must be 'gelu' or 'quick_gelu', got '${String(activation)}'`);
     this.fc1 = this.registerModule('fc1', new Linear(inFeatures, hiddenFeatures));
     this.drop1 = this.registerModule('drop1', new Dropout(drop));
     this.fc2 = this.registerModule('fc2', new Linear(hiddenFeatures, outFeatures));
     this.drop2 = this.registerModule('drop2', new Dropout(drop));
   }
   forward(input: Tensor): Tensor {
-    return tidy(() => this.drop2.forward(this.fc2.forward(this.drop1.forward(this.fc1.forward(input).gelu()))));
+    return tidy(() => {
+      const hidden = this.fc1.forward(input);
+      const activated = this.activation === 'quick_gelu' ? hidden.mul(hidden.mul(1.702).sigmoid()) : hidden.gelu();
+      return this.drop2.forward(this.fc2.forward(this.drop1.forward(activated)));
+    });
   }
 }
 

@@ -140,15 +140,15 @@ export const SETTINGS = {
   }),
   layerScale: define({
     group: 'model', schema: z.number().gt(0).nullable(), default: null,
-    help: 'ViT only: LayerScale initial value (null: no LayerScale)',
+    help: 'ViT and BEiT only: LayerScale initial value (null: ViT without LayerScale, BEiT with its config\'s value)',
   }),
   maskPatchSize: define({
     group: 'model', schema: POSITIVE_INTEGER.nullable(), default: null,
     help: 'CNN only: side in pixels of the patches that masking zeroes (null: the model\'s default); a ViT masks its own patch tokens',
   }),
   globalPool: define({
-    group: 'model', schema: z.enum(['token', 'avg']), default: 'token',
-    help: 'ViT only: what feeds the head: the class token, or the mean of the patch tokens with timm\'s fc_norm after it (MAE fine-tuning)',
+    group: 'model', schema: z.enum(['token', 'avg']).nullable(), default: null,
+    help: 'ViT and BEiT only: what feeds the head: the class token, or the mean of the patch tokens with timm\'s fc_norm after it (MAE and BEiT fine-tuning); null: the model\'s own (ViT token, BEiT avg, as timm)',
   }),
   init: define({
     group: 'model', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE', alias: ['pretrained', 'weights', 'finetune', 'initial-checkpoint'],
@@ -446,6 +446,14 @@ export const PRESETS: Record<string, Preset> = {
     description: 'MAE fine-tuning of ViT-B/16 (MAE\'s FINETUNE.md: blr 5e-4 x batch 1024 / 256) for 224 px data with --init from an MAE-pretrained checkpoint: AdamW 2e-3, wd 0.05, layer decay 0.65, batch 1024, 100 epochs (5 warmup), min lr 1e-6, drop-path 0.1, mixup 0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, label smoothing 0.1, mean pooling with fc_norm',
     values: { randAugment: 'rand-m9-mstd0.5-inc1', model: 'vit_base_patch16_224', optimizer: 'adamw', lr: 2e-3, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.65, batchSize: 1024, epochs: 100, warmupEpochs: 5, dropPath: 0.1, mixup: 0.8, cutmix: 1.0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', globalPool: 'avg', cropPadding: 0, hflip: true },
   },
+  'beitv2-vit-b-ft': {
+    description: 'BEiT v2 fine-tuning of ViT-B/16 (paper Table B.1, BEiT v2 column, ViT-B; MaskSub masks with the mask token, Sec. 4.2) for 224 px data with --init from a BEiT v2 checkpoint in timm\'s names: beitv2_base_patch16_224, AdamW 5e-4, wd 0.05, layer decay 0.6, batch 1024, 100 epochs (20 warmup), min lr 1e-6 (BEiT\'s default), drop-path 0.2, label smoothing 0.1, mixup 0.8, cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, mean pooling with fc_norm, test crop 0.875. Table B.1\'s color jitter 0.4 is left out: with RandAugment, the timm version BEiT uses applies none',
+    values: { randAugment: 'rand-m9-mstd0.5-inc1', model: 'beitv2_base_patch16_224', optimizer: 'adamw', lr: 5e-4, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.6, batchSize: 1024, epochs: 100, warmupEpochs: 20, dropPath: 0.2, mixup: 0.8, cutmix: 1.0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', globalPool: 'avg', cropPct: 0.875, cropPadding: 0, hflip: true },
+  },
+  'ftclip-vit-b-ft': {
+    description: 'FT-CLIP fine-tuning of OpenAI CLIP ViT-B/16 (paper Table B.1, FT-CLIP column, ViT-B; FT-CLIP\'s bash_fine_Openai_CLIP_P16.sh) for 224 px data with --init from the CLIP image tower in timm\'s names: vit_base_patch16_clip_quickgelu_224, AdamW 6e-4, wd 0.05, layer decay 0.6, batch 2048, 50 epochs (10 warmup), min lr 1e-6, no drop-path, no mixup or cutmix, label smoothing 0.1, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, EMA 0.9998, mean pooling with a fresh fc_norm (CLIP\'s ln_post is not used), test crop 1.0. Differences from FT-CLIP\'s code: its fc_norm normalises each token before the mean (here after it, as timm), it freezes the patch embedding and normalises with CLIP\'s mean/std; Table B.1\'s color jitter 0.4 is left out as for BEiT v2',
+    values: { randAugment: 'rand-m9-mstd0.5-inc1', model: 'vit_base_patch16_clip_quickgelu_224', optimizer: 'adamw', lr: 6e-4, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.6, batchSize: 2048, epochs: 50, warmupEpochs: 10, dropPath: 0, mixup: 0, cutmix: 0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', ema: true, emaDecay: 0.9998, globalPool: 'avg', cropPct: 1.0, cropPadding: 0, hflip: true },
+  },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -726,7 +734,8 @@ function checkCombinations(config: TrainConfig): void {
   // A transformer's patch grid, windows and position tables are built for its size; a CNN takes
   // any. A ViT is built for the folder's image-size when its patches tile it (timm's img_size).
   const patchesTile = folder && model.patchSize !== undefined && dataSize % model.patchSize === 0;
-  if (model.imageSize !== dataSize && !patchesTile && (model.family === 'vit' || model.family === 'swin')) {
+  // BEiT's relative position tables are built for its grid: it takes only its own size.
+  if (model.imageSize !== dataSize && ((!patchesTile && (model.family === 'vit' || model.family === 'swin')) || model.family === 'beit')) {
     const multiple = model.patchSize === undefined ? '' : ` nor a multiple of its ${model.patchSize}-px patch`;
     if (folder) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}${multiple}; leave image-size out or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
     throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but ${config.dataset} has ${info.height}x${info.width}; pick a ${info.height}-px model (${modelNames().filter((name) => describeModel(name).imageSize === info.height).join(', ')})`);
@@ -740,16 +749,20 @@ function checkCombinations(config: TrainConfig): void {
   }
   if (config.maskPatchSize !== null && model.family !== 'resnet') {
     // Masking a ViT drops its own patch tokens; a patch size for zeroing would be silently unused.
-    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${model.family === 'swin' ? 'Swin, which replaces masked patches by its mask token' : 'ViT, which masks its own patch tokens'}: leave mask-patch-size out`);
+    const masks = model.family === 'swin' || model.family === 'beit'
+      ? `${model.family === 'swin' ? 'Swin' : 'BEiT'}, which replaces masked patches by its mask token`
+      : 'ViT, which masks its own patch tokens';
+    throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${masks}: leave mask-patch-size out`);
   }
   if (config.maskPatchSize !== null && dataSize % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${dataSize}-px images of ${config.dataset}`);
   }
-  if (config.globalPool !== 'token' && model.family !== 'vit') {
-    throw new ConfigError(`global-pool applies only to ViT models; ${config.model} (${model.family === 'swin' ? 'Swin' : 'a CNN'}) always averages its last feature map: leave global-pool out`);
+  if (config.globalPool !== null && model.family !== 'vit' && model.family !== 'beit') {
+    throw new ConfigError(`global-pool applies only to ViT and BEiT models; ${config.model} (${model.family === 'swin' ? 'Swin' : 'a CNN'}) always averages its last feature map: leave global-pool out`);
   }
   if (config.maskMode !== 'drop' && model.family !== 'vit') {
-    throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} ${model.family === 'swin' ? 'always masks with its mask token' : 'masks by zeroing patches'}: leave mask-mode out`);
+    const how = model.family === 'swin' || model.family === 'beit' ? 'always masks with its mask token' : 'masks by zeroing patches';
+    throw new ConfigError(`mask-mode applies only to ViT models; ${config.model} ${how}: leave mask-mode out`);
   }
   const initOnly = (['initStrict', 'initAntialias', 'initResetHead'] as const).find((name) => config[name] !== DEFAULTS[name]);
   if (config.init === null && initOnly !== undefined) {
@@ -759,8 +772,8 @@ function checkCombinations(config: TrainConfig): void {
     // Smoothing gives every class a target above 0, and the threshold then makes every target 1.
     throw new ConfigError(`loss bce with label-smoothing ${config.labelSmoothing} and bce-target-threshold 0 turns every target into 1; use label-smoothing 0 (DeiT-III) or a threshold above label-smoothing / classes (RSB: 0.2)`);
   }
-  if (config.layerScale !== null && model.family !== 'vit') {
-    throw new ConfigError(`layer-scale applies only to ViT models; ${config.model} has none: leave layer-scale out`);
+  if (config.layerScale !== null && model.family !== 'vit' && model.family !== 'beit') {
+    throw new ConfigError(`layer-scale applies only to ViT and BEiT models; ${config.model} has none: leave layer-scale out`);
   }
 }
 

@@ -185,7 +185,7 @@ function buildModel(config: ResolvedTrainConfig, train: ImageDataset): Classifie
   return createModel(config.model, {
     imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath, dropPathSchedule: config.dropPathSchedule,
     dropRate: config.dropout, layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
-    globalPool: config.globalPool, maskMode: config.maskMode,
+    globalPool: config.globalPool ?? undefined, maskMode: config.maskMode,
   });
 }
 
