@@ -9,11 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { labelClasses, readTable } from '../src/data/text/table.js';
+import { learnWordPieces } from '../src/data/text/wordpiece.js';
+import { TextTokenizer } from '../src/data/text/tokenizer.js';
 import { readDebianPackages } from '../src/data/text/debian-packages.js';
 import { BertTextClassifier, createModel } from '../src/models/index.js';
 import { Generator, noGrad, tensor, tidy } from '../src/tensor/tensor.js';
 import { liveTensors } from '../src/tensor/native.js';
-import { buildConfig, ConfigError } from '../src/train/config.js';
+import { buildConfig, buildSettings, ConfigError } from '../src/train/config.js';
+import { compare } from '../src/experiment/compare.js';
 import { train } from '../src/train/trainer.js';
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-text-train-'));
@@ -61,6 +64,24 @@ test('GLUE tables: malformed rows and unknown columns are errors naming the file
   assert.throws(() => readTable(join(dir, 'header.tsv'), { text: null, label: 'class' }), /header\.tsv:1: no known text column/);
   assert.throws(() => readTable(join(dir, 'open.csv'), { text: null, label: null }), /open\.csv:2: a quoted field is not closed/);
   assert.throws(() => readTable(join(dir, 'header.tsv'), { text: ['0'], label: 'class' }), /both by number and by name/);
+});
+
+test('WordPiece learning is deterministic: merges by frequency, ties by text (hand computation), the same vocabulary every time', () => {
+  // 'ab' x3, 'aab' x2: pieces a ##b (3), a ##a ##b (2). (a, ##b) occurs 3 times -> 'ab'. Then
+  // (a, ##a) and (##a, ##b) both occur twice: the tie goes to the merged text '##ab' < 'aa'
+  // ('#' sorts before 'a'), and a + ##ab -> 'aab'.
+  assert.deepEqual(learnWordPieces(new Map([['ab', 3], ['aab', 2]]), 100), ['a', '##a', '##b', 'ab', '##ab', 'aab']);
+  assert.deepEqual(learnWordPieces(new Map([['ab', 3], ['aab', 2]]), 4), ['a', '##a', '##b', 'ab'], 'a limit stops the merges');
+  const texts = Array.from({ length: 200 }, (_, index) => `package ${['tools', 'library', 'module', 'bindings'][index % 4]} for ${['python', 'perl', 'rust', 'haskell', 'golang'][index % 5]} number ${index}`);
+  const vocabulary = (): string => JSON.stringify(Object.entries(JSON.parse(readFileSync(join(root, 'tok.json'), 'utf8')).model.vocab as Record<string, number>).sort());
+  const first = TextTokenizer.train(texts, { vocabSize: 80 });
+  return first.save(join(root, 'tok.json')).then(async () => {
+    const expected = vocabulary();
+    for (let trial = 0; trial < 3; trial++) {
+      await TextTokenizer.train([...texts].reverse(), { vocabSize: 80 }).save(join(root, 'tok.json'));
+      assert.equal(vocabulary(), expected, 'the same vocabulary, whatever the order of the texts');
+    }
+  });
 });
 
 test('text settings: bert models with text data only, image settings refused, MaskSub\'s default ratio 0.15 on text', () => {
@@ -121,7 +142,7 @@ function generatedPairTask(directory: string, count: number, seed: number): stri
   let state = seed;
   const next = (n: number): number => {
     state = (state * 1103515245 + 12345) % 2147483648;
-    return state % n;
+    return Math.floor(state / 65536) % n; // the high bits: an LCG's low bits cycle
   };
   const rows = (n: number): string => Array.from({ length: n }, () => {
     const a = animals[next(animals.length)];
@@ -157,6 +178,20 @@ test('a text run (generated sentence pairs, --dataset text) stopped after epoch 
   assert.ok(size > 20 && size <= 64, `the trained vocabulary (${size} tokens) is kept with the run`);
   const row = whole.history[1];
   assert.ok(row.train_loss_sub !== null && row.grad_norm_sub !== null && row.grad_norm_sub > 0, "the sub-model branch ran");
+});
+
+test('compare and the report on text runs: baseline, MaskSub and DropSub rows with accuracy, the Eq. 1 / Eq. 2 probes with token masking, charts', async () => {
+  const dataDir = generatedPairTask(join(root, 'compare-pairs'), 96, 11);
+  const base = buildSettings({ flags: { dataset: 'text', dataDir, model: 'bert_tiny', epochs: 2, batchSize: 16, maxLength: 16, vocabSize: 64, warmupEpochs: 0, probeSize: 32, threads: 2, dropout: 0.1 } });
+  const files = await compare(base, { out: join(root, 'compare'), methods: ['baseline', 'masksub', 'dropsub'], seeds: [0], ratios: null, log: quiet });
+  assert.ok(files !== null);
+  const { comparison } = files;
+  assert.deepEqual(comparison.groups.map((group) => [group.method, group.ratio]), [['baseline', 0], ['masksub', 0.15], ['dropsub', 0.2]]);
+  for (const group of comparison.groups) assert.ok(group.final_test_acc1.mean !== null && group.final_test_acc1.mean >= 0 && group.final_test_acc1.mean <= 100);
+  for (const run of comparison.runs) assert.ok(run.epochs.every((row) => row.probe_loss_masked !== null && row.probe_loss_standard !== null), `${run.name}: both probe losses`);
+  const markdown = readFileSync(files.markdown, 'utf8');
+  assert.match(markdown, /text · bert_tiny · 2 epochs · 1 seed \(0\)/);
+  assert.ok(files.charts.some((chart) => chart.includes('accuracy')), `charts: ${files.charts.join(', ')}`);
 });
 
 test('bert_tiny MaskSub on Debian package descriptions learns: top-1 well above the largest class\'s share', async (t) => {
