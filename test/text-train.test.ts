@@ -12,7 +12,7 @@ import { labelClasses, readTable } from '../src/data/text/table.js';
 import { learnWordPieces } from '../src/data/text/wordpiece.js';
 import { TextTokenizer } from '../src/data/text/tokenizer.js';
 import { readDebianPackages } from '../src/data/text/debian-packages.js';
-import { BertTextClassifier, createModel } from '../src/models/index.js';
+import { BertTextClassifier, createModel, fitCheckpoint, layerAssignment } from '../src/models/index.js';
 import { Generator, noGrad, tensor, tidy } from '../src/tensor/tensor.js';
 import { liveTensors } from '../src/tensor/native.js';
 import { buildConfig, buildSettings, ConfigError } from '../src/train/config.js';
@@ -133,6 +133,25 @@ test('BertTextClassifier: the packed batch [B, 3, L] equals ids + types + mask g
   }));
   assert.equal(liveTensors(), before, 'no live tensors left');
   model.dispose();
+});
+
+test('--init on a text model: HF names load, a classifier of another label count (or none, a BertModel checkpoint) is re-initialised; layer decay groups', () => {
+  const text = { vocabSize: 40, maxLength: 8, specialIds: { pad: 0, cls: 2, sep: 3, mask: 4 } };
+  const source = createModel('bert_tiny', { numClasses: 2, text }) as BertTextClassifier;
+  const target = createModel('bert_tiny', { numClasses: 3, text }) as BertTextClassifier;
+  const checkpoint = new Map(source.stateDict());
+  const { state, report } = fitCheckpoint(target, checkpoint);
+  assert.deepEqual(report.reinitialised.sort(), ['classifier.bias', 'classifier.weight']);
+  assert.ok(state.has('bert.encoder.layer.1.output.LayerNorm.weight') && tidy(() => state.get('bert.embeddings.word_embeddings.weight')!.sub(checkpoint.get('bert.embeddings.word_embeddings.weight')!).abs().max().item()) === 0);
+  for (const value of state.values()) value.dispose();
+  const backbone = new Map([...checkpoint].filter(([key]) => !key.startsWith('classifier.')));
+  const fitted = fitCheckpoint(source, backbone);
+  assert.ok(fitted.report.notes.some((note) => note.includes('has no classifier')), fitted.report.notes.join('; '));
+  for (const value of fitted.state.values()) value.dispose();
+  const layers = layerAssignment(target);
+  assert.deepEqual(['bert.embeddings.word_embeddings.weight', 'bert.encoder.layer.0.attention.self.query.weight', 'bert.encoder.layer.1.output.dense.bias', 'bert.pooler.dense.weight', 'classifier.weight'].map(layers.layerOf), [0, 1, 2, 3, 3]);
+  source.dispose();
+  target.dispose();
 });
 
 /** A generated GLUE-style pair task: label 'same' when both sentences name the same animal. */

@@ -249,6 +249,9 @@ export function fitCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>
       notes.push('mask_token of the checkpoint (BEiT / SimMIM pretraining) not used: mask-mode drop has none');
     }
     fitHead('head');
+  } else if (model instanceof BertTextClassifier) {
+    // HF BertForSequenceClassification's names; a BertModel checkpoint has no classifier.
+    fitHead('classifier');
   } else if (model instanceof ResNet) {
     fitInputConv('conv1.weight');
     fitHead('fc');

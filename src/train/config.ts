@@ -420,6 +420,10 @@ export const PRESETS: Record<string, Preset> = {
     description: 'Quick CPU comparison (~20 min for 3 methods x 2 seeds on 2 cores): Fashion-MNIST, 2,048 training images for 30 epochs (so the model fits them and a regularizer has something to do), 2,000 test images; ViT 64-dim x 4 blocks, patch 4; AdamW 2e-3, wd 0.05, batch 64, 1 warmup epoch + cosine, label smoothing 0.1, crop(2)+flip',
     values: { dataset: 'fashion-mnist', model: 'vit_mini_patch4_28', limitTrain: 2048, limitTest: 2000, epochs: 30, batchSize: 64, lr: 2e-3, weightDecay: 0.05, warmupEpochs: 1, labelSmoothing: 0.1, probeSize: 256 },
   },
+  'debian-bert-quick': {
+    description: 'Quick CPU text comparison: Debian package descriptions (10 sections, no download), 4,096 training texts for 3 epochs, all 7,529 test texts; bert_tiny (2 x 128), 32 tokens (the synopses: median 11, 99th percentile 20), trained 8,000-token WordPiece vocabulary; AdamW 1e-3, wd 0.01, batch 64, half an epoch of warmup + cosine, dropout 0.1 (BERT\'s), label smoothing 0.1',
+    values: { dataset: 'debian-packages', model: 'bert_tiny', limitTrain: 4096, maxLength: 32, vocabSize: 8000, epochs: 3, batchSize: 64, lr: 1e-3, weightDecay: 0.01, warmupEpochs: 0.5, dropout: 0.1, labelSmoothing: 0.1, probeSize: 256 },
+  },
   'deit3-vit-b': {
     description: 'DeiT-III (paper Table B.1) for 224 px data: ViT-B/16, LAMB 3e-3, wd 0.05, batch 2048, 400 epochs (5 warmup), BCE, mixup 0.8, cutmix 1.0, 3-Augment + color jitter 0.3, grad clip 1.0, drop-path 0.2, LayerScale',
     values: { threeAugment: true, colorJitter: 0.3, model: 'vit_base_patch16_224', optimizer: 'lamb', lr: 3e-3, weightDecay: 0.05, batchSize: 2048, epochs: 400, warmupEpochs: 5, loss: 'bce', bceTargetThreshold: 0, labelSmoothing: 0, mixup: 0.8, cutmix: 1.0, clipGrad: 1.0, dropPath: 0.2, layerScale: 1e-4, cropPadding: 0, hflip: true },
