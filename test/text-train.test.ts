@@ -211,6 +211,10 @@ test('compare and the report on text runs: baseline, MaskSub and DropSub rows wi
   const markdown = readFileSync(files.markdown, 'utf8');
   assert.match(markdown, /text · bert_tiny · 2 epochs · 1 seed \(0\)/);
   assert.ok(files.charts.some((chart) => chart.includes('accuracy')), `charts: ${files.charts.join(', ')}`);
+  // Run again: the finished runs (which recorded their labels in classes) are reused, not refused.
+  const lines: string[] = [];
+  assert.ok(await compare(base, { out: join(root, 'compare'), methods: ['baseline', 'masksub', 'dropsub'], seeds: [0], ratios: null, log: (line) => lines.push(line) }));
+  assert.equal(lines.filter((line) => line.includes('finished earlier, reused')).length, 3, lines.join('\n'));
 });
 
 test('bert_tiny MaskSub on Debian package descriptions learns: top-1 well above the largest class\'s share', async (t) => {
