@@ -481,7 +481,7 @@ export function unpackTextBatch(inputs: Tensor): { ids: Tensor; inputs: BertInpu
  * dropoutRate sets the blocks' hidden dropouts (DropSub), dropPathIncrease raises the blocks'
  * drop-path (PathSub).
  */
-export class BertTextClassifier extends Classifier implements Record<'masking', MaskingKind> {
+export class BertTextClassifier extends Classifier {
   readonly masking: MaskingKind = 'mask-tokens';
   readonly info: ClassifierInfo;
   readonly bert: BertModel;
