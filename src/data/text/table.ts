@@ -29,7 +29,7 @@ export interface TableColumns {
    * question1 + question2, #1 String + #2 String, sentence).
    */
   text: readonly string[] | null;
-  /** The label column's name or 0-based number; null: 'label', else 'Quality' (MRPC). */
+  /** The label column's name or 0-based number; null: 'label', else 'Quality' (MRPC), 'is_duplicate' (QQP), 'gold_label' (MNLI). */
   label: string | null;
 }
 
@@ -37,7 +37,7 @@ export interface TableColumns {
 const GLUE_TEXT_COLUMNS: readonly (readonly string[])[] = [
   ['sentence1', 'sentence2'], ['question', 'sentence'], ['question1', 'question2'], ['#1 String', '#2 String'], ['premise', 'hypothesis'], ['sentence'], ['text'],
 ];
-const GLUE_LABEL_COLUMNS = ['label', 'Quality', 'gold_label'];
+const GLUE_LABEL_COLUMNS = ['label', 'Quality', 'is_duplicate', 'gold_label'];
 
 /** DIR/NAME.tsv or DIR/NAME.csv, whichever exists (both: an error, the choice would be a guess). */
 export function findTable(directory: string, name: string): string {
