@@ -13,7 +13,7 @@ export * as distributed from './distributed/index.js';
 export { loadSafetensors, saveSafetensors, encodeTensors, decodeTensors } from './tensor/safetensors.js';
 export { train, evaluate, type FaultHooks, type TrainOptions, type TrainResult } from './train/trainer.js';
 export type { EpochMetrics, ResolvedConfigCore, RunSummary } from './run/format.js';
-export type { Evaluation } from './train/evaluate.js';
+export type { EvalData, Evaluation } from './train/evaluate.js';
 export { compare, type CompareOptions } from './experiment/compare.js';
 export {
   buildConfig, PRESETS, DEFAULTS, SETTINGS, type ConfigSources, type Preset, type SettingName, type TrainConfig, type TrainSettings, type ResolvedTrainConfig,
@@ -22,6 +22,13 @@ export { parseRandAugment, randAugment, type RandAugmentConfig, type RandAugment
 export type { RawImage } from './data/transforms.js';
 export { Random, type WritableArrayLike } from './data/random.js';
 export { loadDataset, type DatasetName, type DatasetSplit, type FileSource, type ImageDataset, type LoadDatasetOptions } from './data/datasets.js';
+export { encodeTextDataset, isTextDatasetName, subsetTextDataset, TEXT_DATASET_NAMES, TextBatchLoader, type TextBatch, type TextDataset, type TextDatasetName, type TextExample, type TextLoaderOptions } from './data/text/text-dataset.js';
+export type { DataShard } from './data/batch.js';
+export { loadTextSplits, DEBIAN_SECTIONS, DEBIAN_SPLIT_SEED, DEBIAN_TEST_FRACTION, type TextSplits, type TextSplitsOptions } from './data/text/load.js';
+export { findTable, labelClasses, labelIndices, readTable, TableError, type TableColumns, type TableRow } from './data/text/table.js';
+export { TextTokenizer, SPECIAL_TOKENS, type EncodedBatch, type EncodedText, type EncodeOptions, type SpecialRole, type TrainTokenizerOptions } from './data/text/tokenizer.js';
+export { learnWordPieces } from './data/text/wordpiece.js';
+export { readDebianPackages, parsePackages, splitBySection, type LabelledText, type PackageRecord, type ReadPackagesOptions, type SplitOptions, type TextClassificationSplit } from './data/text/debian-packages.js';
 export { renderReport } from './report/index.js';
 export type { ReportFiles } from './report/render.js';
 export type { AccuracyStats, BaselineComparison, Comparison, EpochRecord, GroupResult, RunConfig, RunRecord, SeedValue, SettingSummary } from './report/collect.js';

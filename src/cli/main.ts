@@ -4,8 +4,9 @@
 // come from the command table (help.ts) and the configuration schema (train/config.ts).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadDataset } from '../data/datasets.js';
+import { type DatasetName, loadDataset } from '../data/datasets.js';
 import { checkExportDirectory, exportSplit } from '../data/export-images.js';
+import { isTextDatasetName } from '../data/text/text-dataset.js';
 import { compare } from '../experiment/compare.js';
 import { createModel, describeModel, modelNames } from '../models/factory.js';
 import { renderReport } from '../report/index.js';
@@ -16,7 +17,9 @@ import {
   buildConfig, buildSettings, closestName, ConfigError, configKey, describeValues, parseSettingText, PRESETS,
   settingDocs, suggestSetting, type SettingName, type TrainConfig,
 } from '../train/config.js';
-import { evaluate, type FaultHooks, loadSplit, readRunConfig, train, TrainingError } from '../train/trainer.js';
+import { buildModel, evaluate, type FaultHooks, loadSplit, loadTextData, readRunConfig, TOKENIZER_FILE, train, TrainingError } from '../train/trainer.js';
+import { type EvalData, isTextData } from '../train/evaluate.js';
+import type { Classifier } from '../models/classifier.js';
 import { launchLocal, type World, WORKER_ENV, worldFromEnvironment } from '../distributed/index.js';
 import { type CommandName, COMMANDS, type CommandSpec, commandHelp, isCommand, overviewHelp } from './help.js';
 
@@ -285,11 +288,21 @@ async function commandEval(flags: Flags): Promise<number> {
   const weights = join(runDirectory, best ? BEST_FILE : MODEL_FILE);
   if (!existsSync(weights)) throw new TrainingError(`${weights}: not found (the run has not finished an epoch yet)`);
   setNumThreads(config.threads);
-  const data = await loadSplit({ ...config, dataset: dataset ?? config.dataset, dataDir: dataDir ?? config.dataDir }, 'test', config.limitTest, config.classes);
-  const model = createModel(config.model, {
-    imageSize: data.height, inChannels: data.channels, numClasses: data.numClasses,
-    layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
-  });
+  const evalConfig = { ...config, dataset: dataset ?? config.dataset, dataDir: dataDir ?? config.dataDir };
+  // A text run is evaluated with its own tokenizer (tokenizer.json in the run) and label map.
+  let data: EvalData;
+  let model: Classifier;
+  if (isTextDatasetName(evalConfig.dataset)) {
+    const text = await loadTextData(evalConfig, join(runDirectory, TOKENIZER_FILE));
+    data = text.test;
+    model = buildModel(config, text);
+  } else {
+    data = await loadSplit(evalConfig, 'test', config.limitTest, config.classes);
+    model = createModel(config.model, {
+      imageSize: data.height, inChannels: data.channels, numClasses: data.numClasses,
+      layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
+    });
+  }
   const { tensors } = loadSafetensors(weights);
   try {
     model.loadStateDict(tensors);
@@ -300,7 +313,7 @@ async function commandEval(flags: Flags): Promise<number> {
   }
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   const result = evaluate(model, data, batchSize, config.device);
-  say(JSON.stringify({ checkpoint: weights, dataset: data.name, images: data.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
+  say(JSON.stringify({ checkpoint: weights, dataset: data.name, [isTextData(data) ? 'texts' : 'images']: data.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
   model.dispose();
   return 0;
 }
@@ -312,6 +325,7 @@ async function commandExportImages(flags: Flags): Promise<number> {
   if (!datasetText) throw new ConfigError('export-images needs --dataset NAME');
   const dataset = parseSettingText('dataset', datasetText);
   if (dataset === 'folder') throw new ConfigError('export-images writes a data set of arrays as a folder; --dataset folder is one already');
+  if (isTextDatasetName(dataset)) throw new ConfigError(`export-images writes image data sets; ${dataset} is text`);
   const dataDirText = take(flags, 'data-dir');
   const dataDir = dataDirText === undefined ? undefined : parseSettingText('dataDir', dataDirText) ?? undefined;
   const limitText = { train: take(flags, 'limit-train'), test: take(flags, 'limit-test') };
@@ -321,7 +335,8 @@ async function commandExportImages(flags: Flags): Promise<number> {
   };
   checkExportDirectory(out);
   // Both splits are read before anything is written, so a bad --data-dir leaves no directory behind.
-  const splits = (['train', 'test'] as const).map((split) => loadDataset(dataset, { dataDir, split, limit: limits[split] }));
+  const imageDataset: DatasetName = dataset;
+  const splits = (['train', 'test'] as const).map((split) => loadDataset(imageDataset, { dataDir, split, limit: limits[split] }));
   for (const data of splits) {
     const folder = join(out, data.split === 'train' ? 'train' : 'val');
     const count = await exportSplit(data, folder);

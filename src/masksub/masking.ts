@@ -4,9 +4,11 @@
 // ResNet does, the same function), integer token ids [B, L] get random positions replaced by a
 // [MASK] id (BERT's masking without the 80/10/10 split: the sub-model only needs a masked view).
 import type { Generator, Tensor } from '../tensor/tensor.js';
-import { arange, type Device, tidy } from '../tensor/tensor.js';
-import { sampleNoise } from '../nn/index.js';
 import { defaultMaskPatchSize, randomPatchZero } from '../models/resnet.js';
+import { randomIdMask } from '../models/bert.js';
+
+// The token rule lives with the BERT models, which mask their own ids (as the patch rule with the ResNet).
+export { randomIdMask } from '../models/bert.js';
 
 /** What the step can mask from outside: images [B, C, H, W] (floating point) or token ids [B, L] (integer). */
 export type InputKind = 'images' | 'tokens';
@@ -39,49 +41,6 @@ export function inputKind(inputs: Tensor): InputKind | null {
   if (inputs.ndim === 4 && FLOATING.has(inputs.dtype)) return 'images';
   if (inputs.ndim === 2 && INTEGER.has(inputs.dtype)) return 'tokens';
   return null;
-}
-
-/**
- * Replaces m - int(m * (1 - r)) of the m = L - keepFirst positions of each sample's token ids [B, L]
- * (the one masking rule: keep int(m(1-r)), mask the rest), chosen uniformly
- * among positions keepFirst..L-1, by maskTokenId. The shape is unchanged. With keepIds, positions
- * holding those ids are never masked and m is counted per sample without them.
- */
-export function randomIdMask(ids: Tensor, ratio: number, maskTokenId: number, options: { keepFirst?: number; keepIds?: readonly number[]; generator?: Generator } = {}): Tensor {
-  if (options.keepIds?.length) return randomIdMaskKeeping(ids, ratio, maskTokenId, options.keepIds, options);
-  return tidy(() => {
-    const [batch, length] = ids.shape;
-    const keepFirst = options.keepFirst ?? 0;
-    const candidates = length - keepFirst;
-    const masked = candidates - Math.trunc(candidates * (1 - ratio));
-    const noise = sampleNoise([batch, candidates], ids.device, options.generator);
-    // the rank of each position in a random order; the first `masked` ranks are masked
-    let mask = noise.argsort(1).argsort(1).lt(masked);
-    if (keepFirst > 0) mask = mask.pad([keepFirst, 0], 'constant', 0);
-    return ids.maskedFill(mask, maskTokenId);
-  });
-}
-
-/**
- * randomIdMask with ids that are never masked: per sample, the m positions at or after keepFirst
- * that hold none of keepIds are the candidates, and m - int(m * (1 - r)) of them, chosen
- * uniformly, are replaced by maskTokenId (the same rule as without keepIds, on a per-sample m, so
- * a short padded sentence loses the share of its own tokens that a long one does).
- */
-function randomIdMaskKeeping(ids: Tensor, ratio: number, maskTokenId: number, keepIds: readonly number[], options: { keepFirst?: number; generator?: Generator }): Tensor {
-  return tidy(() => {
-    const [batch, length] = ids.shape;
-    const keepFirst = options.keepFirst ?? 0;
-    let candidate = arange(length, undefined, 1, { device: ids.device as Device }).ge(keepFirst).unsqueeze(0).expand(batch, length);
-    for (const id of keepIds) candidate = candidate.logicalAnd(ids.ne(id));
-    // float64, as JavaScript computes m * (1 - r) in the rule without keepIds (m >= 0: floor = trunc)
-    const count = candidate.sum(1, false, 'float64');
-    const masked = count.sub(count.mul(1 - ratio).floor());
-    // Noise in [0, 1) on candidates and 2 elsewhere: the candidates take the first m ranks of the order.
-    const noise = sampleNoise([batch, length], ids.device, options.generator).maskedFill(candidate.logicalNot(), 2);
-    const mask = noise.argsort(1).argsort(1).lt(masked.unsqueeze(1)).logicalAnd(candidate);
-    return ids.maskedFill(mask, maskTokenId);
-  });
 }
 
 /**

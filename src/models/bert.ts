@@ -1,16 +1,21 @@
 // BERT encoder and sequence classifier with Hugging Face's BertModel / BertForSequenceClassification
 // parameter names (post-LN blocks, erf GELU, additive padding mask), so a state dict converted
-// from an HF checkpoint loads as is. Text models take token ids, not images, so they keep their own
-// small registry here (bertModelNames / createBert) instead of the image registry that the
-// trainer and the CLI read (registry.ts): an image-only config there must not offer them yet.
+// from an HF checkpoint loads as is. bertModelNames / createBert build the plain modules for the
+// library; the same names are registered in the model registry (registry.ts) as BertTextClassifier,
+// the Classifier the trainer, eval and compare run (`--model bert_mini`).
 //
-// For MaskSub the model is a plain Module whose forward takes one tensor of ids: masksub.step
-// masks the ids from outside (masking.ts, with keepIds for [PAD]/[CLS]/[SEP]), and the attention
-// mask is read from the ids ([PAD] = padding) when none is given, so the masked copy pads alike.
-import { arange, type Device, type DType, noGrad, onesLike, type Tensor, tidy, zeros } from '../tensor/tensor.js';
-import { Dropout, LayerNorm, Linear, Module, ModuleList, Parameter } from '../nn/index.js';
+// For masksub.step the plain module's forward takes one tensor of ids and the step masks the ids
+// from outside (masking.ts, with keepIds for [PAD]/[CLS]/[SEP]); the attention mask is read from
+// the ids ([PAD] = padding) when none is given, so the masked copy pads alike. BertTextClassifier
+// takes the trainer's packed text batch [B, 3, L] (ids, token types, attention mask) and masks its
+// own ids (Maskable 'mask-tokens', the same randomIdMask), so the probe's fixed generator and the
+// data-parallel shard's noise reach the mask as they reach a ViT's.
+import { arange, type Device, type DType, type Generator, noGrad, onesLike, type Tensor, tidy, zeros } from '../tensor/tensor.js';
+import { Dropout, DropPath, LayerNorm, Linear, Module, ModuleList, Parameter, sampleNoise } from '../nn/index.js';
 import * as F from '../nn/functional.js';
 import { constant_, normal_ } from '../nn/init.js';
+import { checkRatio, Classifier, type ClassifierInfo, type ForwardOptions, type MaskingKind } from './classifier.js';
+import { type ModelOverrides, registerModel } from './registry.js';
 
 export interface BertConfig {
   vocabSize: number;
@@ -34,6 +39,12 @@ export interface BertConfig {
   numLabels: number;
   /** Dropout before the classifier; null takes hiddenDropoutProb (HF classifier_dropout). */
   classifierDropout: number | null;
+  /**
+   * Drop-path (stochastic depth) on both residual branches of every layer, before the post-LN
+   * residual add. Not in HF's BERT (default 0: identity, no parameters, the same state dict): it is
+   * what PathSub's sub-model raises, as on a ViT.
+   */
+  dropPathRate?: number;
 }
 
 /** What a BERT forward takes besides the ids, all [B, L] like them. */
@@ -123,15 +134,17 @@ export class BertResidualOutput extends Module {
   readonly dense: Linear;
   readonly layerNorm: LayerNorm;
   readonly dropout: Dropout;
+  readonly dropPath: DropPath;
   constructor(inFeatures: number, config: BertConfig) {
     super();
     this.dense = this.registerModule('dense', new Linear(inFeatures, config.hiddenSize));
     this.layerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hiddenSize, config.layerNormEps));
     // Not fixed: these are the dropouts after the attention projection and the MLP that DropSub raises.
     this.dropout = this.registerModule('dropout', new Dropout(config.hiddenDropoutProb));
+    this.dropPath = this.registerModule('drop_path', new DropPath(config.dropPathRate ?? 0));
   }
   forward(hidden: Tensor, residual: Tensor): Tensor {
-    return tidy(() => this.layerNorm.forward(this.dropout.forward(this.dense.forward(hidden)).add(residual)));
+    return tidy(() => this.layerNorm.forward(this.dropPath.forward(this.dropout.forward(this.dense.forward(hidden))).add(residual)));
   }
 }
 
@@ -218,6 +231,7 @@ function checkConfig(config: BertConfig): void {
   for (const [name, rate] of [['hiddenDropoutProb', config.hiddenDropoutProb], ['attentionProbsDropoutProb', config.attentionProbsDropoutProb], ['classifierDropout', config.classifierDropout ?? 0]] as const) {
     if (!(rate >= 0 && rate < 1)) throw new RangeError(`BERT: ${name} must be in [0, 1), got ${rate}`);
   }
+  if (!((config.dropPathRate ?? 0) >= 0 && (config.dropPathRate ?? 0) < 1)) throw new RangeError(`BERT: dropPathRate must be in [0, 1), got ${config.dropPathRate}`);
   if (config.padTokenId !== null && !(Number.isInteger(config.padTokenId) && config.padTokenId >= 0 && config.padTokenId < config.vocabSize)) {
     throw new RangeError(`BERT: padTokenId must be an id in [0, ${config.vocabSize}) or null, got ${config.padTokenId}`);
   }
@@ -329,6 +343,8 @@ export interface BertOverrides {
   classifierDropout?: number | null;
   /** Default 0 ([PAD] in BERT's vocab.txt and in our trained tokenizers). */
   padTokenId?: number | null;
+  /** Default 0 (none, as HF's BERT). */
+  dropPathRate?: number;
 }
 
 export interface BertModelInfo {
@@ -373,10 +389,146 @@ export function bertConfig(name: string, overrides: BertOverrides = {}): BertCon
     padTokenId: overrides.padTokenId === undefined ? 0 : overrides.padTokenId,
     numLabels: overrides.numLabels ?? 2,
     classifierDropout: overrides.classifierDropout ?? null,
+    dropPathRate: overrides.dropPathRate ?? 0,
   };
 }
 
 /** A named BERT sequence classifier (bert_tiny, bert_mini, ...). */
 export function createBert(name: string, overrides: BertOverrides = {}): BertForSequenceClassification {
   return new BertForSequenceClassification(bertConfig(name, overrides));
+}
+
+// ---- token masking (the models layer's, as randomPatchZero is resnet.ts's; masking.ts re-exports it) ----
+
+/**
+ * Replaces m - int(m * (1 - r)) of the m = L - keepFirst positions of each sample's token ids [B, L]
+ * (the one masking rule: keep int(m(1-r)), mask the rest), chosen uniformly
+ * among positions keepFirst..L-1, by maskTokenId. The shape is unchanged. With keepIds, positions
+ * holding those ids are never masked and m is counted per sample without them.
+ */
+export function randomIdMask(ids: Tensor, ratio: number, maskTokenId: number, options: { keepFirst?: number; keepIds?: readonly number[]; generator?: Generator } = {}): Tensor {
+  if (options.keepIds?.length) return randomIdMaskKeeping(ids, ratio, maskTokenId, options.keepIds, options);
+  return tidy(() => {
+    const [batch, length] = ids.shape;
+    const keepFirst = options.keepFirst ?? 0;
+    const candidates = length - keepFirst;
+    const masked = candidates - Math.trunc(candidates * (1 - ratio));
+    const noise = sampleNoise([batch, candidates], ids.device, options.generator);
+    // the rank of each position in a random order; the first `masked` ranks are masked
+    let mask = noise.argsort(1).argsort(1).lt(masked);
+    if (keepFirst > 0) mask = mask.pad([keepFirst, 0], 'constant', 0);
+    return ids.maskedFill(mask, maskTokenId);
+  });
+}
+
+/**
+ * randomIdMask with ids that are never masked: per sample, the m positions at or after keepFirst
+ * that hold none of keepIds are the candidates, and m - int(m * (1 - r)) of them, chosen
+ * uniformly, are replaced by maskTokenId (the same rule as without keepIds, on a per-sample m, so
+ * a short padded sentence loses the share of its own tokens that a long one does).
+ */
+function randomIdMaskKeeping(ids: Tensor, ratio: number, maskTokenId: number, keepIds: readonly number[], options: { keepFirst?: number; generator?: Generator }): Tensor {
+  return tidy(() => {
+    const [batch, length] = ids.shape;
+    const keepFirst = options.keepFirst ?? 0;
+    let candidate = arange(length, undefined, 1, { device: ids.device as Device }).ge(keepFirst).unsqueeze(0).expand(batch, length);
+    for (const id of keepIds) candidate = candidate.logicalAnd(ids.ne(id));
+    // float64, as JavaScript computes m * (1 - r) in the rule without keepIds (m >= 0: floor = trunc)
+    const count = candidate.sum(1, false, 'float64');
+    const masked = count.sub(count.mul(1 - ratio).floor());
+    // Noise in [0, 1) on candidates and 2 elsewhere: the candidates take the first m ranks of the order.
+    const noise = sampleNoise([batch, length], ids.device, options.generator).maskedFill(candidate.logicalNot(), 2);
+    const mask = noise.argsort(1).argsort(1).lt(masked.unsqueeze(1)).logicalAnd(candidate);
+    return ids.maskedFill(mask, maskTokenId);
+  });
+}
+
+// ---- the trainer's text classifier ----
+
+/** The special ids a text classifier needs: [PAD], [CLS], [SEP] are never masked, [MASK] replaces masked tokens. */
+export interface TextSpecialIds {
+  pad: number;
+  cls: number;
+  sep: number;
+  mask: number;
+}
+
+/** What a registered text model needs from its tokenizer and data (ModelOverrides.text). */
+export interface TextModelOverrides {
+  vocabSize: number;
+  /** The longest input (max-length): the position table is max(512, this). */
+  maxLength: number;
+  specialIds: TextSpecialIds;
+}
+
+/**
+ * The trainer's packed text batch: one int64 tensor [B, 3, L] holding the token ids, the token
+ * types and the attention mask, so a text batch goes through the same one-input step, evaluation
+ * and data-parallel code as an image batch. [B, L] alone is ids (types 0, mask from [PAD]).
+ */
+export function unpackTextBatch(inputs: Tensor): { ids: Tensor; inputs: BertInputs } {
+  if (inputs.ndim === 2) return { ids: inputs, inputs: {} };
+  if (inputs.ndim !== 3 || inputs.size(1) !== 3) {
+    throw new Error(`a text classifier takes token ids [B, L] or a packed text batch [B, 3, L] (ids, token types, attention mask), got [${inputs.shape.join(', ')}] (${inputs.dtype})`);
+  }
+  return { ids: inputs.select(1, 0), inputs: { tokenTypeIds: inputs.select(1, 1), attentionMask: inputs.select(1, 2) } };
+}
+
+/**
+ * BertForSequenceClassification (the same module names, so HF-named weights load and --init
+ * works) as a Classifier: forward(packed text batch, options) applies the MaskSub options itself:
+ * maskRatio replaces that share of each sample's text tokens by [MASK] (never [PAD], [CLS], [SEP]),
+ * dropoutRate sets the blocks' hidden dropouts (DropSub), dropPathIncrease raises the blocks'
+ * drop-path (PathSub).
+ */
+export class BertTextClassifier extends Classifier {
+  readonly masking: MaskingKind = 'mask-tokens';
+  readonly info: ClassifierInfo;
+  readonly bert: BertModel;
+  readonly dropout: Dropout;
+  readonly classifier: Linear;
+  readonly keepIds: readonly number[];
+  constructor(readonly config: BertConfig, readonly specialIds: TextSpecialIds) {
+    super();
+    this.bert = this.registerModule('bert', new BertModel(config));
+    this.dropout = this.registerModule('dropout', new Dropout(config.classifierDropout ?? config.hiddenDropoutProb, { fixedRate: true }));
+    this.classifier = this.registerModule('classifier', new Linear(config.hiddenSize, config.numLabels));
+    initBertWeights(this.classifier);
+    for (const [role, id] of Object.entries(specialIds)) {
+      if (!(Number.isInteger(id) && id >= 0 && id < config.vocabSize)) throw new RangeError(`BERT: the ${role} token id must be in [0, ${config.vocabSize}), got ${id}`);
+    }
+    this.keepIds = [specialIds.pad, specialIds.cls, specialIds.sep];
+    this.info = { family: 'bert', imageSize: 0, inChannels: 0, numClasses: config.numLabels };
+  }
+
+  forward(inputs: Tensor, options: ForwardOptions = {}): Tensor {
+    checkRatio('maskRatio', options.maskRatio);
+    const { ids, inputs: extra } = unpackTextBatch(inputs);
+    return this.withRates(options, () => tidy(() => {
+      const seen = options.maskRatio ? randomIdMask(ids, options.maskRatio, this.specialIds.mask, { keepIds: this.keepIds, generator: options.generator }) : ids;
+      return this.classifier.forward(this.dropout.forward(this.bert.forwardAll(seen, extra).pooled));
+    }));
+  }
+}
+
+/**
+ * Every named BERT in the model registry. HF's recipe dropouts (0.1) are the --dropout setting
+ * here (its default 0 keeps a run deterministic; the text preset sets 0.1): it sets the hidden,
+ * attention and classifier dropouts, --drop-path the blocks' drop-path.
+ */
+for (const name of bertModelNames()) {
+  const { description, shape } = describeBertModel(name);
+  registerModel(name, {
+    family: 'bert', imageSize: 0, description: `${description} (text: token ids, --dataset debian-packages or text)`,
+    build: (overrides: ModelOverrides) => {
+      const text = overrides.text;
+      if (!text) throw new Error(`model ${name} is a text model: it needs the tokenizer's vocabulary size and special ids (ModelOverrides.text)`);
+      const dropout = overrides.dropRate ?? 0;
+      return new BertTextClassifier({
+        ...shape, vocabSize: text.vocabSize, hiddenDropoutProb: dropout, attentionProbsDropoutProb: dropout, classifierDropout: null,
+        maxPositionEmbeddings: Math.max(512, text.maxLength), typeVocabSize: 2, layerNormEps: 1e-12, padTokenId: text.specialIds.pad,
+        numLabels: overrides.numClasses ?? 2, dropPathRate: overrides.dropPathRate ?? 0,
+      }, text.specialIds);
+    },
+  });
 }

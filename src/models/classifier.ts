@@ -83,7 +83,7 @@ export function withForwardRates<T>(model: Module, options: ForwardOptions, fn: 
 }
 
 export interface ClassifierInfo {
-  family: 'vit' | 'resnet' | 'swin' | 'beit';
+  family: 'vit' | 'resnet' | 'swin' | 'beit' | 'bert';
   imageSize: number;
   inChannels: number;
   numClasses: number;

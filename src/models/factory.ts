@@ -1,5 +1,6 @@
 // Builds models by name. Importing this module loads every family file, and each family file
 // registers its named configs (registry.ts); a new family is one file plus one import line here.
+import './bert.js';
 import './resnet.js';
 import './swin.js';
 import './vit.js';

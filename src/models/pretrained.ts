@@ -10,6 +10,7 @@ import { cat, noGrad, type Tensor, tensor, tidy, zeros } from '../tensor/tensor.
 import { loadSafetensors } from '../tensor/safetensors.js';
 import { Beit } from './beit.js';
 import type { Classifier } from './classifier.js';
+import { BertTextClassifier } from './bert.js';
 import { ResNet } from './resnet.js';
 import { PatchMerging, SwinTransformer } from './swin.js';
 import { VisionTransformer } from './vit.js';
@@ -441,6 +442,9 @@ function fitNamedCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>, 
     }
     if (!source.has('mask_token')) reinit(['mask_token'], 'the checkpoint has no mask token (a fine-tuned checkpoint; MaskSub learns one from trunc_normal(.02))');
     fitHead('head');
+  } else if (model instanceof BertTextClassifier) {
+    // HF BertForSequenceClassification's names; a BertModel checkpoint has no classifier.
+    fitHead('classifier');
   } else if (model instanceof ResNet) {
     fitInputConv('conv1.weight');
     fitHead('fc');
@@ -556,6 +560,18 @@ export function layerAssignment(model: Classifier): { count: number; layerOf: (n
         if (['cls_token', 'pos_embed', 'mask_token'].includes(name) || name.startsWith('patch_embed.')) return 0;
         const block = /^blocks\.(\d+)\./.exec(name);
         return block ? Number(block[1]) + 1 : count;
+      },
+    };
+  }
+  if (model instanceof BertTextClassifier) {
+    // HF's layer-wise decay for BERT: embeddings layer 0, encoder layer i is i + 1, pooler and classifier last.
+    const count = model.bert.encoder.layer.length + 1;
+    return {
+      count,
+      layerOf: (name) => {
+        if (name.startsWith('bert.embeddings.')) return 0;
+        const layer = /^bert\.encoder\.layer\.(\d+)\./.exec(name);
+        return layer ? Number(layer[1]) + 1 : count;
       },
     };
   }

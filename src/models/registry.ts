@@ -2,6 +2,7 @@
 // resnet.ts, ...) registers its own names next to its code, so adding a model or a family is one
 // file. src/models/index.ts imports every family, which fills the registry; import createModel
 // and friends from there.
+import type { TextModelOverrides } from './bert.js';
 
 /**
  * How a model spreads its drop-path rate over its residual blocks: 'linear' grows it from 0 in the
@@ -28,12 +29,14 @@ export interface ModelOverrides {
   fcNorm?: boolean | null;
   /** ViT only: masking drops tokens ('drop') or replaces them by a learned mask token ('token'). */
   maskMode?: 'drop' | 'token';
+  /** Text models only (family 'bert'): the tokenizer's vocabulary and special ids, the longest input. */
+  text?: TextModelOverrides;
 }
 
 export interface ModelInfo {
   /** The family file that registered it (e.g. 'vit', 'resnet'). */
   family: string;
-  /** The image side the config is made for (a ViT's position embedding is sized for it). */
+  /** The image side the config is made for (a ViT's position embedding is sized for it); 0 for text models. */
   imageSize: number;
   /**
    * A ViT's patch side: it can be built for any multiple of it (timm's img_size), its position

@@ -98,6 +98,9 @@ function formatList(values: readonly (string | number)[]): string {
   return values.join(', ');
 }
 
+/** The text data sets (data/text/text-dataset.ts's TEXT_DATASET_NAMES; the report imports no data code): their runs count texts, not images. */
+const TEXT_DATASETS = ['debian-packages', 'text'];
+
 /** Two lines saying what was run, for chart subtitles and the report header. */
 export function describeSetting(setting: SettingSummary): { headline: string; machine: string } {
   const parts: string[] = [];
@@ -107,7 +110,8 @@ export function describeSetting(setting: SettingSummary): { headline: string; ma
   if (setting.epochs.length === 1 && firstEpochs !== undefined) parts.push(`${firstEpochs} epoch${firstEpochs === 1 ? '' : 's'}`);
   else if (setting.epochs.length > 1) parts.push(`${setting.epochs[0]}–${setting.epochs.at(-1)} epochs (varies by run)`);
   if (setting.seeds.length > 0) parts.push(`${setting.seeds.length} seed${setting.seeds.length === 1 ? '' : 's'} (${formatList(setting.seeds)})`);
-  const limits = setting.limit_train.map((limit) => (limit === null ? 'full training set' : `${formatCount(limit)} training images`));
+  const examples = setting.datasets.length > 0 && setting.datasets.every((name) => TEXT_DATASETS.includes(name)) ? 'texts' : 'images';
+  const limits = setting.limit_train.map((limit) => (limit === null ? 'full training set' : `${formatCount(limit)} training ${examples}`));
   if (limits.length > 0) parts.push(limits.join(' / '));
   const presets = setting.presets.filter((preset): preset is string => preset !== null);
   if (presets.length > 0) parts.push(`preset ${presets.join(' / ')}${setting.presets.includes(null) ? ' / none' : ''}`);
@@ -457,7 +461,7 @@ const CHART_TEXT: Readonly<Record<ChartId, ChartText>> = {
   'train-losses': {
     title: 'Train losses (paper Fig. 2)',
     shows:
-      'Eq. 1 (left) is the cross-entropy of the unmasked model on a fixed probe set of training images; Eq. 2 (right) is the same with the input masked. ' +
+      'Eq. 1 (left) is the cross-entropy of the unmasked model on a fixed probe set of training examples; Eq. 2 (right) is the same with the input masked (image patches; for text, tokens replaced by [MASK]). ' +
       'Both are logged for every method, whatever loss it trains on.',
     paper: 'MaskSub lowers both losses: it fits the clean training data better than the baseline and becomes robust to masking at the same time.',
     build: trainLosses,

@@ -8,7 +8,8 @@ import { availableParallelism, cpus } from 'node:os';
 import { distance } from 'fastest-levenshtein';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { DATASET_INFO, DATASET_NAMES } from '../data/datasets.js';
+import { DATASET_INFO, DATASET_NAMES, type DatasetName } from '../data/datasets.js';
+import { isTextDatasetName, TEXT_DATASET_NAMES, type TextDatasetName } from '../data/text/text-dataset.js';
 import { parseRandAugment } from '../data/randaugment.js';
 import { describeMethod, METHODS, defaultRatio, REGULARIZERS } from '../masksub/methods.js';
 import { describeModel, modelNames } from '../models/factory.js';
@@ -75,12 +76,32 @@ function threadsFromEnvironment(): number {
 /** Every training setting. The order is the order of help texts within a group. */
 export const SETTINGS = {
   dataset: define({
-    group: 'data', schema: z.enum(DATASET_NAMES as readonly [typeof DATASET_NAMES[number], ...typeof DATASET_NAMES[number][]]), default: 'fashion-mnist',
-    help: 'data set to train and test on', alias: ['data'],
+    group: 'data', schema: z.enum([...DATASET_NAMES, ...TEXT_DATASET_NAMES] as unknown as [DatasetName | TextDatasetName, ...(DatasetName | TextDatasetName)[]]), default: 'fashion-mnist',
+    help: 'data set to train and test on; debian-packages (the descriptions of this machine\'s Debian packages by section, 10 classes, no download) and text (GLUE-style DIR/train.tsv and DIR/dev.tsv) are text, for the bert_* models', alias: ['data'],
   }),
   dataDir: define({
     group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'DIR',
-    help: 'directory holding the data set\'s files (null: the Debian package\'s directory for fashion-mnist and mnist); for folder: DIR/train/<class>/<images> and DIR/val/<class>/<images>',
+    help: 'directory holding the data set\'s files (null: the Debian package\'s directory for fashion-mnist and mnist); for folder: DIR/train/<class>/<images> and DIR/val/<class>/<images>; for text: DIR/train.tsv and DIR/dev.tsv (or .csv)',
+  }),
+  textColumns: define({
+    group: 'data', schema: z.array(z.string().min(1)).min(1).max(2).nullable(), default: null, placeholder: 'NAMES', values: 'one or two column names (a sentence pair), or 0-based numbers for a file without a header',
+    help: 'text only: the text column(s) of the tables (null: GLUE\'s by header: sentence1,sentence2 / question,sentence / question1,question2 / #1 String,#2 String / sentence)',
+  }),
+  labelColumn: define({
+    group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'NAME',
+    help: 'text only: the label column, a name or a 0-based number (null: label, else Quality as MRPC); labels become indices in sorted order, recorded in the run\'s classes',
+  }),
+  maxLength: define({
+    group: 'data', schema: z.number().int().min(3).max(4096), default: 128, alias: ['max-seq-length', 'seq-len'],
+    help: 'text only: tokens per example with [CLS] and [SEP]s; longer texts are cut (a pair\'s longer side first), shorter ones padded',
+  }),
+  tokenizer: define({
+    group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE',
+    help: 'text only: a tokenizer.json or a BERT vocab.txt (null: a WordPiece vocabulary of vocab-size is trained on the training texts); the run keeps it as tokenizer.json, which resume and eval read',
+  }),
+  vocabSize: define({
+    group: 'data', schema: z.number().int().min(16).max(1_000_000), default: 8000,
+    help: 'text only, without tokenizer: size of the WordPiece vocabulary trained on the training texts (special tokens and every character kept, then the first merges learned)',
   }),
   trainList: define({
     group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE',
@@ -104,7 +125,7 @@ export const SETTINGS = {
   }),
   classes: define({
     group: 'data', schema: z.array(z.string().min(1)).min(1).nullable(), default: null, placeholder: 'NAMES', values: 'a list of class names',
-    help: 'folder only: class names in label order (null: the sorted training folder names; a run records them in its config.json, so that a resumed run and eval use the same map)',
+    help: 'folder and text only: class names in label order (null: the sorted training folder names, the sorted labels of a text table, debian-packages\' sections by frequency; a run records them in its config.json, so that a resumed run and eval use the same map)',
   }),
   limitTrain: define({
     group: 'data', schema: POSITIVE_INTEGER.nullable(), default: null,
@@ -419,6 +440,10 @@ export const PRESETS: Record<string, Preset> = {
     description: 'Quick CPU comparison (~20 min for 3 methods x 2 seeds on 2 cores): Fashion-MNIST, 2,048 training images for 30 epochs (so the model fits them and a regularizer has something to do), 2,000 test images; ViT 64-dim x 4 blocks, patch 4; AdamW 2e-3, wd 0.05, batch 64, 1 warmup epoch + cosine, label smoothing 0.1, crop(2)+flip',
     values: { dataset: 'fashion-mnist', model: 'vit_mini_patch4_28', limitTrain: 2048, limitTest: 2000, epochs: 30, batchSize: 64, lr: 2e-3, weightDecay: 0.05, warmupEpochs: 1, labelSmoothing: 0.1, probeSize: 256 },
   },
+  'debian-bert-quick': {
+    description: 'Quick CPU text comparison: Debian package descriptions (10 sections, no download), 4,096 training texts for 3 epochs, all 7,529 test texts; bert_tiny (2 x 128), 32 tokens (the synopses: median 11, 99th percentile 20), trained 8,000-token WordPiece vocabulary; AdamW 1e-3, wd 0.01, batch 64, half an epoch of warmup + cosine, dropout 0.1 (BERT\'s), label smoothing 0.1',
+    values: { dataset: 'debian-packages', model: 'bert_tiny', limitTrain: 4096, maxLength: 32, vocabSize: 8000, epochs: 3, batchSize: 64, lr: 1e-3, weightDecay: 0.01, warmupEpochs: 0.5, dropout: 0.1, labelSmoothing: 0.1, probeSize: 256 },
+  },
   // DeiT-III's 400-epoch recipes: MaskSub paper Table B.1 (shared values) and Table B.2 (per model);
   // LAMB's epsilon 1e-8 and the fine-tune phase's values beyond Table B.2 from DeiT-III's code
   // (facebookresearch/deit main.py: --opt-eps default 1e-8; README_revenge.md: the commands).
@@ -678,6 +703,48 @@ function machineDescription(device: string, threads: number): string {
   return `${place}, Node ${process.version}`;
 }
 
+/** Settings that only the text data sets read. */
+const TEXT_SETTINGS = ['textColumns', 'labelColumn', 'maxLength', 'tokenizer', 'vocabSize'] as const;
+
+/**
+ * Settings that only images read: with text data a changed one is an error (it would silently do
+ * nothing); at its default it is ignored, and the trainer says so in one log line.
+ */
+export const IMAGE_ONLY_SETTINGS = [
+  'trainList', 'valList', 'imageSize', 'skipBadImages', 'maskPatchSize', 'globalPool', 'maskMode', 'layerScale',
+  'cropPadding', 'randAugment', 'threeAugment', 'colorJitter', 'cropScale', 'interpolation', 'cropPct', 'hflip', 'randomErasing',
+  'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb',
+] as const;
+
+/**
+ * The masking methods' default ratio: BERT's 15% of the tokens on text (the paper's GLUE setting,
+ * MASKSUB.md), the method's own (0.5) on images.
+ */
+export const TEXT_MASK_RATIO = 0.15;
+function methodDefaultRatio(config: Pick<TrainConfig, 'method' | 'dataset'>): number {
+  return isTextDatasetName(config.dataset) && describeMethod(config.method).regularizer === 'mask' ? TEXT_MASK_RATIO : defaultRatio(config.method);
+}
+
+/** The text data sets' checks: a BERT model, and no image setting changed from its default. */
+function checkTextCombinations(config: TrainConfig): void {
+  const model = describeModel(config.model);
+  if (!isTextDatasetName(config.dataset)) {
+    throw new ConfigError(`model ${config.model} is a text model (token ids); ${config.dataset} is images: use --dataset debian-packages or --dataset text, or an image model (${modelNames().filter((name) => describeModel(name).family !== 'bert').slice(0, 4).join(', ')}, ...)`);
+  }
+  if (model.family !== 'bert') {
+    throw new ConfigError(`dataset ${config.dataset} is text; model ${config.model} takes images: use a text model (${modelNames().filter((name) => describeModel(name).family === 'bert').join(', ')})`);
+  }
+  const changed = IMAGE_ONLY_SETTINGS.find((name) => JSON.stringify(config[name]) !== JSON.stringify(DEFAULTS[name]));
+  if (changed !== undefined) throw new ConfigError(`${kebab(changed)} applies only to images; ${config.dataset} is text: leave ${kebab(changed)} out`);
+  if (config.dataset === 'text' && config.dataDir === null) throw new ConfigError('dataset text needs --data-dir DIR holding train.tsv and dev.tsv (or .csv), GLUE\'s layout');
+  if (config.dataset === 'debian-packages' && (config.dataDir !== null || config.textColumns !== null || config.labelColumn !== null)) {
+    throw new ConfigError(`debian-packages reads this machine's APT lists (apt-cache dumpavail); ${config.dataDir !== null ? 'data-dir' : config.textColumns !== null ? 'text-columns' : 'label-column'} applies to --dataset text: leave it out`);
+  }
+  if (config.initAntialias !== DEFAULTS.initAntialias) throw new ConfigError('init-antialias resamples image position embeddings; a text model has none: leave it out');
+  const initOnly = (['initStrict', 'initResetHead'] as const).find((name) => config[name] !== DEFAULTS[name]);
+  if (config.init === null && initOnly !== undefined) throw new ConfigError(`${kebab(initOnly)} applies only with init (a pretrained weights file); give init or leave it out`);
+}
+
 /** The checks that involve more than one setting, after each setting passed its own schema. */
 function checkCombinations(config: TrainConfig): void {
   if (config.amp === 'fp16' && config.device === 'cpu') {
@@ -696,10 +763,16 @@ function checkCombinations(config: TrainConfig): void {
     // A zero strength turns the regularizer off: a sub-model method would train the same input
     // twice, a single-model method would be the baseline under another name.
     throw new ConfigError(`ratio 0 turns off the ${REGULARIZERS[method.regularizer].strength} of method ${config.method}; ` +
-      `use a ratio in (0, 1), or leave it out for the method's default ${defaultRatio(config.method)}`);
+      `use a ratio in (0, 1), or leave it out for the method's default ${methodDefaultRatio(config)}`);
   }
-  const info = DATASET_INFO[config.dataset];
   const model = describeModel(config.model);
+  if (isTextDatasetName(config.dataset) || model.family === 'bert') {
+    checkTextCombinations(config);
+    return;
+  }
+  const textOnly = TEXT_SETTINGS.find((name) => JSON.stringify(config[name]) !== JSON.stringify(DEFAULTS[name]));
+  if (textOnly !== undefined) throw new ConfigError(`${kebab(textOnly)} applies only to the text data sets (debian-packages, text); ${config.dataset} is images: leave ${kebab(textOnly)} out`);
+  const info = DATASET_INFO[config.dataset as DatasetName];
   const folder = config.dataset === 'folder';
   if (!folder) {
     const folderOnly = (['trainList', 'valList', 'imageSize', 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null);
@@ -783,7 +856,7 @@ export function resolveConfig(config: TrainConfig, preset: string | null = null)
   for (const name of SETTING_NAMES) checked[name] = parseValue(name, kebab(name), (config as Raw)[name], { kind: 'code' });
   const settings = checked as TrainConfig;
   checkCombinations(settings);
-  const ratio = settings.ratio ?? defaultRatio(settings.method);
+  const ratio = settings.ratio ?? methodDefaultRatio(settings);
   return { ...settings, ratio, machine: machineDescription(settings.device, settings.threads), preset };
 }
 

@@ -7,9 +7,16 @@
 // optimizer step (c10d Gloo, src/distributed), rank 0 alone touches the run directory, and the
 // per-sample noise (masks, drop-path) is the global batch's, so W ranks train the same model as
 // one process with the same global batch (test/distributed.test.ts).
+// Text (--dataset debian-packages / text, a bert_* model) runs the same loop: a text batch is one
+// packed int64 tensor [B, 3, L] (ids, token types, attention mask) that BertTextClassifier masks
+// itself, so the step, evaluation, probes, checkpoints and resume are the images' code; the run's
+// tokenizer is saved as tokenizer.json next to its config, and resume and eval read it.
 import { countBatches } from '../data/batch.js';
 import { BatchLoader } from '../data/loader.js';
 import { type ImageDataset, loadDataset, subsetDataset } from '../data/datasets.js';
+import { loadTextSplits } from '../data/text/load.js';
+import { isTextDatasetName, subsetTextDataset, TextBatchLoader, type TextDataset } from '../data/text/text-dataset.js';
+import type { TextTokenizer } from '../data/text/tokenizer.js';
 import { decodeForEvaluation, loadFolderDataset } from '../data/folder-dataset.js';
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
@@ -24,8 +31,8 @@ import { Generator, getRngState, keep, manualSeed, noGrad, setRngState, type Ten
 import { DistributedError, ProcessGroup, type World } from '../distributed/index.js';
 import { withBatchShard } from '../nn/sample-noise.js';
 import { BatchNorm2d } from '../nn/layers.js';
-import { fromStoredConfig, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
-import { batchTensors, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation } from './evaluate.js';
+import { DEFAULTS, fromStoredConfig, kebab, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
+import { batchTensors, type EvalData, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation, isTextData, textBatchTensors } from './evaluate.js';
 import { Progress } from './progress.js';
 
 export { evaluate } from './evaluate.js';
@@ -83,11 +90,31 @@ export function readRunConfig(out: string): ResolvedTrainConfig {
   }
 }
 
+/** The file in a run directory that holds a text run's tokenizer. */
+export const TOKENIZER_FILE = 'tokenizer.json';
+
 /**
- * One split of the configured data set; for folders, `classes` (the training map, or the run's
+ * Both splits of a text data set with the tokenizer: the config's file, else the run's saved
+ * tokenizer.json (`saved`, for resume and eval), else one trained on the training texts.
+ */
+export async function loadTextData(config: TrainConfig, saved: string | null): Promise<{ train: TextDataset; test: TextDataset; tokenizer: TextTokenizer; tokenizerSource: string }> {
+  if (!isTextDatasetName(config.dataset)) throw new TrainingError(`${config.dataset} is not a text data set`);
+  try {
+    return await loadTextSplits({
+      dataset: config.dataset, dataDir: config.dataDir, textColumns: config.textColumns, labelColumn: config.labelColumn, maxLength: config.maxLength,
+      tokenizer: config.tokenizer, saved, vocabSize: config.vocabSize, classes: config.classes, limitTrain: config.limitTrain, limitTest: config.limitTest,
+    });
+  } catch (error) {
+    throw new TrainingError((error as Error).message);
+  }
+}
+
+/**
+ * One split of the configured image data set; for folders, `classes` (the training map, or the run's
  * record) fixes the labels. Evaluation splits come decoded, a folder's training split as files.
  */
 export async function loadSplit(config: TrainConfig, split: 'train' | 'test', limit: number | null, classes: string[] | null): Promise<ImageDataset> {
+  if (isTextDatasetName(config.dataset)) throw new TrainingError(`${config.dataset} is text; its splits load together with their tokenizer (loadTextData)`);
   const dataset = config.dataset !== 'folder'
     ? loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined })
     : await loadFolderDataset({
@@ -121,11 +148,13 @@ function shardIndices(count: number, team: Team): Int32Array {
 
 /** Everything that is read or checked before the run directory is touched. */
 interface Plan {
-  train: ImageDataset;
-  test: ImageDataset;
+  train: EvalData;
+  test: EvalData;
   /** This rank's part of the test set (all of it for a single process). */
-  testShard: ImageDataset;
-  probe: ImageDataset;
+  testShard: EvalData;
+  probe: EvalData;
+  /** Text runs: the tokenizer (saved in the run directory by a fresh run); null for images. */
+  tokenizer: TextTokenizer | null;
   dropLast: boolean;
   /** Samples of each global batch that this rank holds (batch size / processes). */
   localBatch: number;
@@ -138,14 +167,26 @@ interface Plan {
  * few steps for the warmup or a missing GPU must not leave a run directory behind (which a
  * corrected command would then refuse) nor remove the run that --overwrite would replace.
  */
-async function planTraining(config: ResolvedTrainConfig, log: (line: string) => void, team: Team): Promise<Plan> {
+async function planTraining(config: ResolvedTrainConfig, log: (line: string) => void, team: Team, savedTokenizer: string | null): Promise<Plan> {
   if (config.device !== 'cpu') {
     const index = Number(/^cuda:(\d+)$/.exec(config.device)?.[1] ?? 0);
     if (!cudaAvailable()) throw new TrainingError(`device ${config.device}: this build of masksub has no CUDA (or no GPU is visible); use --device cpu`);
     if (index >= cudaDeviceCount()) throw new TrainingError(`device ${config.device}: only ${cudaDeviceCount()} GPU(s) visible`);
   }
-  const train = await loadSplit(config, 'train', config.limitTrain, config.classes);
-  const test = await loadSplit(config, 'test', config.limitTest, train.classes ?? null);
+  let train: EvalData;
+  let test: EvalData;
+  let tokenizer: TextTokenizer | null = null;
+  if (isTextDatasetName(config.dataset)) {
+    const text = await loadTextData(config, savedTokenizer);
+    ({ train, test, tokenizer } = text);
+    // The image augmentations that are on by default; any other image setting changed is refused by the config.
+    const ignored = (['cropPadding', 'hflip'] as const).map((name) => `${kebab(name)} ${DEFAULTS[name]}`).join(', ');
+    log(`${config.dataset}: ${train.count} training / ${test.count} test texts, ${train.numClasses} classes; tokenizer ${text.tokenizerSource === 'trained' ? 'trained on the training texts' : text.tokenizerSource} (${tokenizer.vocabSize} tokens); ` +
+      `max-length ${config.maxLength} (${train.truncated} training texts fill or exceed it); ignored for text: ${ignored} (image augmentations)`);
+  } else {
+    train = await loadSplit(config, 'train', config.limitTrain, config.classes);
+    test = await loadSplit(config, 'test', config.limitTest, train.classes ?? null);
+  }
   const skipped = (test as { badImages?: string[] }).badImages ?? [];
   if (skipped.length > 0) log(`skipped ${skipped.length} evaluation image(s) that cannot be decoded: ${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`);
 
@@ -174,14 +215,23 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
   const order = Int32Array.from({ length: train.count }, (_, index) => index);
   new Random(deriveSeed(config.seed, 777)).shuffle(order);
   // Image files are decoded for the probe once, with the evaluation transform.
-  const probe = await decodeForEvaluation(subsetDataset(train, order.slice(0, Math.min(config.probeSize, train.count))));
-  if (config.init !== null) checkInit(config, train);
-  const testShard = team.size === 1 ? test : subsetDataset(test, shardIndices(test.count, team));
-  return { train, test, testShard, probe, dropLast, localBatch: config.batchSize / team.size, microPerEpoch, schedule };
+  const probeIndices = order.slice(0, Math.min(config.probeSize, train.count));
+  const probe = isTextData(train) ? subsetTextDataset(train, probeIndices) : await decodeForEvaluation(subsetDataset(train, probeIndices));
+  if (config.init !== null) checkInit(config, { train, tokenizer });
+  const testShard = team.size === 1 ? test : isTextData(test) ? subsetTextDataset(test, shardIndices(test.count, team)) : subsetDataset(test, shardIndices(test.count, team));
+  return { train, test, testShard, probe, tokenizer, dropLast, localBatch: config.batchSize / team.size, microPerEpoch, schedule };
 }
 
 /** The run's model for its data and recipe (before --init and before moving to the device). */
-function buildModel(config: ResolvedTrainConfig, train: ImageDataset): Classifier {
+export function buildModel(config: ResolvedTrainConfig, { train, tokenizer }: Pick<Plan, 'train' | 'tokenizer'>): Classifier {
+  if (isTextData(train)) {
+    if (tokenizer === null) throw new TrainingError('a text model needs the run\'s tokenizer');
+    const { pad, cls, sep, mask } = tokenizer.specialIds;
+    return createModel(config.model, {
+      numClasses: train.numClasses, dropPathRate: config.dropPath, dropRate: config.dropout,
+      text: { vocabSize: tokenizer.vocabSize, maxLength: config.maxLength, specialIds: { pad, cls, sep, mask } },
+    });
+  }
   return createModel(config.model, {
     imageSize: train.height, inChannels: train.channels, numClasses: train.numClasses, dropPathRate: config.dropPath, dropPathSchedule: config.dropPathSchedule,
     dropRate: config.dropout, layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
@@ -198,9 +248,9 @@ function initOptions(config: ResolvedTrainConfig, log?: (line: string) => void):
  * fit leaves nothing behind. The model built for it draws from the global generator, whose state
  * is put back, so the run's own initialisation is the same with or without this check.
  */
-function checkInit(config: ResolvedTrainConfig, train: ImageDataset): void {
+function checkInit(config: ResolvedTrainConfig, data: Pick<Plan, 'train' | 'tokenizer'>): void {
   const state = getRngState();
-  const model = buildModel(config, train);
+  const model = buildModel(config, data);
   try {
     loadPretrained(model, config.init!, initOptions(config));
   } catch (error) {
@@ -231,7 +281,7 @@ interface Session {
   model: Classifier;
   optimizer: Optimizer;
   ema: ModelEma | null;
-  loader: BatchLoader;
+  loader: BatchLoader | TextBatchLoader;
   step: StepConfig;
   /** Draws the per-sample noise (masks, drop-path) of every global batch, the same on every rank (nn/sample-noise.ts). */
   sampleGenerator: Generator;
@@ -247,12 +297,14 @@ export function mainLossWeight(config: Pick<TrainConfig, 'lossForm' | 'optimizer
 
 function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?: (line: string) => void): Session {
   const { train } = plan;
-  const model = buildModel(config, train);
+  const model = buildModel(config, plan);
   // A resumed run loads the init too: its checkpoint then overwrites it (or, when no epoch had
   // finished, the run starts over from the same init).
   if (config.init !== null) loadPretrained(model, config.init, initOptions(config, log));
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
-  const loader = new BatchLoader(train, {
+  const loader = isTextData(train) ? new TextBatchLoader(train, {
+    batchSize: plan.localBatch, shuffle: true, dropLast: plan.dropLast, seed: config.seed, shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined,
+  }) : new BatchLoader(train, {
     batchSize: plan.localBatch, shuffle: true, dropLast: plan.dropLast, seed: config.seed,
     shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined, repeats: config.repeatedAug,
     augment: { cropPadding: train.files ? 0 : config.cropPadding, hflip: config.hflip, randomErasing: config.randomErasing },
@@ -367,7 +419,9 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
     // BatchNorm's running statistics; keep a copy to put back.
     const savedBuffers = config.skipNonFinite ? noGrad(() => model.buffers().map((buffer) => keep(buffer.clone()))) : [];
     const result = tidy(() => {
-      let { images, labels, soft } = batchTensors(batch.images, batch.labels, batch.softTargets, plan.train, config.device);
+      let { images, labels, soft } = 'tokens' in batch
+        ? { ...textBatchTensors(batch.tokens, batch.labels, plan.train as TextDataset, config.device), soft: null }
+        : batchTensors(batch.images, batch.labels, batch.softTargets, plan.train as ImageDataset, config.device);
       if (state.globalStep === faults.nanAtStep) {
         images = images.mul(Number.NaN);
         faults.nanAtStep = -1;
@@ -571,7 +625,7 @@ async function trainAs(team: Team, requested: ResolvedTrainConfig, options: Trai
     log(`${run.path}: already finished`);
     return { ...decision.finished, out: run.path, epochsTrained: 0, stepsTaken: 0, interrupted: false };
   }
-  const plan = await planTraining(config, log, team);
+  const plan = await planTraining(config, log, team, decision.mode === 'resume' ? run.file(TOKENIZER_FILE) : null);
 
   const lock = leader ? run.lock(`train --out ${run.path}`) : null;
   let session: Session | null = null;
@@ -587,6 +641,8 @@ async function trainAs(team: Team, requested: ResolvedTrainConfig, options: Trai
       run.prepare(decision.mode);
       // A folder's class map is part of the run: a resume or eval reads the folders with it.
       if (decision.mode === 'fresh') run.writeStoredConfig(toStoredConfig(plan.train.classes ? { ...config, classes: plan.train.classes } : config));
+      // A text run's tokenizer is part of it too (a trained vocabulary exists nowhere else).
+      if (decision.mode === 'fresh' && plan.tokenizer !== null) await plan.tokenizer.save(run.file(TOKENIZER_FILE));
     }
     setNumThreads(config.threads);
     manualSeed(config.seed);

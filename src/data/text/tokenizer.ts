@@ -1,13 +1,14 @@
 // BERT tokenization for the text models through Hugging Face's `tokenizers` (its Rust library,
 // Node bindings): load a tokenizer.json or a BERT vocab.txt (WordPiece, lowercase), or train a
-// WordPiece vocabulary on the user's texts; encode sentences and pairs as [CLS] a [SEP] b [SEP]
-// with token types, truncated and padded to a fixed length, with the attention mask. Results are
+// WordPiece vocabulary on the user's texts (wordpiece.ts: deterministic, unlike the bindings'
+// trainer); encode sentences and pairs as [CLS] a [SEP] b [SEP] with token types, truncated and padded to a fixed length, with the attention mask. Results are
 // plain number arrays (src/data imports no tensors); the trainer turns them into int64 batches.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as Tokenizers from 'tokenizers';
+import { learnWordPieces } from './wordpiece.js';
 
 // The package is CommonJS with a native addon; createRequire loads it from this ES module.
 const tokenizers = createRequire(import.meta.url)('tokenizers') as typeof Tokenizers;
@@ -15,6 +16,8 @@ const tokenizers = createRequire(import.meta.url)('tokenizers') as typeof Tokeni
 /** BERT's special tokens, by role. */
 export const SPECIAL_TOKENS = { pad: '[PAD]', unk: '[UNK]', cls: '[CLS]', sep: '[SEP]', mask: '[MASK]' } as const;
 export type SpecialRole = keyof typeof SPECIAL_TOKENS;
+/** The size a trained vocabulary grows to when none is asked for (HF WordPieceTrainer's default). */
+const DEFAULT_LEARNED_SIZE = 30000;
 /** The order a trained vocabulary starts with: [PAD] is id 0, as in BERT's vocab.txt and the BERT models' default padTokenId. */
 const SPECIAL_ORDER: readonly SpecialRole[] = ['pad', 'unk', 'cls', 'sep', 'mask'];
 
@@ -46,10 +49,10 @@ export interface EncodeOptions {
 
 export interface TrainTokenizerOptions {
   /**
-   * Vocabulary size with the 5 special tokens. The bindings' trainer takes no size and learns up
-   * to its own limit (30,000); a smaller size keeps the special tokens, the texts' characters and
-   * the first merges learned (the vocabulary of fewer merges: every merge's parts come before it),
-   * so any word of those characters still splits into pieces. Default: all it learned.
+   * Vocabulary size with the 5 special tokens: the special tokens, the texts' characters and the
+   * first merges learned (every merge's parts come before it), so any word of those characters
+   * still splits into pieces. Default 30,000 (HF's WordPieceTrainer), or fewer when the texts run
+   * out of pairs to merge.
    */
   vocabSize?: number;
   /** Lowercase and strip accents (BERT uncased). Default true. */
@@ -91,35 +94,32 @@ export class TextTokenizer {
     return TextTokenizer.fromVocabulary(vocabulary, options.lowercase ?? true);
   }
 
-  /** Learns a WordPiece vocabulary from texts (the user has none); save() writes it as tokenizer.json. */
+  /**
+   * Learns a WordPiece vocabulary from texts (the user has none); save() writes it as tokenizer.json.
+   * Deterministic (wordpiece.ts): the same texts always give the same vocabulary.
+   */
   static train(texts: Iterable<string>, options: TrainTokenizerOptions = {}): TextTokenizer {
     const lowercase = options.lowercase ?? true;
-    const directory = mkdtempSync(join(tmpdir(), 'masksub-tokenizer-'));
-    try {
-      // The bindings' trainer reads files; one text a line.
-      const corpus = join(directory, 'corpus.txt');
-      writeFileSync(corpus, Array.from(texts, (text) => text.replace(/[\r\n]+/g, ' ')).join('\n'));
-      const learner = new tokenizers.Tokenizer(tokenizers.WordPiece.empty());
-      setBertPipeline(learner, lowercase);
-      learner.train([corpus]);
-      const learned = Object.entries(learner.getVocab(false)).sort((a, b) => a[1] - b[1]).map(([token]) => token);
-      // The specials come first (the bindings' trainer takes no special tokens): [PAD] = 0.
-      const ordered = [...SPECIAL_ORDER.map((role) => SPECIAL_TOKENS[role] as string), ...learned.filter((token) => !isSpecial(token))];
-      // The alphabet (each character, alone and as a ##continuation) is what lets every word split;
-      // a smaller vocabulary drops merges only, the last learned first.
-      const isAlphabet = (token: string): boolean => isSpecial(token) || [...token.replace(/^##/, '')].length === 1;
-      const alphabet = ordered.filter(isAlphabet);
-      const size = options.vocabSize ?? ordered.length;
-      if (!(Number.isInteger(size) && size >= alphabet.length)) {
-        throw new RangeError(`tokenizer: vocabSize must be an integer of at least ${alphabet.length} (the special tokens and the texts' characters), got ${size}`);
-      }
-      const kept = [...alphabet, ...ordered.filter((token) => !isAlphabet(token)).slice(0, size - alphabet.length)];
-      const vocabulary: Record<string, number> = {};
-      kept.forEach((token, index) => { vocabulary[token] = index; });
-      return TextTokenizer.fromVocabulary(vocabulary, lowercase);
-    } finally {
-      rmSync(directory, { recursive: true, force: true });
+    // BERT's normalizer and pre-tokenizer split the texts into the words that merges are learned on.
+    const normalizer = tokenizers.bertNormalizer({ lowercase, stripAccents: lowercase, cleanText: true, handleChineseChars: true });
+    const preTokenizer = tokenizers.bertPreTokenizer();
+    const wordCounts = new Map<string, number>();
+    for (const text of texts) {
+      for (const [word] of preTokenizer.preTokenizeString(normalizer.normalizeString(text))) wordCounts.set(word, (wordCounts.get(word) ?? 0) + 1);
     }
+    const specials = SPECIAL_ORDER.map((role) => SPECIAL_TOKENS[role] as string);
+    // The alphabet (each character, alone and as a ##continuation) is what lets every word split;
+    // a smaller vocabulary stops the merges earlier.
+    const alphabet = learnWordPieces(wordCounts, 0).filter((token) => !isSpecial(token));
+    const size = options.vocabSize ?? DEFAULT_LEARNED_SIZE;
+    if (!(Number.isInteger(size) && size >= specials.length + alphabet.length)) {
+      throw new RangeError(`tokenizer: vocabSize must be an integer of at least ${specials.length + alphabet.length} (the special tokens and the texts' characters), got ${size}`);
+    }
+    const learned = learnWordPieces(wordCounts, size - specials.length).filter((token) => !isSpecial(token));
+    const vocabulary: Record<string, number> = {};
+    // The specials come first: [PAD] = 0, as in BERT's vocab.txt.
+    [...specials, ...learned].forEach((token, index) => { vocabulary[token] = index; });
+    return TextTokenizer.fromVocabulary(vocabulary, lowercase);
   }
 
   private static fromVocabulary(vocabulary: Record<string, number>, lowercase: boolean): TextTokenizer {
