@@ -34,6 +34,29 @@ export interface FileBatch extends Batch {
 }
 
 /**
+ * With --jpeg-dct-scaling: the largest libjpeg scale 1/2, 1/4 or 1/8 at which the box still
+ * covers the output on both sides (none: 1), and the box mapped into the image at that scale
+ * (libjpeg's size ceil(side / d); edges rounded to the nearest scaled pixel, so they move by at
+ * most half a scaled pixel). The pixels differ from the full-size decode + antialiased resize:
+ * the reduced IDCT averages 8 x 8 blocks where PIL's filter weighs a sliding window. Measured on
+ * a generated 1000 x 750 JPEG (q90, 4:2:0), 100 boxes where it applies, bilinear to 224: mean
+ * difference 1.0 level, 6.3 % of bytes more than 2 apart, at most 29; 36 % less time per image
+ * (21.6 vs 33.9 ms, load 13). Never applies to 500 x 375 images at 224 (no box is 448 tall).
+ */
+export function dctScaledBox(box: Box, height: number, width: number, size: number): { denominator: number; scaled: Box } {
+  let denominator = 1;
+  while (denominator < 8 && box.height >= 2 * denominator * size && box.width >= 2 * denominator * size) denominator *= 2;
+  if (denominator === 1) return { denominator, scaled: box };
+  const scaledHeight = Math.ceil(height / denominator);
+  const scaledWidth = Math.ceil(width / denominator);
+  const top = Math.min(Math.round(box.top / denominator), scaledHeight - 1);
+  const left = Math.min(Math.round(box.left / denominator), scaledWidth - 1);
+  const bottom = Math.max(top + 1, Math.min(scaledHeight, Math.round((box.top + box.height) / denominator)));
+  const right = Math.max(left + 1, Math.min(scaledWidth, Math.round((box.left + box.width) / denominator)));
+  return { denominator, scaled: { top, left, height: bottom - top, width: right - left } };
+}
+
+/**
  * Decodes the file and draws its RandomResizedCrop box (the first draws of `random`, from the
  * image's size, as before the native path): returns the decoded pixels (with the native path only
  * a region around the box) and the box in their coordinates.
@@ -57,9 +80,10 @@ async function decodeWithBox(path: string, files: FileSource, random: Random): P
       }
       if (header !== null && header.channels !== 0) {
         const box = randomResizedCropBox(header.height, header.width, random, crop);
+        const { denominator, scaled } = files.jpegDctScaling === true ? dctScaledBox(box, header.height, header.width, files.size) : { denominator: 1, scaled: box };
         try {
-          const region = nativeImage.decodeJpegRegion(bytes, box.top, box.left, box.height, box.width, 1, REGION_MARGIN, true);
-          return { image: region, box: { top: box.top - region.top, left: box.left - region.left, height: box.height, width: box.width } };
+          const region = nativeImage.decodeJpegRegion(bytes, scaled.top, scaled.left, scaled.height, scaled.width, denominator, REGION_MARGIN, true);
+          return { image: region, box: { top: scaled.top - region.top, left: scaled.left - region.left, height: scaled.height, width: scaled.width } };
         } catch {
           // libjpeg treats every warning as an error here (a truncated file is only a warning to
           // it); sharp (failOn 'error') accepts what it accepted before and rejects the rest with
