@@ -105,7 +105,21 @@ async function corePhase(): Promise<void> {
   const { decodeImage } = await import('../src/data/decode.js');
   const { trainSample } = await import('../src/data/file-batch.js');
   const { loadFolderDataset } = await import('../src/data/folder-dataset.js');
+  const { nativeImage, nativeImageProblem } = await import('../src/data/native-image.js');
+  const { readFile } = await import('node:fs/promises');
   sharp.concurrency(1);
+  // Decode-only is the whole image by the decoder trainSample uses: the native module's
+  // libjpeg-turbo when it loaded, else sharp.
+  const decoder = nativeImage === null ? `sharp (native image module: ${nativeImageProblem})` : 'libjpeg-turbo (native image module)';
+  const decodeWhole = async (path: string): Promise<void> => {
+    if (nativeImage === null) {
+      await decodeImage(path);
+      return;
+    }
+    const bytes = await readFile(path);
+    const { height, width } = nativeImage.jpegInfo(bytes);
+    nativeImage.decodeJpegRegion(bytes, 0, 0, height, width, 1, 0, true);
+  };
   const rounds = Number(option('rounds', '5'));
   const plain = (await loadFolderDataset({ split: 'train', dataDir: directory, list: null, size })).files!;
   const augmented = (await loadFolderDataset({ split: 'train', dataDir: directory, list: null, size, randAugment: RAND_AUGMENT })).files!;
@@ -114,7 +128,7 @@ async function corePhase(): Promise<void> {
     const target = new Uint8Array(3 * size * size);
     const begin = performance.now();
     for (let index = 0; index < count; index++) {
-      if (stage === 'decode') await decodeImage(plain.paths[index]!);
+      if (stage === 'decode') await decodeWhole(plain.paths[index]!);
       else await trainSample(stage === 'train' ? plain : augmented, index, 0, 0, true, target, 0);
     }
     return count / ((performance.now() - begin) / 1000);
@@ -146,7 +160,7 @@ async function corePhase(): Promise<void> {
       loads.push(load1());
     }
     console.log(JSON.stringify({
-      part: 'core', stage, metric: `${STAGE_NAMES[stage]} (500x375 JPEG, 1 core)`,
+      part: 'core', stage, metric: `${STAGE_NAMES[stage]} (500x375 JPEG, 1 core)`, decoder,
       ours_images_per_s: round2(median(ours)), torchvision_images_per_s: round2(median(theirs)),
       ratio_median: round2(median(ours.map((value, index) => value / theirs[index]!))),
       ratios: ours.map((value, index) => round2(value / theirs[index]!)), load_average: loads, images: count, rounds,

@@ -1,4 +1,5 @@
-// Builds the native addon (native/*.cc) against the libtorch that torch-config.mjs finds.
+// Builds the native addon (native/*.cc) against the libtorch that torch-config.mjs finds, and the
+// image module (native/image/, libjpeg-turbo) for the data loader when libjpeg's headers are there.
 // Runs as the package's install script, so `npm ci` gives a working addon or one clear error.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -34,6 +35,17 @@ const args = [gyp, 'rebuild', '-j', 'max'];
 if (!process.env.npm_config_nodedir && existsSync('/usr/include/node/node.h')) args.push('--nodedir=/usr');
 const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 if (result.status !== 0) process.exit(result.status ?? 1);
+
+// The image module is optional: without it the loader decodes with sharp (the same bytes, slower),
+// so its absence is said here and never fails the install.
+const image = join(root, 'build', 'Release', 'masksub_image.node');
+if (!existsSync(image)) {
+  console.log('masksub: libjpeg-turbo\'s headers were not found, so the native image module was not built; the data loader decodes JPEGs with sharp (slower, the same bytes). For the faster path: apt-get install -y libjpeg62-turbo-dev && npm run build');
+} else {
+  const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(image)})`], { encoding: 'utf8' });
+  if (check.status !== 0) console.log(`masksub: the native image module does not load (${check.stderr.trim().split('\n')[0]}); the data loader will decode with sharp`);
+  else console.log('masksub: built the native image module (libjpeg-turbo) for the data loader');
+}
 
 // A shared library may link with undefined symbols, so a function listed in native/ops.def
 // without an OP body would only fail when the addon is loaded; catch it here, naming it.

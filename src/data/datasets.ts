@@ -38,6 +38,11 @@ export interface FileSource {
   cropPercent: number;
   /** Count and skip an image that cannot be decoded, instead of stopping with an error naming it. */
   skipBadImages: boolean;
+  /**
+   * Decode a JPEG at 1/2, 1/4 or 1/8 size when its crop box is at least twice the output on both
+   * sides (native image module only; changes the bytes slightly, see file-batch.ts). Default false.
+   */
+  jpegDctScaling?: boolean;
   /** DeiT-III's 3-Augment after the crop and flip (color.ts). */
   threeAugment: boolean;
   /** ColorJitter strength after that (0: none). */

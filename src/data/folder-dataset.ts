@@ -25,6 +25,8 @@ export interface FolderDatasetOptions {
   interpolation?: Interpolation;
   cropPercent?: number;
   skipBadImages?: boolean;
+  /** Decode JPEGs at reduced size when the crop box allows (FileSource.jpegDctScaling). */
+  jpegDctScaling?: boolean;
   threeAugment?: boolean;
   colorJitter?: number;
   /** timm's RandAugment spec (rand-m9-mstd0.5-inc1), or null. */
@@ -63,6 +65,7 @@ export async function loadFolderDataset(options: FolderDatasetOptions): Promise<
     interpolation: options.interpolation ?? 'bilinear',
     cropPercent: options.cropPercent ?? 0.875,
     skipBadImages: options.skipBadImages ?? false,
+    jpegDctScaling: options.jpegDctScaling ?? false,
     threeAugment: options.threeAugment ?? false,
     colorJitter: options.colorJitter ?? 0,
     randAugment: options.randAugment ? parseRandAugment(options.randAugment) : null,

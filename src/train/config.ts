@@ -123,6 +123,10 @@ export const SETTINGS = {
     group: 'data', schema: z.boolean(), default: false,
     help: 'folder only: count, report and skip images that cannot be decoded, instead of stopping with an error naming the file',
   }),
+  jpegDctScaling: define({
+    group: 'data', schema: z.boolean(), default: false,
+    help: 'folder only: decode a JPEG at 1/2, 1/4 or 1/8 size (libjpeg-turbo\'s DCT scaling, with the native image module) when its crop box is at least twice the output on both sides: faster on large photos, but not the full-size decode + antialiased resize bytes (a mean 1.0 level apart, see README)',
+  }),
   classes: define({
     group: 'data', schema: z.array(z.string().min(1)).min(1).nullable(), default: null, placeholder: 'NAMES', values: 'a list of class names',
     help: 'folder and text only: class names in label order (null: the sorted training folder names, the sorted labels of a text table, debian-packages\' sections by frequency; a run records them in its config.json, so that a resumed run and eval use the same map)',

@@ -121,7 +121,7 @@ export async function loadSplit(config: TrainConfig, split: 'train' | 'test', li
       split, dataDir: config.dataDir, list: split === 'train' ? config.trainList : config.valList, classes, limit: limit ?? undefined,
       // The evaluation split at eval-image-size when set (a CNN only; config.ts checks).
       size: (split === 'test' ? config.evalImageSize : null) ?? config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
-      cropPercent: config.cropPct, skipBadImages: config.skipBadImages, threeAugment: config.threeAugment, colorJitter: config.colorJitter, randAugment: config.randAugment,
+      cropPercent: config.cropPct, skipBadImages: config.skipBadImages, jpegDctScaling: config.jpegDctScaling, threeAugment: config.threeAugment, colorJitter: config.colorJitter, randAugment: config.randAugment,
     }).catch((error: Error) => { throw new TrainingError(error.message); });
   if (dataset.count === 0) throw new TrainingError(`${config.dataset} ${split} split (${dataset.source}) holds no images`);
   return dataset;
