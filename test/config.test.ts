@@ -107,7 +107,7 @@ test('YAML values keep their YAML types: quoted "false" is text and rejected, no
   // Flags win over the file, the file over its preset.
   const withPreset = yaml('with-preset.yaml', 'preset: quick\nepochs: 5\n');
   const merged = buildConfig({ file: withPreset, flags: { epochs: '6' } });
-  assert.deepEqual([merged.preset, merged.model, merged.epochs], ['quick', 'vit_mini_patch4_28', 6]);
+  assert.deepEqual([merged.preset, merged.model, merged.epochs], ['quick', 'vit_micro', 6]);
 });
 
 // A config.json as the trainer wrote it before the schema existed (snake_case, machine, preset).

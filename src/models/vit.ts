@@ -242,7 +242,7 @@ function registerVit(name: string, imageSize: number, description: string, shape
 }
 
 // Small-image models that train on a 2-core CPU (28x28 Fashion-MNIST/MNIST, 32x32 CIFAR).
-registerVit('vit_micro', 28, 'ViT 64-dim x 2 blocks, patch 7 (tests)', { patchSize: 7, width: 64, depth: 2, heads: 2 });
+registerVit('vit_micro', 28, 'ViT 64-dim x 2 blocks, patch 7 (tests; the quick preset)', { patchSize: 7, width: 64, depth: 2, heads: 2 });
 registerVit('vit_mini_patch4_28', 28, 'ViT 64-dim x 4 blocks, 2 heads, patch 4 (default compare on CPU)', { patchSize: 4, width: 64, depth: 4, heads: 2 });
 registerVit('vit_tiny_patch4_28', 28, 'ViT 96-dim x 4 blocks, 3 heads, patch 4 (quick CPU)', { patchSize: 4, width: 96, depth: 4, heads: 3 });
 registerVit('vit_fmnist', 28, 'ViT 192-dim x 6 blocks, 3 heads, patch 4 (fmnist-vit preset)', { patchSize: 4, width: 192, depth: 6, heads: 3 });
