@@ -21,18 +21,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { Generator, getNumThreads, manualSeed, noGrad, rand, randint, randn, setNumThreads, type Tensor, tidy, zerosLike } from '../src/index.js';
+import { getNumThreads, manualSeed, noGrad, randint, randn, setNumThreads, type Tensor, tidy } from '../src/index.js';
 import * as F from '../src/nn/functional.js';
 import { AdamW, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay } from '../src/optim/index.js';
 import { Beit, beitRelativePositionIndex, createModel, describeModel, layerAssignment, loadPretrained, modelNames, PretrainedError, resizeRelativePositionBiasTable } from '../src/models/index.js';
 import { Dropout } from '../src/nn/index.js';
 import { saveSafetensors } from '../src/tensor/safetensors.js';
 import { type Criterion, methodStep } from '../src/masksub/method.js';
-import { liveTensors } from '../src/tensor/native.js';
 import { disposeCheckpoint, loadCheckpoint } from '../src/run/index.js';
 import { buildConfig, ConfigError } from '../src/train/config.js';
 import { train } from '../src/train/trainer.js';
 import { relativeError, runTorch } from './helpers/torch.js';
+import { checkAgainstTorch, maskSubStepsStayFlat, perturbParameters } from './helpers/model-checks.js';
 
 // One thread here as in runTorch's PyTorch: reductions then split the same way on both sides.
 const threads = getNumThreads();
@@ -205,33 +205,8 @@ def resize_table(table, grid):
 
 function microModel(overrides: { imageSize?: number } = {}): Beit {
   const model = createModel(MICRO, { inChannels: 1, numClasses: 10, ...overrides }) as Beit;
-  // Away from the init's constants (zero bias tables and q/v biases, unit norms, the 0.001 head) so every parameter matters.
-  noGrad(() => tidy(() => {
-    for (const parameter of model.parameters()) parameter.add_(randn(parameter.shape).mul(0.05));
-  }));
+  perturbParameters(model);
   return model;
-}
-
-function weightInputs(model: Beit): Record<string, Tensor> {
-  const inputs: Record<string, Tensor> = {};
-  for (const [key, value] of model.stateDict()) inputs[`w:${key}`] = value;
-  return inputs;
-}
-
-function gradientsOf(model: Beit, logits: Tensor, labels: Tensor): Map<string, Tensor> {
-  model.zeroGrad();
-  F.crossEntropy(logits, labels).backward();
-  // A parameter the forward did not use (mask_token without masking) has no gradient: 0 then, as in the Python.
-  return new Map(model.namedParameters().map(([name, parameter]) => [name, parameter.grad ? parameter.grad.clone() : zerosLike(parameter)]));
-}
-
-/** max |a - b| / max |b| (relative to the gradient's own scale); 0 when both are 0. */
-function scaledError(actual: Tensor, expected: Tensor): number {
-  return tidy(() => {
-    const scale = expected.abs().max().item();
-    const difference = actual.sub(expected).abs().max().item();
-    return scale === 0 ? difference : difference / scale;
-  });
 }
 
 test('registry: the BEiT configs are listed; the relative position index equals timm\'s; beitv2_base has the PyTorch BEiT\'s parameters plus the mask token', () => {
@@ -281,45 +256,8 @@ for (const variant of ['beitv2', 'absolute position, class token, no LayerScale'
     const images = randn([3, 1, 28, 28]);
     const labels = randint(0, 10, [3], { dtype: 'int64' });
     const ratio = 0.5;
-    const noise = rand([3, model.gridSize ** 2], { generator: new Generator(23) });
-
-    const logits = model.forward(images);
-    const gradients = gradientsOf(model, logits, labels);
-    const masked = model.forward(images, { maskRatio: ratio, generator: new Generator(23) });
-    const maskedGradients = gradientsOf(model, masked, labels);
-
-    const result = runTorch(`${BEIT_PY}
-cfg = json.loads(${JSON.stringify(JSON.stringify(model.config))})
-m = load(cfg, {k[2:]: v for k, v in inp.items() if k.startswith('w:')}).eval()
-logits = m(inp['x'])
-out['logits'] = logits
-F.cross_entropy(logits, inp['y']).backward()
-grads(m, 'g:')
-m.zero_grad(set_to_none=True)
-masked = m(inp['x'], ratio=${ratio}, noise=inp['noise'])
-out['masked'] = masked
-F.cross_entropy(masked, inp['y']).backward()
-grads(m, 'mg:')
-`, { x: images, y: labels, noise, ...weightInputs(model) });
-
-    const logitError = relativeError(logits, result.logits);
-    const maskedError = relativeError(masked, result.masked);
-    let gradientError = 0;
-    let maskedGradientError = 0;
-    let worst = '';
-    for (const [name, gradient] of gradients) {
-      const error = scaledError(gradient, result[`g:${name}`]);
-      if (error > gradientError) [gradientError, worst] = [error, name];
-      maskedGradientError = Math.max(maskedGradientError, scaledError(maskedGradients.get(name) as Tensor, result[`mg:${name}`]));
-    }
-    t.diagnostic(`relative errors: logits ${logitError.toExponential(2)}, gradients ${gradientError.toExponential(2)} (worst ${worst}); `
-      + `masked logits ${maskedError.toExponential(2)}, masked gradients ${maskedGradientError.toExponential(2)}`);
-    assert.ok(logitError < 1e-5, `logits: ${logitError}`);
-    assert.ok(gradientError < 1e-4, `gradients: ${gradientError} at ${worst}`);
-    assert.ok(maskedError < 1e-5, `masked logits: ${maskedError}`);
-    assert.ok(maskedGradientError < 1e-4, `masked gradients: ${maskedGradientError}`);
+    const { logits, masked, gradients, maskedGradients } = checkAgainstTorch(t, model, BEIT_PY, images, labels, model.gridSize ** 2, ratio);
     // Not vacuous: the bias table, q/v biases and LayerScale get gradients, the mask token only from a masked forward.
-    assert.ok(logits.std().item() > 1e-3, 'logits are not constant');
     for (const name of ['blocks.1.attn.relative_position_bias_table', 'blocks.0.attn.q_bias', 'blocks.0.attn.v_bias', variant === 'beitv2' ? 'blocks.1.gamma_2' : 'pos_embed']) {
       assert.ok((gradients.get(name) as Tensor).abs().max().item() > 1e-6, `${name} has a gradient`);
     }
@@ -463,21 +401,7 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
   const optimizer = new AdamW(paramGroupsWithLayerDecay(model, 0.05, 0.6, layerAssignment(model), model.noWeightDecay()), { lr: 1e-3, weightDecay: 0.05 });
   const images = randn([8, 1, 28, 28]);
   const labels = randint(0, 10, [8], { dtype: 'int64' });
-  const counts: number[] = [];
-  const losses: string[] = [];
-  for (let step = 0; step < 5; step++) {
-    tidy(() => {
-      optimizer.zeroGrad();
-      const result = methodStep(model, images, labels, { method: 'masksub', ratio: 0.5, subWeight: 0.5, criterion: CE });
-      assert.ok(result.finite && Number.isFinite(result.loss), `step ${step}: loss ${result.loss}`);
-      assert.ok(result.lossSub !== null && Number.isFinite(result.lossSub), `step ${step}: sub loss ${result.lossSub}`);
-      losses.push(`${result.lossMain.toFixed(3)}/${(result.lossSub as number).toFixed(3)}`);
-      optimizer.step();
-    });
-    counts.push(liveTensors());
-  }
-  t.diagnostic(`main/sub losses ${losses.join(' ')}; live tensors after each step ${counts.join(' ')}`);
-  assert.deepEqual(counts.slice(2), new Array<number>(3).fill(counts[1]), `live tensors: ${counts.join(' ')}`);
+  maskSubStepsStayFlat(t, model, optimizer, images, labels);
   const { count, layerOf } = layerAssignment(model);
   assert.equal(count, 3);
   assert.deepEqual(['cls_token', 'mask_token', 'patch_embed.proj.weight', 'blocks.0.attn.relative_position_bias_table', 'blocks.1.gamma_2', 'fc_norm.weight', 'head.bias'].map(layerOf), [0, 0, 0, 1, 2, 3, 3]);
@@ -505,7 +429,10 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
 
 test('BEiT in the trainer\'s settings: its own image size, mean pooling unless --global-pool token, mask-mode and mask-patch-size refused naming BEiT', () => {
   assert.throws(() => buildConfig({ flags: { model: 'beitv2_base_patch16_224' } }), (error: Error) => error instanceof ConfigError && /takes 224x224 images but fashion-mnist has 28x28/.test(error.message));
-  assert.equal(buildConfig({ flags: { model: MICRO, method: 'masksub' } }).globalPool, null);
+  // The resolved config records the model's own pool (BEiT: mean; a ViT: the class token).
+  assert.equal(buildConfig({ flags: { model: MICRO, method: 'masksub' } }).globalPool, 'avg');
+  assert.equal(buildConfig({ flags: { model: 'vit_micro' } }).globalPool, 'token');
+  assert.equal(buildConfig({ flags: { model: 'resnet_micro' } }).globalPool, null);
   assert.equal(buildConfig({ flags: { model: MICRO, globalPool: 'token' } }).globalPool, 'token');
   assert.throws(() => buildConfig({ flags: { model: MICRO, maskMode: 'token' } }), /always masks with its mask token/);
   assert.throws(() => buildConfig({ flags: { model: MICRO, maskPatchSize: 7 } }), /is a BEiT, which replaces masked patches by its mask token/);
