@@ -33,4 +33,5 @@ export { renderReport } from './report/index.js';
 export type { ReportFiles } from './report/render.js';
 export type { AccuracyStats, BaselineComparison, Comparison, EpochRecord, GroupResult, RunConfig, RunRecord, SeedValue, SettingSummary } from './report/collect.js';
 export type { ChartId } from './report/charts.js';
+export type { Agreement, Verdict } from './report/verdicts.js';
 export type { AtomicWriteOptions, WriteFunction } from './io/atomic.js';
