@@ -43,7 +43,8 @@ function points(value: number): string {
 }
 
 function pText(p: number | null): string {
-  if (p === null) return 'p undefined';
+  // Welch's p needs two seeds per side; the table says why in its own cell.
+  if (p === null) return 'no p-value';
   return p < 0.001 ? 'p < 0.001' : `p = ${p.toFixed(3)}`;
 }
 
