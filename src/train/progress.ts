@@ -1,4 +1,5 @@
-// Training progress: a live bar (loss, images/s, ETA) on a terminal, plain lines otherwise.
+// Training progress: a live bar (loss, samples/s, ETA) on a terminal, plain lines otherwise.
+// Samples are images, or texts for the text models ("img/s", "texts/s").
 import type { EpochMetrics } from '../run/format.js';
 
 const format = (seconds: number): string => {
@@ -16,7 +17,7 @@ export class Progress {
   private started = 0;
   private lastLine = 0;
 
-  constructor(private readonly log: (line: string) => void, stream: NodeJS.WriteStream = process.stderr) {
+  constructor(private readonly log: (line: string) => void, stream: NodeJS.WriteStream = process.stderr, private readonly unit: 'img' | 'texts' = 'img') {
     this.interactive = Boolean(stream.isTTY);
   }
 
@@ -36,10 +37,10 @@ export class Progress {
       const width = 24;
       const filled = Math.round((width * done) / this.total);
       const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
-      process.stderr.write(`\repoch ${this.epoch}/${this.epochs} [${bar}] ${done}/${this.total} loss ${loss.toFixed(4)} ${imagesPerSecond.toFixed(0)} img/s ETA ${format(eta)}   `);
+      process.stderr.write(`\repoch ${this.epoch}/${this.epochs} [${bar}] ${done}/${this.total} loss ${loss.toFixed(4)} ${imagesPerSecond.toFixed(0)} ${this.unit}/s ETA ${format(eta)}   `);
     } else if (now - this.lastLine > 30000) {
       this.lastLine = now;
-      this.log(`epoch ${this.epoch}/${this.epochs} step ${done}/${this.total} loss ${loss.toFixed(4)} ${imagesPerSecond.toFixed(0)} img/s ETA ${format(eta)}`);
+      this.log(`epoch ${this.epoch}/${this.epochs} step ${done}/${this.total} loss ${loss.toFixed(4)} ${imagesPerSecond.toFixed(0)} ${this.unit}/s ETA ${format(eta)}`);
     }
   }
 
@@ -47,6 +48,6 @@ export class Progress {
     if (this.interactive) process.stderr.write('\n');
     const sub = row.train_loss_sub === null ? '' : ` sub ${row.train_loss_sub.toFixed(4)}`;
     this.log(`epoch ${row.epoch}/${this.epochs} loss ${row.train_loss.toFixed(4)} (main ${row.train_loss_main.toFixed(4)}${sub}) ` +
-      `test acc1 ${row.test_acc1.toFixed(2)}% acc5 ${row.test_acc5.toFixed(2)}% ${row.images_per_s.toFixed(0)} img/s ${format(row.wall_s)}`);
+      `test acc1 ${row.test_acc1.toFixed(2)}% acc5 ${row.test_acc5.toFixed(2)}% ${row.images_per_s.toFixed(0)} ${this.unit}/s ${format(row.wall_s)}`);
   }
 }

@@ -670,7 +670,7 @@ async function trainAs(team: Team, requested: ResolvedTrainConfig, options: Trai
     const started = performance.now();
     const wallBase = state.wallSeconds;
     const stepsBefore = state.globalStep;
-    const progress = new Progress(log);
+    const progress = new Progress(log, process.stderr, isTextDatasetName(config.dataset) ? 'texts' : 'img');
     let epochsTrained = 0;
     let interrupted = false;
     while (state.epoch < config.epochs && !(options.stopAfterEpochs !== undefined && epochsTrained >= options.stopAfterEpochs)) {
