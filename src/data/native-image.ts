@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Box, Interpolation, RawImage, ResampleOutput } from './transforms.js';
+import { type Box, checkResampleArguments, type Interpolation, type RawImage, type ResampleOutput } from './transforms.js';
 
 /** A JPEG region decoded by decodeJpegRegion: its pixels and where it sits in the (scaled) image. */
 export interface JpegRegion extends RawImage {
@@ -80,17 +80,9 @@ export function nativeResampleBox(
   output: ResampleOutput = {},
 ): RawImage {
   const { height, width, channels } = image;
-  if (!(box.top >= 0 && box.left >= 0 && box.height >= 1 && box.width >= 1 && box.top + box.height <= height && box.left + box.width <= width)) {
-    throw new Error(`resize: box ${JSON.stringify(box)} is not inside the ${height}x${width} image`);
-  }
-  if (!(window.top >= 0 && window.left >= 0 && window.height >= 1 && window.width >= 1 && window.top + window.height <= outputHeight && window.left + window.width <= outputWidth)) {
-    throw new Error(`resize: window ${JSON.stringify(window)} is not inside the ${outputHeight}x${outputWidth} output`);
-  }
+  checkResampleArguments(image, box, outputHeight, outputWidth, window, output);
   const into = output.channelFirst;
   const size = window.height * window.width * channels;
-  if (into !== undefined && !(Number.isInteger(into.offset) && into.offset >= 0 && into.offset + size <= into.target.length)) {
-    throw new Error(`resize: ${window.height}x${window.width}x${channels} output does not fit at offset ${into.offset} of a ${into.target.length}-byte target`);
-  }
   const target = into?.target ?? new Uint8Array(size);
   const offset = into?.offset ?? 0;
   addon.resampleBox(

@@ -153,6 +153,24 @@ export interface ResampleOutput {
 let scratch = new Float32Array(0);
 
 /**
+ * The checks resampleBox (and its native twin, native-image.ts) make before touching a pixel:
+ * the box inside the image, the window inside the output, a channel-first target large enough.
+ */
+export function checkResampleArguments(image: RawImage, box: Box, outputHeight: number, outputWidth: number, window: Box, output: ResampleOutput): void {
+  const { height, width, channels } = image;
+  if (!(box.top >= 0 && box.left >= 0 && box.height >= 1 && box.width >= 1 && box.top + box.height <= height && box.left + box.width <= width)) {
+    throw new Error(`resize: box ${JSON.stringify(box)} is not inside the ${height}x${width} image`);
+  }
+  if (!(window.top >= 0 && window.left >= 0 && window.height >= 1 && window.width >= 1 && window.top + window.height <= outputHeight && window.left + window.width <= outputWidth)) {
+    throw new Error(`resize: window ${JSON.stringify(window)} is not inside the ${outputHeight}x${outputWidth} output`);
+  }
+  const into = output.channelFirst;
+  if (into !== undefined && !(Number.isInteger(into.offset) && into.offset >= 0 && into.offset + window.height * window.width * channels <= into.target.length)) {
+    throw new Error(`resize: ${window.height}x${window.width}x${channels} output does not fit at offset ${into.offset} of a ${into.target.length}-byte target`);
+  }
+}
+
+/**
  * Resizes the `box` of `image` to outputHeight x outputWidth and returns the `window` of that
  * result (default: all of it) as a new interleaved image, or writes it channel-first into
  * `output.channelFirst`. Computing only the window gives exactly the pixels that resizing
@@ -183,16 +201,8 @@ export function resampleBox(
   output: ResampleOutput = {},
 ): RawImage {
   const { pixels, width, channels } = image;
-  if (!(box.top >= 0 && box.left >= 0 && box.height >= 1 && box.width >= 1 && box.top + box.height <= image.height && box.left + box.width <= width)) {
-    throw new Error(`resize: box ${JSON.stringify(box)} is not inside the ${image.height}x${width} image`);
-  }
-  if (!(window.top >= 0 && window.left >= 0 && window.height >= 1 && window.width >= 1 && window.top + window.height <= outputHeight && window.left + window.width <= outputWidth)) {
-    throw new Error(`resize: window ${JSON.stringify(window)} is not inside the ${outputHeight}x${outputWidth} output`);
-  }
+  checkResampleArguments(image, box, outputHeight, outputWidth, window, output);
   const into = output.channelFirst;
-  if (into !== undefined && !(Number.isInteger(into.offset) && into.offset >= 0 && into.offset + window.height * window.width * channels <= into.target.length)) {
-    throw new Error(`resize: ${window.height}x${window.width}x${channels} output does not fit at offset ${into.offset} of a ${into.target.length}-byte target`);
-  }
   const horizontal = computeTaps(box.width, outputWidth, window.left, window.width, interpolation);
   const vertical = computeTaps(box.height, outputHeight, window.top, window.height, interpolation);
   // Only the input rows some output row reads need the horizontal pass.
