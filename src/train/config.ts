@@ -441,7 +441,7 @@ export const PRESETS: Record<string, Preset> = {
     values: { dataset: 'fashion-mnist', model: 'resnet18_small', epochs: 20, batchSize: 128, lr: 0.1, weightDecay: 5e-4, optimizer: 'sgd', nesterov: true, momentum: 0.9, warmupEpochs: 1, labelSmoothing: 0.1, cropPadding: 2, hflip: true },
   },
   quick: {
-    description: 'The main job, run with --ratio 0.75 (about 15 min for 3 methods x 3 seeds with --jobs 2 on 2 idle cores; measured there: MaskSub +1.8 points, p = 0.03, plain masking -3.3; README): Fashion-MNIST, 2,048 training images for 60 epochs, so that the baseline fits them and then overfits (its test loss is lowest near epoch 35 and rises after), 2,000 test images; ViT 64-dim x 2 blocks, patch 7; AdamW 2e-3, wd 0.05, batch 64, 1 warmup epoch + cosine, label smoothing 0.1, horizontal flips only (no crop)',
+    description: 'The main job, run with --ratio 0.75 (12.5 min for 3 methods x 3 seeds with --jobs 2 on 2 cores, measured; measured there: MaskSub +1.8 points, p = 0.03, plain masking -3.3; README): Fashion-MNIST, 2,048 training images for 60 epochs, so that the baseline fits them and then overfits (its test loss is lowest near epoch 35 and rises after), 2,000 test images; ViT 64-dim x 2 blocks, patch 7; AdamW 2e-3, wd 0.05, batch 64, 1 warmup epoch + cosine, label smoothing 0.1, horizontal flips only (no crop)',
     values: { dataset: 'fashion-mnist', model: 'vit_micro', limitTrain: 2048, limitTest: 2000, epochs: 60, batchSize: 64, lr: 2e-3, weightDecay: 0.05, warmupEpochs: 1, labelSmoothing: 0.1, probeSize: 256, cropPadding: 0, hflip: true },
   },
   'debian-bert-quick': {
