@@ -351,6 +351,11 @@ export function clipModelNames(): string[] {
   return [...CLIP_MODELS.keys()];
 }
 
+/** Whether `name` is a registered CLIP (the trainer and the settings tell CLIP from classifiers by it). */
+export function isClipModel(name: string): boolean {
+  return CLIP_MODELS.has(name);
+}
+
 export function describeClipModel(name: string): ClipModelInfo {
   const info = CLIP_MODELS.get(name);
   if (!info) throw new Error(`unknown CLIP model '${name}'; known: ${clipModelNames().join(', ')}`);
