@@ -21,6 +21,7 @@ import { loadTextSplits } from '../data/text/load.js';
 import { isTextDatasetName, subsetTextDataset, TextBatchLoader, type TextDataset } from '../data/text/text-dataset.js';
 import type { TextTokenizer } from '../data/text/tokenizer.js';
 import { decodeForEvaluation, loadFolderDataset } from '../data/folder-dataset.js';
+import { loadEmojiDataset } from '../data/emoji.js';
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
 import { createModel, describeModel } from '../models/factory.js';
@@ -120,7 +121,9 @@ export async function loadTextData(config: TrainConfig, saved: string | null): P
  */
 export async function loadSplit(config: TrainConfig, split: 'train' | 'test', limit: number | null, classes: string[] | null): Promise<ImageDataset> {
   if (isTextDatasetName(config.dataset)) throw new TrainingError(`${config.dataset} is text; its splits load together with their tokenizer (loadTextData)`);
-  const dataset = config.dataset !== 'folder'
+  const dataset = config.dataset === 'emoji'
+    ? await loadEmojiDataset({ split, size: config.imageSize ?? undefined, limit: limit ?? undefined }).catch((error: Error) => { throw new TrainingError(error.message); })
+    : config.dataset !== 'folder'
     ? loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined })
     : await loadFolderDataset({
       split, dataDir: config.dataDir, list: split === 'train' ? config.trainList : config.valList, classes, limit: limit ?? undefined,
