@@ -449,6 +449,10 @@ export const PRESETS: Record<string, Preset> = {
     description: 'Quick CPU text comparison: Debian package descriptions (10 sections, no download), 4,096 training texts for 3 epochs, all 7,529 test texts; bert_tiny (2 x 128), 32 tokens (the synopses: median 11, 99th percentile 20), trained 8,000-token WordPiece vocabulary; AdamW 1e-3, wd 0.01, batch 64, half an epoch of warmup + cosine, dropout 0.1 (BERT\'s), label smoothing 0.1',
     values: { dataset: 'debian-packages', model: 'bert_tiny', limitTrain: 4096, maxLength: 32, vocabSize: 8000, epochs: 3, batchSize: 64, lr: 1e-3, weightDecay: 0.01, warmupEpochs: 0.5, dropout: 0.1, labelSmoothing: 0.1, probeSize: 256 },
   },
+  'emoji-clip-quick': {
+    description: 'Quick CPU CLIP comparison: emoji (2,972 training / 683 test image-caption pairs, Noto Color Emoji at 28 px, captions = CLDR name and a per-epoch subset of its keywords), clip_micro_ctx32 (vit_micro image tower, 2-layer text tower, 32 tokens), WordPiece vocabulary trained on the captions; 8 epochs, AdamW 5e-4 (open_clip\'s default lr), wd 0.1, batch 64, 1 warmup epoch + cosine, crop(2), no flips (a mirrored arrow would contradict its caption); zero-shot over the 9 emoji groups and recall@k on the 683 test pairs each epoch',
+    values: { dataset: 'emoji', imageSize: 28, model: 'clip_micro_ctx32', epochs: 8, batchSize: 64, lr: 5e-4, weightDecay: 0.1, warmupEpochs: 1, cropPadding: 2, hflip: false, probeSize: 256 },
+  },
   // DeiT-III's 400-epoch recipes: MaskSub paper Table B.1 (shared values) and Table B.2 (per model);
   // LAMB's epsilon 1e-8 and the fine-tune phase's values beyond Table B.2 from DeiT-III's code
   // (facebookresearch/deit main.py: --opt-eps default 1e-8; README_revenge.md: the commands).
