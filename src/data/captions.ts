@@ -102,7 +102,7 @@ export interface CaptionSource {
 }
 
 /** The split's images as captions need them: labels, and the emoji entries where the data has them. */
-interface CaptionedImages {
+export interface CaptionedImages {
   name: string;
   count: number;
   labels: Int32Array;
