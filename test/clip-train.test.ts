@@ -5,7 +5,7 @@
 // stated margin, a CLIP run stopped and resumed bit-identically, and compare + report on CLIP
 // runs (retrieval statistics against a hand computation of mean, std and Welch's t).
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -181,4 +181,16 @@ test('compare --model clip_micro --methods baseline,masksub trains both and repo
   assert.equal(groups[1]!.retrieval!.test_text_to_image_r10.final.mean, metrics.test_text_to_image_r10);
   assert.equal(groups[1]!.final_test_acc1.mean, metrics.test_acc1);
   assert.match(readFileSync(files!.markdown, 'utf8'), /Retrieval \(CLIP\)/);
+});
+
+test('a tokenizer.json without BERT\'s special tokens (a CLIP BPE one) is refused before the run directory is made, naming the file and the token', async () => {
+  const file = join(root, 'bpe-tokenizer.json');
+  writeFileSync(file, JSON.stringify({
+    version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: '</w>', fuse_unk: false, vocab: { 'a</w>': 0, '<|startoftext|>': 1, '<|endoftext|>': 2 }, merges: [] },
+  }));
+  const out = join(root, 'bpe-run');
+  const flags = { dataset: 'fashion-mnist', model: 'clip_micro', tokenizer: file, limitTrain: 64, limitTest: 32, epochs: 1, batchSize: 32, warmupEpochs: 0, threads: 1 };
+  await assert.rejects(train(buildConfig({ flags }), { out, log: quiet }), (error: Error) => error.message.includes(`tokenizer ${file}: tokenizer: the vocabulary has no [PAD] token`));
+  assert.ok(!existsSync(out), 'no run directory left behind');
 });
