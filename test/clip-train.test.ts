@@ -2,8 +2,9 @@
 // construction (class templates, emoji names and keywords) against hand-written strings, the
 // captions' tokenizer round trip and EOT positions, the CLIP settings' checks both ways, a short
 // `train` run on Fashion-MNIST class-template captions whose zero-shot top-1 beats chance by a
-// stated margin, a CLIP run stopped and resumed bit-identically, and compare + report on CLIP
-// runs (retrieval statistics against a hand computation of mean, std and Welch's t).
+// stated margin, a CLIP run stopped and resumed bit-identically (and `masksub eval` on it giving
+// its last epoch's numbers), emoji images paired with their own entries' captions, and compare +
+// report on CLIP runs (retrieval statistics against a hand computation of mean, std and Welch's t).
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,8 @@ import { train } from '../src/train/trainer.js';
 import { compare } from '../src/experiment/compare.js';
 import { collectComparison } from '../src/report/collect.js';
 import { renderReport } from '../src/report/index.js';
+import { EMOJI_GROUPS, loadEmojiDataset } from '../src/data/emoji.js';
+import { describe, runCli } from './helpers/faults.js';
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-clip-train-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -127,6 +130,32 @@ test('a CLIP run stopped after epoch 1 and resumed ends bit-identical to an unin
   const numbers = (row: object): Record<string, unknown> => Object.fromEntries(Object.entries(row).filter(([key]) => !['step_time_s', 'images_per_s', 'wall_s'].includes(key)));
   assert.deepEqual(second.history.map(numbers), whole.history.map(numbers), 'every metric but the timings equal');
   assert.ok(readFileSync(join(straight, 'tokenizer.json')).equals(readFileSync(join(resumed, 'tokenizer.json'))));
+  // masksub eval on the run: its tokenizer and weights give the last epoch's numbers again.
+  const evaluated = await runCli(['eval', '--checkpoint', straight]);
+  assert.equal(evaluated.code, 0, describe(evaluated));
+  const printed = JSON.parse(evaluated.stdout.trim().split('\n').at(-1)!) as Record<string, number>;
+  const last = whole.history.at(-1)!;
+  assert.equal(printed.zero_shot_top1, last.test_acc1);
+  assert.equal(printed.test_image_to_text_r5, last.test_image_to_text_r5);
+  assert.equal(printed.test_text_to_image_r10, last.test_text_to_image_r10);
+  assert.ok(Math.abs(printed.test_loss - last.test_loss) < 1e-6, 'the contrastive loss at the run\'s batch size');
+});
+
+test('emoji pairs: each image\'s caption is its own entry\'s name and keywords, zero-shot over the 9 groups with both prompts', async () => {
+  const train = await loadEmojiDataset({ split: 'train', size: 16, limit: 40 });
+  const test = await loadEmojiDataset({ split: 'test', size: 16, limit: 20 });
+  const source = captionSource(train, test, 0);
+  assert.equal(source.kind, 'emoji');
+  assert.deepEqual(source.classNames, EMOJI_GROUPS);
+  assert.equal(source.prompts.length, 2);
+  for (let index = 0; index < test.count; index++) assert.equal(source.testCaption(index), emojiCaption(test.entries[index]!, 0, null, index));
+  for (let index = 0; index < train.count; index++) {
+    const entry = train.entries[index]!;
+    const caption = source.trainCaption(index, 3);
+    assert.ok(caption === entry.name || caption.startsWith(`${entry.name}: `), caption);
+    for (const word of caption === entry.name ? [] : caption.slice(entry.name.length + 2).split(', ')) assert.ok(entry.keywords.includes(word), `${word} is a keyword of ${entry.name}`);
+  }
+  assert.equal(source.tokenizerTexts().length, train.count);
 });
 
 /** A finished CLIP run directory with the given final zero-shot top-1 and recall@1 image->text. */
