@@ -7,6 +7,8 @@
 // else (PNG, WebP, CMYK JPEGs, a JPEG libjpeg rejects, no native module) is decoded by sharp and
 // resampled in JavaScript. Both paths give the same bytes: sharp's JPEG decoder is libjpeg-turbo's
 // (mozjpeg) with the same IDCT and upsampling (test/native-image.test.ts).
+// RandAugment's ops run in C++ with the module too (its draws stay in JavaScript; the same bytes,
+// test/randaugment-native.test.ts), writing the batch layout when nothing follows them.
 //
 // Random streams: the crop and flip (and 3-Augment and color jitter, when set) of sample s in
 // epoch e come from deriveSeed(seed, e, 2, s),
@@ -24,8 +26,8 @@ import type { FileSource } from './datasets.js';
 import { mixBatch } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
 import { colorJitter, colorJitterParameters, threeAugment } from './color.js';
-import { randAugment } from './randaugment.js';
-import { isJpeg, nativeImage, nativeResampleBox, REGION_MARGIN } from './native-image.js';
+import { applyRandAugmentSteps, randAugmentSteps } from './randaugment.js';
+import { isJpeg, nativeImage, nativeRandAugment, nativeResampleBox, REGION_MARGIN } from './native-image.js';
 import { type Box, type RawImage, randomResizedCropBox, type ResampleOutput, resizedCrop, toChannelFirst } from './transforms.js';
 
 /** A batch of decoded files, with the files that could not be decoded and were left out. */
@@ -118,8 +120,19 @@ export async function trainSample(files: FileSource, sample: number, seed: numbe
     return;
   }
   let augmented = cropResize(image, box, files, { flip });
-  // timm's fill for RandAugment's geometric ops: the data set's mean in pixels.
-  if (files.randAugment) augmented = randAugment(augmented, files.randAugment, random, { fill: files.fill });
+  if (files.randAugment) {
+    // timm's fill for RandAugment's geometric ops: the data set's mean in pixels. The draws come
+    // from the sample's stream in JavaScript either way; the native module applies them with the
+    // JavaScript ops' bytes and, when nothing follows, writes the batch layout itself.
+    const options = { fill: files.fill };
+    const steps = randAugmentSteps(files.randAugment, random, options);
+    const last = !files.threeAugment && !(files.colorJitter > 0);
+    if (nativeImage === null) augmented = applyRandAugmentSteps(augmented, steps, options);
+    else if (last) {
+      nativeRandAugment(nativeImage, augmented, steps, options, { target, offset });
+      return;
+    } else augmented = nativeRandAugment(nativeImage, augmented, steps, options);
+  }
   if (files.threeAugment) augmented = threeAugment(augmented, random, 0);
   if (files.colorJitter > 0) augmented = colorJitter(augmented, colorJitterParameters(files.colorJitter, random));
   toChannelFirst(augmented, target, offset);

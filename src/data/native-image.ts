@@ -1,6 +1,7 @@
 // The loader's native image path (build/Release/masksub_image.node, native/image/image.cc):
-// libjpeg-turbo decoding of only a crop box's rows and columns, and transforms.ts' resampleBox in
-// C++ with the same bytes. A module of its own, not the libtorch addon, so that the loader's
+// libjpeg-turbo decoding of only a crop box's rows and columns, transforms.ts' resampleBox in
+// C++ with the same bytes, and RandAugment's pixel ops (native/image/randaugment.h) with
+// randaugment.ts' bytes, the random draws staying in JavaScript. A module of its own, not the libtorch addon, so that the loader's
 // worker threads can load it (the libtorch addon installs libtorch's allocator when it loads).
 // Optional: when it was not built (no libjpeg62-turbo-dev at install; scripts/build-native.mjs
 // says so) or does not load, `nativeImage` is null and the loader decodes with sharp and resamples
@@ -10,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { encodeRandAugmentSteps, type RandAugmentOptions, type RandAugmentStep } from './randaugment.js';
 import { type Box, checkResampleArguments, type Interpolation, type RawImage, type ResampleOutput } from './transforms.js';
 
 /** A JPEG region decoded by decodeJpegRegion: its pixels and where it sits in the (scaled) image. */
@@ -31,6 +33,10 @@ interface ImageAddon {
     outputHeight: number, outputWidth: number, bicubic: boolean,
     windowTop: number, windowLeft: number, windowHeight: number, windowWidth: number,
     flip: boolean, target: Uint8Array, offset: number, channelFirst: boolean,
+  ): void;
+  randAugment(
+    pixels: Uint8Array, height: number, width: number, channels: number, steps: Float64Array, fill: Uint8Array,
+    target: Uint8Array, offset: number, channelFirst: boolean,
   ): void;
   libjpegTurboVersion: number;
 }
@@ -90,4 +96,33 @@ export function nativeResampleBox(
     window.top, window.left, window.height, window.width, output.flip === true, target, offset, into !== undefined,
   );
   return { pixels: into === undefined ? target : target.subarray(offset, offset + size), height: window.height, width: window.width, channels };
+}
+
+/**
+ * randaugment.ts' applyRandAugmentSteps through the native module: the same bytes (test/
+ * randaugment-native.test.ts), the steps drawn by randAugmentSteps as before, so a sample's bytes
+ * do not depend on which path ran. With `into`, the result goes channel-first into the batch at
+ * `into.offset` (transforms.ts' toChannelFirst layout); otherwise a new interleaved image is
+ * returned. The input is not modified.
+ */
+export function nativeRandAugment(
+  addon: ImageAddon,
+  image: RawImage,
+  steps: readonly RandAugmentStep[],
+  options: RandAugmentOptions = {},
+  into?: { target: Uint8Array; offset: number },
+): RawImage {
+  const { height, width, channels } = image;
+  if (channels !== 1 && channels !== 3) throw new RangeError(`rand-augment needs 1- or 3-channel images (PIL's L or RGB), got ${channels} channels`);
+  const size = height * width * channels;
+  if (into !== undefined && !(Number.isInteger(into.offset) && into.offset >= 0 && into.offset + size <= into.target.length)) {
+    throw new Error(`rand-augment: the ${height}x${width}x${channels} result does not fit at offset ${into.offset} of a ${into.target.length}-byte target`);
+  }
+  // Each channel's fill as randaugment.ts' affineTransform stores it into its Uint8Array.
+  const given = options.fill ?? [128, 128, 128];
+  const fill = Uint8Array.from({ length: channels }, (_, channel) => given[channel] ?? given[0] ?? 0);
+  const target = into?.target ?? new Uint8Array(size);
+  const offset = into?.offset ?? 0;
+  addon.randAugment(image.pixels, height, width, channels, encodeRandAugmentSteps(steps, height, width), fill, target, offset, into !== undefined);
+  return { pixels: into === undefined ? target : target.subarray(offset, offset + size), height, width, channels };
 }
