@@ -180,14 +180,14 @@ describe('RandAugment native ops equal the JavaScript ops', { skip: nativeImage 
     const out = new Uint8Array(90);
     const fill = new Uint8Array([1, 2, 3]);
     const valid = Float64Array.from([3, 0, 0, 0, 0, 0, 0, 0, 0]);
-    assert.throws(() => addon.randAugment(image.pixels, 60, 5, 3, valid, fill, out, 0, false), /pixels are not a 60x5x3 image/);
-    assert.throws(() => addon.randAugment(image.pixels, 6, 5, 3, valid, fill, out, 1, false), /does not fit at offset 1 of a 90-byte target/);
-    assert.throws(() => addon.randAugment(image.pixels, 6, 5, 3, Float64Array.from([3, 0, 0]), fill, out, 0, false), /9 numbers per op, got 3/);
-    assert.throws(() => addon.randAugment(image.pixels, 6, 5, 3, Float64Array.from([12, 0, 0, 0, 0, 0, 0, 0, 0]), fill, out, 0, false), /step 0 has no op code 0-11/);
-    assert.throws(() => addon.randAugment(image.pixels, 6, 5, 3, Float64Array.from([11, 0, 1, Number.NaN, 0, 0, 0, 1, 0]), fill, out, 0, false), /step 0 has a value that is not finite/);
-    assert.throws(() => addon.randAugment(image.pixels, 6, 5, 3, valid, new Uint8Array(1), out, 0, false), /fill needs one byte per channel \(3\)/);
-    assert.throws(() => addon.randAugment(image.pixels, 6, 5, 3, [3, 0, 0, 0, 0, 0, 0, 0, 0] as unknown as Float64Array, fill, out, 0, false), /steps must be a Float64Array/);
-    assert.throws(() => addon.randAugment(image.pixels, 6, 5, 2, valid, fill, out, 0, false), /got 2 channels/);
+    assert.throws(() => addon.augment(image.pixels, 60, 5, 3, valid, fill, out, 0, false), /pixels are not a 60x5x3 image/);
+    assert.throws(() => addon.augment(image.pixels, 6, 5, 3, valid, fill, out, 1, false), /does not fit at offset 1 of a 90-byte target/);
+    assert.throws(() => addon.augment(image.pixels, 6, 5, 3, Float64Array.from([3, 0, 0]), fill, out, 0, false), /9 numbers per op, got 3/);
+    assert.throws(() => addon.augment(image.pixels, 6, 5, 3, Float64Array.from([17, 0, 0, 0, 0, 0, 0, 0, 0]), fill, out, 0, false), /step 0 has no op code 0-16/);
+    assert.throws(() => addon.augment(image.pixels, 6, 5, 3, Float64Array.from([11, 0, 1, Number.NaN, 0, 0, 0, 1, 0]), fill, out, 0, false), /step 0 has a value that is not finite/);
+    assert.throws(() => addon.augment(image.pixels, 6, 5, 3, valid, new Uint8Array(1), out, 0, false), /fill needs one byte per channel \(3\)/);
+    assert.throws(() => addon.augment(image.pixels, 6, 5, 3, [3, 0, 0, 0, 0, 0, 0, 0, 0] as unknown as Float64Array, fill, out, 0, false), /steps must be a Float64Array/);
+    assert.throws(() => addon.augment(image.pixels, 6, 5, 2, valid, fill, out, 0, false), /got 2 channels/);
     assert.ok(out.every((value) => value === 0));
   });
 
