@@ -3,15 +3,18 @@
 // test/randaugment.test.ts compares with Pillow 9.4): every op of both op sets at several
 // magnitudes, both signs and both resamplings, on random images of odd sizes with 1 and 3
 // channels, equal byte for byte; whole drawn chains and the channel-first output; bad arguments
-// refused with the problem named; and trainSample with RandAugment giving the same batch bytes
-// with and without the module (a child process with MASKSUB_IMAGE_ADDON=off).
+// refused with the problem named; two worker threads at once getting the main thread's bytes; and
+// trainSample with RandAugment giving the same batch bytes with and without the module (a child
+// process with MASKSUB_IMAGE_ADDON=off).
 // Skipped, saying so, when the module was not built (no libjpeg62-turbo-dev).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { nativeImage, nativeImageProblem, nativeRandAugment } from '../src/data/native-image.js';
 import { Random } from '../src/data/random.js';
@@ -189,6 +192,42 @@ describe('RandAugment native ops equal the JavaScript ops', { skip: nativeImage 
     assert.throws(() => addon.augment(image.pixels, 6, 5, 3, [3, 0, 0, 0, 0, 0, 0, 0, 0] as unknown as Float64Array, fill, out, 0, false), /steps must be a Float64Array/);
     assert.throws(() => addon.augment(image.pixels, 6, 5, 2, valid, fill, out, 0, false), /got 2 channels/);
     assert.ok(out.every((value) => value === 0));
+  });
+
+  test('two worker threads apply steps at once (per-thread buffers) and get the main thread\'s bytes', async () => {
+    const image = testImage(224, 224, 61);
+    const config = parseRandAugment('rand-m9-n4-p1-mstd0.5-inc1');
+    const random = new Random(62);
+    const encoded = Array.from({ length: 30 }, () => encodeRandAugmentSteps(randAugmentSteps(config, random, { fill }), 224, 224));
+    const expected = createHash('sha256');
+    const out = new Uint8Array(image.pixels.length);
+    for (const steps of encoded) {
+      addon.augment(image.pixels, 224, 224, 3, steps, Uint8Array.from(fill), out, 0, true);
+      expected.update(out);
+    }
+    const digest = expected.digest('hex');
+    const source = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const { createHash } = require('node:crypto');
+      const addon = require(workerData.addon);
+      for (let round = 0; round < 3; round++) {
+        const hash = createHash('sha256');
+        const out = new Uint8Array(workerData.pixels.length);
+        for (const steps of workerData.encoded) {
+          addon.augment(workerData.pixels, 224, 224, 3, steps, Uint8Array.from(workerData.fill), out, 0, true);
+          hash.update(out);
+        }
+        parentPort.postMessage(hash.digest('hex'));
+      }`;
+    const addonPath = join(import.meta.dirname, '..', 'build', 'Release', 'masksub_image.node');
+    const results = await Promise.all([0, 1].map((index) => new Promise<string[]>((resolve, reject) => {
+      const worker = new Worker(source, { eval: true, workerData: { addon: addonPath, pixels: image.pixels, encoded, fill } });
+      const digests: string[] = [];
+      worker.on('message', (message: string) => digests.push(message));
+      worker.on('error', reject);
+      worker.on('exit', (code) => (code === 0 ? resolve(digests) : reject(new Error(`worker ${index} exited with ${code}`))));
+    })));
+    for (const digests of results) assert.deepEqual(digests, [digest, digest, digest]);
   });
 
   test('trainSample with RandAugment gives the same batch bytes with and without the native module', async () => {
