@@ -7,7 +7,8 @@
 //    decodes in the calling thread, torch gets one thread): images/s of decode; decode +
 //    RandomResizedCrop 224 + flip (ours: file-batch.ts' trainSample); and that + RandAugment (ours:
 //    timm's rand-m9-mstd0.5-inc1; torchvision: RandAugment(num_ops=2, magnitude=9), the nearest
-//    it has, since timm is not installed from apt). The two sides alternate round by round
+//    it has, since timm is not installed from apt; ours runs its ops in C++ when the native image
+//    module loaded, the result's `augmenter` says which). The two sides alternate round by round
 //    (`--rounds`, each over all images) in two long-lived processes; medians of the rates and of
 //    the per-round ratios are reported.
 // 2. Workers (`--workers`, `--worker-rounds`): ours is BatchLoader with N worker threads (the `--data-workers N` path:
@@ -111,6 +112,8 @@ async function corePhase(): Promise<void> {
   // Decode-only is the whole image by the decoder trainSample uses: the native module's
   // libjpeg-turbo when it loaded, else sharp.
   const decoder = nativeImage === null ? `sharp (native image module: ${nativeImageProblem})` : 'libjpeg-turbo (native image module)';
+  // RandAugment's ops: C++ in the same module when it loaded (its draws stay in JavaScript).
+  const augmenter = nativeImage === null ? 'JavaScript (src/data/randaugment.ts)' : 'C++ (native image module, native/image/randaugment.h)';
   const decodeWhole = async (path: string): Promise<void> => {
     if (nativeImage === null) {
       await decodeImage(path);
@@ -160,7 +163,7 @@ async function corePhase(): Promise<void> {
       loads.push(load1());
     }
     console.log(JSON.stringify({
-      part: 'core', stage, metric: `${STAGE_NAMES[stage]} (500x375 JPEG, 1 core)`, decoder,
+      part: 'core', stage, metric: `${STAGE_NAMES[stage]} (500x375 JPEG, 1 core)`, decoder, ...(stage === 'randaug' ? { augmenter } : {}),
       ours_images_per_s: round2(median(ours)), torchvision_images_per_s: round2(median(theirs)),
       ratio_median: round2(median(ours.map((value, index) => value / theirs[index]!))),
       ratios: ours.map((value, index) => round2(value / theirs[index]!)), load_average: loads, images: count, rounds,

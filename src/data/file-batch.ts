@@ -7,6 +7,9 @@
 // else (PNG, WebP, CMYK JPEGs, a JPEG libjpeg rejects, no native module) is decoded by sharp and
 // resampled in JavaScript. Both paths give the same bytes: sharp's JPEG decoder is libjpeg-turbo's
 // (mozjpeg) with the same IDCT and upsampling (test/native-image.test.ts).
+// RandAugment, 3-Augment and color jitter run in C++ with the module too, in one call that writes
+// the batch layout (their draws stay in JavaScript; the same bytes, test/randaugment-native.test.ts
+// and test/color-native.test.ts).
 //
 // Random streams: the crop and flip (and 3-Augment and color jitter, when set) of sample s in
 // epoch e come from deriveSeed(seed, e, 2, s),
@@ -23,9 +26,9 @@ import { BadImageError, decodeImage } from './decode.js';
 import type { FileSource } from './datasets.js';
 import { mixBatch } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
-import { colorJitter, colorJitterParameters, threeAugment } from './color.js';
-import { randAugment } from './randaugment.js';
-import { isJpeg, nativeImage, nativeResampleBox, REGION_MARGIN } from './native-image.js';
+import { applyThreeAugment, colorJitter, colorJitterParameters, drawThreeAugment } from './color.js';
+import { applyRandAugmentSteps, randAugmentSteps } from './randaugment.js';
+import { isJpeg, nativeAugment, nativeImage, nativeResampleBox, REGION_MARGIN } from './native-image.js';
 import { type Box, type RawImage, randomResizedCropBox, type ResampleOutput, resizedCrop, toChannelFirst } from './transforms.js';
 
 /** A batch of decoded files, with the files that could not be decoded and were left out. */
@@ -118,10 +121,21 @@ export async function trainSample(files: FileSource, sample: number, seed: numbe
     return;
   }
   let augmented = cropResize(image, box, files, { flip });
-  // timm's fill for RandAugment's geometric ops: the data set's mean in pixels.
-  if (files.randAugment) augmented = randAugment(augmented, files.randAugment, random, { fill: files.fill });
-  if (files.threeAugment) augmented = threeAugment(augmented, random, 0);
-  if (files.colorJitter > 0) augmented = colorJitter(augmented, colorJitterParameters(files.colorJitter, random));
+  // All draws first, from the sample's stream in the same order on both paths (RandAugment's
+  // steps, 3-Augment's choice and sigma, the jitter's order and factors); timm's fill for
+  // RandAugment's geometric ops is the data set's mean in pixels.
+  const options = { fill: files.fill };
+  const steps = files.randAugment ? randAugmentSteps(files.randAugment, random, options) : [];
+  const three = files.threeAugment ? drawThreeAugment(random, augmented.height, augmented.width) : null;
+  const jitter = files.colorJitter > 0 ? colorJitterParameters(files.colorJitter, random) : null;
+  if (nativeImage !== null) {
+    // One native call applies them all with the JavaScript ops' bytes and writes the batch layout.
+    nativeAugment(nativeImage, augmented, { randAugment: steps, threeAugment: three, colorJitter: jitter }, options, { target, offset });
+    return;
+  }
+  if (files.randAugment) augmented = applyRandAugmentSteps(augmented, steps, options);
+  if (three !== null) augmented = applyThreeAugment(augmented, three);
+  if (jitter !== null) augmented = colorJitter(augmented, jitter);
   toChannelFirst(augmented, target, offset);
 }
 
