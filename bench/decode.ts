@@ -1,5 +1,5 @@
 // `node --import tsx bench/decode.ts [--images N] [--rounds R] [--worker-rounds R] [--workers 1,2]
-// [--batch B] [--epochs E] [--step-batch B] [--no-steps] [--out FILE]`: issue 10's throughput measurement of the image-folder training
+// [--batch B] [--epochs E] [--step-batch B] [--no-core] [--stages train,randaug] [--no-steps] [--out FILE]`: issue 10's throughput measurement of the image-folder training
 // pipeline, ours next to torchvision 0.14 (Debian's python3-torchvision) on the same generated
 // folder of ImageNet-sized JPEGs (500 x 375, quality 90). Three parts, each printing JSON lines:
 //
@@ -248,16 +248,18 @@ async function mainPhase(): Promise<void> {
     }
     const self = [...process.execArgv, fileURLToPath(import.meta.url), '--dir', folder, '--size', String(size)];
 
-    // Part 1: one core.
-    const core = spawnSync(process.execPath, [...self, '--phase', 'core', '--rounds', String(rounds)], {
-      env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
-    });
-    if (core.status !== 0) throw new Error(`the one-core phase failed:\n${core.stdout}`);
-    for (const line of core.stdout.trim().split('\n')) report(JSON.parse(line) as Record<string, unknown>);
+    // Part 1: one core (`--no-core` skips it).
+    if (!process.argv.includes('--no-core')) {
+      const core = spawnSync(process.execPath, [...self, '--phase', 'core', '--rounds', String(rounds)], {
+        env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
+      });
+      if (core.status !== 0) throw new Error(`the one-core phase failed:\n${core.stdout}`);
+      for (const line of core.stdout.trim().split('\n')) report(JSON.parse(line) as Record<string, unknown>);
+    }
 
     // Part 2: workers, each side in a fresh process per round, the order alternating.
     let deliveredMost = 0;
-    for (const stage of ['train', 'randaug'] as const) {
+    for (const stage of option('stages', 'train,randaug').split(',') as Stage[]) {
       for (const workers of workerCounts) {
         const ours: LoaderRun[] = [];
         const theirs: typeof ours = [];
