@@ -11,7 +11,8 @@
 //    (`--rounds`, each over all images) in two long-lived processes; medians of the rates and of
 //    the per-round ratios are reported.
 // 2. Workers (`--workers`, `--worker-rounds`): ours is BatchLoader with N worker threads (the `--data-workers N` path:
-//    decode, crop, flip, augment, normalize to float32 batches), torchvision is
+//    decode, crop, flip, augment into uint8 batches; the main thread finishes each into a
+//    normalized float32 tensor with deviceBatch, as the trainer does on a CPU), torchvision is
 //    DataLoader(ImageFolder(..., transform), num_workers=N, persistent_workers=True) with the same
 //    transform + ToTensor + Normalize. Each side in a fresh process per round, the order of the two
 //    alternating; one warm-up epoch, then `--epochs` timed. Both are given N cores' worth of
@@ -30,6 +31,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Batch } from '../src/data/batch.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -169,12 +171,21 @@ async function corePhase(): Promise<void> {
   child.stdin!.end();
 }
 
-/** Part 2, ours: one process, the loader with N worker threads. */
+/**
+ * Part 2, ours: one process, the loader with N worker threads; each uint8 batch is finished as the
+ * trainer does on a CPU (deviceBatch: normalized float32 tensor, on the main thread, one libtorch
+ * thread), so that both sides end with the same normalized float32 tensors and both CPU totals
+ * include normalizing.
+ */
 async function loaderPhase(): Promise<void> {
   const { default: sharp } = await import('sharp');
   const { loadFolderDataset } = await import('../src/data/folder-dataset.js');
   const { BatchLoader } = await import('../src/data/loader.js');
+  const { deviceBatch } = await import('../src/train/device-batch.js');
+  const { setNumThreads } = await import('../src/tensor/native.js');
+  const { tidy } = await import('../src/tensor/tensor.js');
   sharp.concurrency(1);
+  setNumThreads(1);
   const workers = Number(option('workers', '1'));
   const stage = option('stage', 'train') as Stage;
   const epochs = Number(option('epochs', '2'));
@@ -183,11 +194,17 @@ async function loaderPhase(): Promise<void> {
   const loader = new BatchLoader(dataset, {
     batchSize, shuffle: true, seed: 0, augment: { cropPadding: 0, hflip: true, randomErasing: 0 }, useWorker: true, workers, prefetch: 2 * workers,
   });
-  for await (const batch of loader.epochBatches(0)) void batch; // warm-up: starts and compiles the workers
+  const finish = (batch: Batch): void => tidy(() => void deviceBatch(batch, dataset, 'cpu'));
+  for await (const batch of loader.epochBatches(0)) finish(batch); // warm-up: starts and compiles the workers
   const cpu = process.cpuUsage();
   const start = performance.now();
   let images = 0;
-  for (let epoch = 1; epoch <= epochs; epoch++) for await (const batch of loader.epochBatches(epoch)) images += batch.size;
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    for await (const batch of loader.epochBatches(epoch)) {
+      finish(batch);
+      images += batch.size;
+    }
+  }
   const seconds = (performance.now() - start) / 1000;
   const used = process.cpuUsage(cpu);
   await loader.close();
@@ -286,7 +303,7 @@ async function mainPhase(): Promise<void> {
         const oursRate = median(ours.map((entry) => entry.images_per_s));
         if (stage === 'train' && workers === Math.max(...workerCounts)) deliveredMost = oursRate;
         report({
-          part: 'workers', stage, workers, metric: `${STAGE_NAMES[stage]}, ${workers} worker(s), float32 normalized batches of ${batch}`,
+          part: 'workers', stage, workers, metric: `${STAGE_NAMES[stage]}, ${workers} worker(s), batches of ${batch} finished to normalized float32 tensors (ours: uint8 from the workers, deviceBatch on the main thread)`,
           ours_images_per_s: round2(oursRate), torchvision_images_per_s: round2(median(theirs.map((entry) => entry.images_per_s))),
           ratio_median: round2(median(ours.map((entry, index) => entry.images_per_s / theirs[index]!.images_per_s))),
           ours_images_per_cpu_s: round2(median(ours.map(perCpu))), torchvision_images_per_cpu_s: round2(median(theirs.map(perCpu))),
