@@ -1,5 +1,5 @@
 // `node --import tsx bench/decode.ts [--images N] [--rounds R] [--worker-rounds R] [--workers 1,2]
-// [--batch B] [--epochs E] [--step-batch B] [--no-core] [--stages train,randaug] [--no-steps] [--out FILE]`: issue 10's throughput measurement of the image-folder training
+// [--batch B] [--epochs E] [--step-batch B] [--no-core] [--stages train,randaug] [--finish cpu|none] [--no-steps] [--out FILE]`: issue 10's throughput measurement of the image-folder training
 // pipeline, ours next to torchvision 0.14 (Debian's python3-torchvision) on the same generated
 // folder of ImageNet-sized JPEGs (500 x 375, quality 90). Three parts, each printing JSON lines:
 //
@@ -194,7 +194,12 @@ async function loaderPhase(): Promise<void> {
   const loader = new BatchLoader(dataset, {
     batchSize, shuffle: true, seed: 0, augment: { cropPadding: 0, hflip: true, randomErasing: 0 }, useWorker: true, workers, prefetch: 2 * workers,
   });
-  const finish = (batch: Batch): void => tidy(() => void deviceBatch(batch, dataset, 'cpu'));
+  // `--finish none` leaves the uint8 batches as they come: the CPU cost of the loader when a GPU
+  // does the normalizing (deviceBatch on CUDA).
+  const finishing = option('finish', 'cpu') === 'cpu';
+  const finish = (batch: Batch): void => {
+    if (finishing) tidy(() => void deviceBatch(batch, dataset, 'cpu'));
+  };
   for await (const batch of loader.epochBatches(0)) finish(batch); // warm-up: starts and compiles the workers
   const cpu = process.cpuUsage();
   const start = performance.now();
@@ -231,6 +236,7 @@ async function mainPhase(): Promise<void> {
   const epochs = Number(option('epochs', '2'));
   const batch = Number(option('batch', '20'));
   const stepBatch = Number(option('step-batch', '8'));
+  const finish = option('finish', 'cpu');
   const out = option('out', '');
   const { default: sharp } = await import('sharp');
   const { Random } = await import('../src/data/random.js');
@@ -282,7 +288,7 @@ async function mainPhase(): Promise<void> {
         const theirs: typeof ours = [];
         const loads: number[] = [];
         const runOurs = (): void => {
-          const run = spawnSync(process.execPath, [...self, '--phase', 'loader', '--workers', String(workers), '--stage', stage, '--epochs', String(epochs), '--batch', String(batch)], {
+          const run = spawnSync(process.execPath, [...self, '--phase', 'loader', '--workers', String(workers), '--stage', stage, '--epochs', String(epochs), '--batch', String(batch), '--finish', finish], {
             env: { ...process.env, UV_THREADPOOL_SIZE: String(workers) }, encoding: 'utf8', maxBuffer: 1 << 24,
           });
           if (run.status !== 0) throw new Error(`our loader (${workers} workers) failed:\n${run.stderr}`);
@@ -303,7 +309,7 @@ async function mainPhase(): Promise<void> {
         const oursRate = median(ours.map((entry) => entry.images_per_s));
         if (stage === 'train' && workers === Math.max(...workerCounts)) deliveredMost = oursRate;
         report({
-          part: 'workers', stage, workers, metric: `${STAGE_NAMES[stage]}, ${workers} worker(s), batches of ${batch} finished to normalized float32 tensors (ours: uint8 from the workers, deviceBatch on the main thread)`,
+          part: 'workers', stage, workers, metric: `${STAGE_NAMES[stage]}, ${workers} worker(s), batches of ${batch}` + (finish === 'cpu' ? ' finished to normalized float32 tensors (ours: uint8 from the workers, deviceBatch on the main thread)' : ' (ours: uint8, not normalized, as with a GPU doing it; torchvision: normalized float32)'),
           ours_images_per_s: round2(oursRate), torchvision_images_per_s: round2(median(theirs.map((entry) => entry.images_per_s))),
           ratio_median: round2(median(ours.map((entry, index) => entry.images_per_s / theirs[index]!.images_per_s))),
           ours_images_per_cpu_s: round2(median(ours.map(perCpu))), torchvision_images_per_cpu_s: round2(median(theirs.map(perCpu))),
@@ -340,7 +346,7 @@ async function mainPhase(): Promise<void> {
   if (out !== '') {
     writeFileSync(out, `${JSON.stringify({
       date: new Date().toISOString(), commit: git.commit, dirty: git.dirty, dirtyFiles: git.dirtyFiles, machine: { cpu: cpuModel(), cores: cpus().length },
-      settings: { images: count, image: '500x375 JPEG q90', size, rounds, workerRounds, workers: workerCounts, epochs, batch, stepBatch },
+      settings: { images: count, image: '500x375 JPEG q90', size, rounds, workerRounds, workers: workerCounts, epochs, batch, stepBatch, finish },
       torchvision: execFileSync(PYTHON, ['-c', 'import torch, torchvision, PIL; print(torch.__version__, torchvision.__version__, PIL.__version__)'], { encoding: 'utf8' }).trim(),
       results,
     }, null, 1)}\n`);
