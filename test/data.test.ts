@@ -806,6 +806,8 @@ describe('BatchLoader', () => {
       /mixup numClasses 100 differs from the dataset's 10 classes/,
     );
     assert.match(errorMessage(() => new BatchLoader(dataset, { batchSize: 4, augment: { cropPadding: -1, hflip: false, randomErasing: 0 } })), /cropPadding must be a non-negative integer/);
+    const badMode = { cropPadding: 0, hflip: false, randomErasing: 0.5, erasingMode: 'noise' as 'pixel' };
+    assert.match(errorMessage(() => new BatchLoader(dataset, { batchSize: 4, augment: badMode })), /erasingMode must be one of const, rand, pixel, got noise/);
     assert.match(errorMessage(() => new BatchLoader(dataset, { batchSize: 4 }).batchAt(0, 99)), /batch index 99 is out of range 0\.\.74/);
   });
 });
