@@ -1,5 +1,6 @@
 // Builds a training batch of an image-file dataset: decode each file, RandomResizedCrop to the
-// output size, flip, then normalize, random erasing and mixup as for in-memory data.
+// output size, flip, into uint8 pixels; the erasing boxes and the mix decision are drawn as for
+// in-memory data (batch.ts), and normalizing, erasing and mixing happen on the training device.
 //
 // Decoding: a JPEG goes through the native image module when it loaded (native-image.ts): only
 // the crop box's rows and columns (plus a 16-px margin, so the bytes are the full decode's) are
@@ -20,11 +21,10 @@
 // count or another number of data-parallel ranks gives the same bytes.
 
 import { readFile } from 'node:fs/promises';
-import { augmentSample, normalizeInto } from './augment.js';
-import { type Batch, type BatchRecipe, batchMixRandom, epochBatchIndex, type LoaderData, positionSeed, sampleRandom } from './batch.js';
+import { drawErasingBox, type ErasedBox } from './augment.js';
+import { type Batch, type BatchRecipe, epochBatchIndex, erasingSeed, finishRecipe, type LoaderData, positionSeed, sampleRandom } from './batch.js';
 import { BadImageError, decodeImage } from './decode.js';
 import type { FileSource } from './datasets.js';
-import { mixBatch } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
 import { applyThreeAugment, colorJitter, colorJitterParameters, drawThreeAugment } from './color.js';
 import { applyRandAugmentSteps, randAugmentSteps } from './randaugment.js';
@@ -162,19 +162,22 @@ export async function buildFileBatch(data: LoaderData, files: FileSource, recipe
   }));
   const size = wanted - badImages.length;
   if (size === 0) throw new Error(`batch ${batchIndex} of epoch ${epoch}: none of its ${wanted} images could be decoded (first: ${badImages.sort()[0]})`);
-  const images = new Float32Array(size * sampleSize);
+  // Bad images leave holes: the good samples move up, in order.
+  const kept = size === wanted ? pixels : new Uint8Array(size * sampleSize);
   const labels = new Int32Array(size);
-  const scratch = new Float32Array(sampleSize);
-  // The flip was applied to the pixels above; erasing (and no crop padding) remains.
-  const rest = { ...recipe.augment, cropPadding: 0, hflip: false };
+  const boxes: (ErasedBox | null)[] = [];
+  const seeds: number[] = [];
   let position = 0;
   for (let index = 0; index < wanted; index++) {
     if (!ok[index]) continue;
-    labels[position] = data.labels[order[start + index]!]!;
-    normalizeInto(pixels, index * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
-    augmentSample(images, position * sampleSize, channels, height, width, rest, [], sampleRandom(positionSeed(recipe, start + index), epoch, order[start + index]!), scratch);
+    const sample = order[start + index]!;
+    labels[position] = data.labels[sample]!;
+    if (kept !== pixels) kept.set(pixels.subarray(index * sampleSize, (index + 1) * sampleSize), position * sampleSize);
+    // The flip was applied with the crop above; erasing's box remains (no crop padding for files).
+    const seed = positionSeed(recipe, start + index);
+    boxes.push(recipe.augment.randomErasing > 0 ? drawErasingBox(height, width, sampleRandom(seed, epoch, sample), { probability: recipe.augment.randomErasing }) : null);
+    seeds.push(erasingSeed(seed, epoch, sample));
     position++;
   }
-  const softTargets = recipe.mixup === null ? null : mixBatch(images, labels, channels, height, width, recipe.mixup, batchMixRandom(recipe.seed, epoch, epochBatch)).softTargets;
-  return { images, labels, softTargets, size, index: batchIndex, badImages: badImages.sort() };
+  return { pixels: kept, labels, size, index: batchIndex, badImages: badImages.sort(), ...finishRecipe(recipe, data, epoch, epochBatch, labels, boxes, seeds) };
 }
