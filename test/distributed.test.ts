@@ -20,12 +20,13 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { type Batch, BatchLoader } from '../src/data/loader.js';
 import { loadDataset } from '../src/data/datasets.js';
+import { deviceBatch } from '../src/train/device-batch.js';
 import { freePort, worldFromEnvironment, WorldError } from '../src/distributed/index.js';
 import { DropPath, sampleNoise, withBatchShard } from '../src/nn/index.js';
 import { Generator, ones, type Tensor, tidy } from '../src/tensor/tensor.js';
 import { disposeCheckpoint, loadCheckpoint } from '../src/run/checkpoint.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
-import { describe, metricsLines, REPO, runCli, sleep, startCli, stopStragglers, waitFor } from './helpers/faults.js';
+import { describe, metricsLines, REPO, runCli, sleep, startCli, stopStragglers, waitFor, weightDifference } from './helpers/faults.js';
 import { SYNC_BN, syncBnCase, type SyncBnResult } from './helpers/sync-bn-child.js';
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-distributed-'));
@@ -72,11 +73,14 @@ test('loader shards: the ranks\' batches side by side are the single process\'s 
         for await (const batch of shard.epochBatches(epoch)) batches.push(batch);
         parts.push(batches);
       }
+      // The finished values (normalized, erased on the device) too: each sample's erasing fill is
+      // drawn from its own seed, so it does not depend on the rank that holds it.
+      const finished = (batch: Batch): number[] => tidy(() => Array.from(deviceBatch(batch, dataset, 'cpu').images.toTypedArray() as Float32Array));
       expected.forEach((batch, index) => {
-        const images = Float32Array.from(parts.flatMap((batches) => Array.from(batches[index]!.images)));
+        const images = parts.flatMap((batches) => finished(batches[index]!));
         const labels = Int32Array.from(parts.flatMap((batches) => Array.from(batches[index]!.labels)));
         assert.deepEqual(labels, batch.labels, `epoch ${epoch} batch ${index} labels`);
-        assert.deepEqual(images, batch.images, `epoch ${epoch} batch ${index} pixels`);
+        assert.deepEqual(images, finished(batch), `epoch ${epoch} batch ${index} pixels`);
       });
     }
   } finally {
@@ -164,28 +168,6 @@ test('a rank that exits right after joining makes the other\'s next collective f
   assert.match(zero!.stderr, /rank 0 of 2: all-reduce failed: .*Another rank probably stopped/s);
   assert.ok(performance.now() - started < 45_000, 'the survivor waited for the timeout instead of seeing the closed connection');
 });
-
-/** Largest absolute difference between two weight files, tensor by tensor. */
-function weightDifference(a: string, b: string): { max: number; worst: string } {
-  const left = loadSafetensors(a).tensors;
-  const right = loadSafetensors(b).tensors;
-  assert.deepEqual([...left.keys()].sort(), [...right.keys()].sort());
-  let max = 0;
-  let worst = '';
-  for (const [name, tensor] of left) {
-    const x = tensor.toTypedArray() as Float32Array;
-    const y = right.get(name)!.toTypedArray() as Float32Array;
-    for (let index = 0; index < x.length; index++) {
-      const difference = Math.abs(x[index]! - y[index]!);
-      if (difference > max) {
-        max = difference;
-        worst = name;
-      }
-    }
-  }
-  for (const tensor of [...left.values(), ...right.values()]) tensor.dispose();
-  return { max, worst };
-}
 
 for (const method of ['baseline', 'masksub'] as const) {
   test(`train --nproc 2 gives the same ${method} run as one process with the same global batch`, async (t) => {

@@ -36,7 +36,8 @@ import { DistributedError, ProcessGroup, type World } from '../distributed/index
 import { withBatchShard } from '../nn/sample-noise.js';
 import { BatchNorm2d } from '../nn/layers.js';
 import { DEFAULTS, fromStoredConfig, kebab, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
-import { batchTensors, type EvalData, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation, isTextData, textBatchTensors } from './evaluate.js';
+import { deviceBatch } from './device-batch.js';
+import { type EvalData, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation, isTextData, textBatchTensors } from './evaluate.js';
 import { Progress } from './progress.js';
 import { buildClip, type ClipData, clipProbeLoss, clipTrainStep, type EncodedCaptions, evaluateClip, loadClipData, pairDataset, RECALL_KS, captionTensors, trainingCaptions } from './clip.js';
 import { Clip, isClipModel } from '../models/clip.js';
@@ -451,7 +452,7 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
     const result = tidy(() => {
       let { images, labels, soft } = 'tokens' in batch
         ? { ...textBatchTensors(batch.tokens, batch.labels, plan.train as TextDataset, config.device), soft: null }
-        : batchTensors(batch.images, batch.labels, batch.softTargets, plan.train as ImageDataset, config.device);
+        : deviceBatch(batch, plan.train as ImageDataset, config.device);
       if (state.globalStep === faults.nanAtStep) {
         images = images.mul(Number.NaN);
         faults.nanAtStep = -1;
