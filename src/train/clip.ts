@@ -17,7 +17,7 @@ import { type Clip, createClip, describeClipModel } from '../models/clip.js';
 import { clipContrastiveLoss, clipLogits, clipStep, type ClipStepResult, retrievalRecall, zeroShotWeights } from '../masksub/clip.js';
 import { cat, type Generator, keep, noGrad, type Tensor, tensor, tidy } from '../tensor/tensor.js';
 import type { ResolvedTrainConfig } from './config.js';
-import { batchTensors } from './evaluate.js';
+import { deviceBatch } from './device-batch.js';
 
 /** Retrieval is ranked among at most this many test pairs (open_clip ranks the whole set; 1,000 keeps the N x N sort small on a CPU). */
 export const RECALL_PAIRS = 1000;
@@ -173,7 +173,7 @@ export function evaluateClip(model: Clip, test: ImageDataset, data: ClipData, ba
         let start = 0;
         for (const batch of new BatchLoader(test, { batchSize, augment: NO_AUGMENTATION }).batchesSync(0)) {
           tidy(() => {
-            const { images, labels } = batchTensors(batch.images, batch.labels, null, test, device);
+            const { images, labels } = deviceBatch(batch, test, device);
             const end = start + batch.size;
             const captions = captionTensors(data.testCaptions, device, start, end);
             const imageFeatures = model.encodeImage(images, {}, true);
@@ -224,7 +224,7 @@ export function clipProbeLoss(model: Clip, probe: ImageDataset, captions: Encode
       let start = 0;
       for (const batch of new BatchLoader(probe, { batchSize: 256, augment: NO_AUGMENTATION }).batchesSync(0)) {
         tidy(() => {
-          const { images } = batchTensors(batch.images, batch.labels, null, probe, device);
+          const { images } = deviceBatch(batch, probe, device);
           const text = captionTensors(captions, device, start, start + batch.size);
           if (batch.size > 1) {
             const imageFeatures = model.encodeImage(images, options, true);
