@@ -822,7 +822,12 @@ function checkCombinations(config: TrainConfig): void {
   // Emoji are drawn at any size; like folders, a ViT is built for it when its patches tile it.
   const sized = folder || config.dataset === 'emoji';
   if (!folder) {
-    const folderOnly = (['trainList', 'valList', ...(sized ? [] : ['imageSize'] as const), 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null);
+    // A data set with fixed, named classes (emoji) takes its own list, which its runs record.
+    const ownClasses = info.classes !== undefined && JSON.stringify(config.classes) === JSON.stringify(info.classes);
+    const folderOnly = (['trainList', 'valList', ...(sized ? [] : ['imageSize'] as const), 'evalImageSize', ...(ownClasses ? [] : ['classes'] as const)] as const).find((name) => config[name] !== null);
+    if (folderOnly === 'classes' && info.classes !== undefined) {
+      throw new ConfigError(`classes of ${config.dataset} are fixed: ${info.classes.join(', ')} (in this order); leave classes out`);
+    }
     if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder${kebab(folderOnly) === 'image-size' ? ' and emoji' : ''}; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
     const imageOnly = config.randAugment !== null ? 'rand-augment' : config.threeAugment ? 'three-augment' : config.colorJitter > 0 ? 'color-jitter' : null;
     if (imageOnly !== null) {
