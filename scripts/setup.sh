@@ -20,7 +20,8 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   build-essential python3 binutils \
-  libtorch-dev libopenblas0-openmp python3-torch python3-torchvision dataset-fashion-mnist chromium libjemalloc2 libgloo-dev libjpeg62-turbo-dev
+  libtorch-dev libopenblas0-openmp python3-torch python3-torchvision dataset-fashion-mnist chromium libjemalloc2 libgloo-dev libjpeg62-turbo-dev \
+  fonts-noto-color-emoji unicode-data unicode-cldr-core
 if ! command -v node >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
   echo "masksub needs Node.js >= 20 (with npm); install it first" >&2
   exit 1

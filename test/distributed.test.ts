@@ -25,7 +25,7 @@ import { DropPath, sampleNoise, withBatchShard } from '../src/nn/index.js';
 import { Generator, ones, type Tensor, tidy } from '../src/tensor/tensor.js';
 import { disposeCheckpoint, loadCheckpoint } from '../src/run/checkpoint.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
-import { describe, metricsLines, REPO, runCli, sleep, startCli, stopStragglers, waitFor } from './helpers/faults.js';
+import { describe, metricsLines, REPO, runCli, sleep, startCli, stopStragglers, waitFor, weightDifference } from './helpers/faults.js';
 import { SYNC_BN, syncBnCase, type SyncBnResult } from './helpers/sync-bn-child.js';
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-distributed-'));
@@ -164,28 +164,6 @@ test('a rank that exits right after joining makes the other\'s next collective f
   assert.match(zero!.stderr, /rank 0 of 2: all-reduce failed: .*Another rank probably stopped/s);
   assert.ok(performance.now() - started < 45_000, 'the survivor waited for the timeout instead of seeing the closed connection');
 });
-
-/** Largest absolute difference between two weight files, tensor by tensor. */
-function weightDifference(a: string, b: string): { max: number; worst: string } {
-  const left = loadSafetensors(a).tensors;
-  const right = loadSafetensors(b).tensors;
-  assert.deepEqual([...left.keys()].sort(), [...right.keys()].sort());
-  let max = 0;
-  let worst = '';
-  for (const [name, tensor] of left) {
-    const x = tensor.toTypedArray() as Float32Array;
-    const y = right.get(name)!.toTypedArray() as Float32Array;
-    for (let index = 0; index < x.length; index++) {
-      const difference = Math.abs(x[index]! - y[index]!);
-      if (difference > max) {
-        max = difference;
-        worst = name;
-      }
-    }
-  }
-  for (const tensor of [...left.values(), ...right.values()]) tensor.dispose();
-  return { max, worst };
-}
 
 for (const method of ['baseline', 'masksub'] as const) {
   test(`train --nproc 2 gives the same ${method} run as one process with the same global batch`, async (t) => {

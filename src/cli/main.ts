@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DatasetName, loadDataset } from '../data/datasets.js';
 import { checkExportDirectory, exportSplit } from '../data/export-images.js';
+import { loadEmojiDataset } from '../data/emoji.js';
 import { isTextDatasetName } from '../data/text/text-dataset.js';
 import { compare } from '../experiment/compare.js';
 import { createModel, describeModel, modelNames } from '../models/factory.js';
@@ -336,7 +337,9 @@ async function commandExportImages(flags: Flags): Promise<number> {
   checkExportDirectory(out);
   // Both splits are read before anything is written, so a bad --data-dir leaves no directory behind.
   const imageDataset: DatasetName = dataset;
-  const splits = (['train', 'test'] as const).map((split) => loadDataset(imageDataset, { dataDir, split, limit: limits[split] }));
+  const splits = await Promise.all((['train', 'test'] as const).map((split) => imageDataset === 'emoji'
+    ? loadEmojiDataset({ split, limit: limits[split] })
+    : loadDataset(imageDataset, { dataDir, split, limit: limits[split] })));
   for (const data of splits) {
     const folder = join(out, data.split === 'train' ? 'train' : 'val');
     const count = await exportSplit(data, folder);

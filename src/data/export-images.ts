@@ -1,4 +1,4 @@
-// Writes an in-memory dataset (Fashion-MNIST, MNIST, CIFAR, synthetic) out as an image folder of
+// Writes an in-memory dataset (Fashion-MNIST, MNIST, CIFAR, synthetic, emoji) out as an image folder of
 // PNG files, DIR/train/<class>/<index>.png and DIR/val/<class>/<index>.png, so that the folder
 // path can be tried, and compared with the array path, on data that is already on the machine.
 // Class folders are named NN-name, so that their sorted order is the original label order.
@@ -14,9 +14,10 @@ const CLASS_NAMES: Record<string, readonly string[]> = {
 };
 
 /** Folder names of a dataset's classes, zero-padded so that sorting keeps the label order. */
-export function classFolderNames(dataset: Pick<ImageDataset, 'name' | 'numClasses'>): string[] {
+export function classFolderNames(dataset: Pick<ImageDataset, 'name' | 'numClasses' | 'classes'>): string[] {
   const digits = String(dataset.numClasses - 1).length;
-  const names = CLASS_NAMES[dataset.name];
+  // A data set that names its classes (emoji: 'Smileys & Emotion' -> smileys-emotion) gets them as file-name-safe words.
+  const names = CLASS_NAMES[dataset.name] ?? dataset.classes?.map((name) => name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, ''));
   return Array.from({ length: dataset.numClasses }, (_, label) => {
     const number = String(label).padStart(digits, '0');
     return names ? `${number}-${names[label]}` : number;

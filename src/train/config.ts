@@ -77,7 +77,7 @@ function threadsFromEnvironment(): number {
 export const SETTINGS = {
   dataset: define({
     group: 'data', schema: z.enum([...DATASET_NAMES, ...TEXT_DATASET_NAMES] as unknown as [DatasetName | TextDatasetName, ...(DatasetName | TextDatasetName)[]]), default: 'fashion-mnist',
-    help: 'data set to train and test on; debian-packages (the descriptions of this machine\'s Debian packages by section, 10 classes, no download) and text (GLUE-style DIR/train.tsv and DIR/dev.tsv) are text, for the bert_* models', alias: ['data'],
+    help: 'data set to train and test on; emoji (Debian\'s Noto Color Emoji drawn at image-size, default 32 px, 9 classes by emoji group, no download); debian-packages (the descriptions of this machine\'s Debian packages by section, 10 classes, no download) and text (GLUE-style DIR/train.tsv and DIR/dev.tsv) are text, for the bert_* models', alias: ['data'],
   }),
   dataDir: define({
     group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'DIR',
@@ -113,7 +113,7 @@ export const SETTINGS = {
   }),
   imageSize: define({
     group: 'data', schema: z.number().int().min(8).max(4096).nullable(), default: null, alias: ['img-size', 'input-size', 'resolution'],
-    help: 'folder only: side in pixels of the square images the model trains on (null: the model\'s input size); a ViT takes any multiple of its patch size (its position embedding is sized for it; DeiT-III trains ViT-B at 192)',
+    help: 'folder and emoji only: side in pixels of the square images the model trains on (null: the model\'s input size for a folder, 32 for emoji); a ViT takes any multiple of its patch size (its position embedding is sized for it; DeiT-III trains ViT-B at 192)',
   }),
   evalImageSize: define({
     group: 'data', schema: z.number().int().min(8).max(4096).nullable(), default: null, alias: ['eval-size', 'test-size', 'test-image-size'],
@@ -802,9 +802,11 @@ function checkCombinations(config: TrainConfig): void {
   if (textOnly !== undefined) throw new ConfigError(`${kebab(textOnly)} applies only to the text data sets (debian-packages, text); ${config.dataset} is images: leave ${kebab(textOnly)} out`);
   const info = DATASET_INFO[config.dataset as DatasetName];
   const folder = config.dataset === 'folder';
+  // Emoji are drawn at any size; like folders, a ViT is built for it when its patches tile it.
+  const sized = folder || config.dataset === 'emoji';
   if (!folder) {
-    const folderOnly = (['trainList', 'valList', 'imageSize', 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null);
-    if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
+    const folderOnly = (['trainList', 'valList', ...(sized ? [] : ['imageSize'] as const), 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null);
+    if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder${kebab(folderOnly) === 'image-size' ? ' and emoji' : ''}; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
     const imageOnly = config.randAugment !== null ? 'rand-augment' : config.threeAugment ? 'three-augment' : config.colorJitter > 0 ? 'color-jitter' : null;
     if (imageOnly !== null) {
       throw new ConfigError(`${imageOnly} applies only to --dataset folder (decoded RGB images); ${config.dataset} is augmented with crop-padding, hflip and random-erasing`);
@@ -831,14 +833,14 @@ function checkCombinations(config: TrainConfig): void {
       throw new ConfigError(`crop-padding ${config.cropPadding} does not apply to folder data (RandomResizedCrop crops it, see crop-scale); leave crop-padding out`);
     }
   }
-  const dataSize = folder ? config.imageSize ?? model.imageSize : info.height;
+  const dataSize = folder ? config.imageSize ?? model.imageSize : sized ? config.imageSize ?? info.height : info.height;
   // A transformer's patch grid, windows and position tables are built for its size; a CNN takes
   // any. A ViT is built for the folder's image-size when its patches tile it (timm's img_size).
-  const patchesTile = folder && model.patchSize !== undefined && dataSize % model.patchSize === 0;
+  const patchesTile = sized && model.patchSize !== undefined && dataSize % model.patchSize === 0;
   // BEiT's relative position tables are built for its grid: it takes only its own size.
   if (model.imageSize !== dataSize && ((!patchesTile && (model.family === 'vit' || model.family === 'swin')) || model.family === 'beit')) {
     const multiple = model.patchSize === undefined ? '' : ` nor a multiple of its ${model.patchSize}-px patch`;
-    if (folder) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}${multiple}; leave image-size out or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
+    if (sized) throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but image-size is ${dataSize}${multiple}; ${folder ? 'leave image-size out' : 'set image-size'} or pick a ${dataSize}-px model (${modelNames().filter((name) => describeModel(name).imageSize === dataSize).join(', ') || 'none registered'})`);
     throw new ConfigError(`model ${config.model} takes ${model.imageSize}x${model.imageSize} images but ${config.dataset} has ${info.height}x${info.width}; pick a ${info.height}-px model (${modelNames().filter((name) => describeModel(name).imageSize === info.height).join(', ')})`);
   }
   if (config.evalImageSize !== null && config.evalImageSize !== dataSize && model.family !== 'resnet') {

@@ -18,6 +18,7 @@ import { loadTextSplits } from '../data/text/load.js';
 import { isTextDatasetName, subsetTextDataset, TextBatchLoader, type TextDataset } from '../data/text/text-dataset.js';
 import type { TextTokenizer } from '../data/text/tokenizer.js';
 import { decodeForEvaluation, loadFolderDataset } from '../data/folder-dataset.js';
+import { loadEmojiDataset } from '../data/emoji.js';
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
 import { createModel, describeModel } from '../models/factory.js';
@@ -117,7 +118,9 @@ export async function loadSplit(config: TrainConfig, split: 'train' | 'test', li
   if (isTextDatasetName(config.dataset)) throw new TrainingError(`${config.dataset} is text; its splits load together with their tokenizer (loadTextData)`);
   // The run's normalization constants (config.ts resolves them: the data set's own unless mean / std were given).
   const normalization = { ...(config.mean && { mean: [...config.mean] }), ...(config.std && { std: [...config.std] }) };
-  const dataset = config.dataset !== 'folder'
+  const dataset = config.dataset === 'emoji'
+    ? { ...(await loadEmojiDataset({ split, size: config.imageSize ?? undefined, limit: limit ?? undefined }).catch((error: Error) => { throw new TrainingError(error.message); })), ...normalization }
+    : config.dataset !== 'folder'
     ? { ...loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined }), ...normalization }
     : await loadFolderDataset({
       ...normalization,

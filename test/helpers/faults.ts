@@ -1,10 +1,13 @@
 // Helpers of the fault-injection tests (test/faults.test.ts): run the real CLI in a child
 // process, kill it at chosen moments, snapshot run directories, and build damaged input files
-// (IDX, gzip, CIFAR, safetensors) from good ones.
+// (IDX, gzip, CIFAR, safetensors) from good ones; and the weight-file comparison of the runs that
+// must reproduce each other (data-parallel against one process).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { loadSafetensors } from '../../src/tensor/safetensors.js';
 
 /** The repository root: the CLI runs from source there, as `node --import tsx src/cli/main.ts`. */
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -195,4 +198,26 @@ export function lastTensor(header: Record<string, unknown>): { name: string; ent
   }
   if (!best) throw new Error('no tensors in the header');
   return best;
+}
+
+/** Largest absolute difference between two weight files, tensor by tensor. */
+export function weightDifference(a: string, b: string): { max: number; worst: string } {
+  const left = loadSafetensors(a).tensors;
+  const right = loadSafetensors(b).tensors;
+  assert.deepEqual([...left.keys()].sort(), [...right.keys()].sort());
+  let max = 0;
+  let worst = '';
+  for (const [name, tensor] of left) {
+    const x = tensor.toTypedArray() as Float32Array;
+    const y = right.get(name)!.toTypedArray() as Float32Array;
+    for (let index = 0; index < x.length; index++) {
+      const difference = Math.abs(x[index]! - y[index]!);
+      if (difference > max) {
+        max = difference;
+        worst = name;
+      }
+    }
+  }
+  for (const tensor of [...left.values(), ...right.values()]) tensor.dispose();
+  return { max, worst };
 }
