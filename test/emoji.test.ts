@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMOJI_GROUPS, isTestEmoji, loadEmojiDataset, readEmojiList, renderEmoji } from '../src/data/emoji.js';
 import { classFolderNames } from '../src/data/export-images.js';
-import { resolveConfig, DEFAULTS } from '../src/train/config.js';
+import { buildConfig, ConfigError, fromStoredConfig, resolveConfig, DEFAULTS, toStoredConfig } from '../src/train/config.js';
 
 const EMOJI_TEST = `# emoji-test.txt (a generated excerpt)
 # group: Smileys & Emotion
@@ -133,4 +133,11 @@ test('--dataset emoji: image-size is its own setting (a ViT is built for the siz
   assert.deepEqual(classFolderNames({ name: 'emoji', numClasses: 9, classes: [...EMOJI_GROUPS] }), [
     '0-smileys-emotion', '1-people-body', '2-animals-nature', '3-food-drink', '4-travel-places', '5-activities', '6-objects', '7-symbols', '8-flags',
   ]);
+});
+
+test('an emoji run\'s config.json, which records the class map (the emoji groups), reads back for resume and compare; other classes are refused', () => {
+  const config = buildConfig({ flags: { dataset: 'emoji', model: 'vit_micro', 'image-size': '28' } });
+  const stored = toStoredConfig({ ...config, classes: [...EMOJI_GROUPS] });
+  assert.deepEqual(fromStoredConfig(stored).classes, [...EMOJI_GROUPS]);
+  assert.throws(() => fromStoredConfig({ ...stored, classes: ['Flags', 'Objects'] }), (error: unknown) => error instanceof ConfigError && /classes applies only to --dataset folder/.test(error.message));
 });

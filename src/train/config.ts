@@ -9,6 +9,7 @@ import { distance } from 'fastest-levenshtein';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DATASET_INFO, DATASET_NAMES, type DatasetName } from '../data/datasets.js';
+import { EMOJI_GROUPS } from '../data/emoji.js';
 import { isTextDatasetName, TEXT_DATASET_NAMES, type TextDatasetName } from '../data/text/text-dataset.js';
 import { parseRandAugment } from '../data/randaugment.js';
 import { describeMethod, METHODS, defaultRatio, REGULARIZERS } from '../masksub/methods.js';
@@ -805,7 +806,9 @@ function checkCombinations(config: TrainConfig): void {
   // Emoji are drawn at any size; like folders, a ViT is built for it when its patches tile it.
   const sized = folder || config.dataset === 'emoji';
   if (!folder) {
-    const folderOnly = (['trainList', 'valList', ...(sized ? [] : ['imageSize'] as const), 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null);
+    // An emoji run records its class map (the emoji groups, fixed) like a folder run; resume and compare read it back.
+    const emojiRecord = config.dataset === 'emoji' && JSON.stringify(config.classes) === JSON.stringify(EMOJI_GROUPS);
+    const folderOnly = (['trainList', 'valList', ...(sized ? [] : ['imageSize'] as const), 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null && !(name === 'classes' && emojiRecord));
     if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder${kebab(folderOnly) === 'image-size' ? ' and emoji' : ''}; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
     const imageOnly = config.randAugment !== null ? 'rand-augment' : config.threeAugment ? 'three-augment' : config.colorJitter > 0 ? 'color-jitter' : null;
     if (imageOnly !== null) {
