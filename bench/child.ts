@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Classifier, ClassifierInfo, ForwardOptions } from '../src/models/classifier.js';
 import type { Tensor } from '../src/tensor/tensor.js';
+import type { Batch } from '../src/data/batch.js';
 import {
   mappedMalloc, median, procStatusKiB, type Job, type LoaderJob, type LoaderResult, type OpCallJob, type OpCallResult, type ProcessFacts,
   type StepJob, type StepResult,
@@ -145,6 +146,7 @@ async function runStep(job: StepJob): Promise<StepResult> {
   let datasetName: string | undefined;
   if (job.feed === 'worker') {
     const { BatchLoader } = await import('../src/data/loader.js');
+    const { deviceBatch } = await import('../src/train/device-batch.js');
     const dataset = await loadTrainingImages();
     datasetName = `${dataset.name} (${dataset.count} images)`;
     const loader = new BatchLoader(dataset, {
@@ -159,14 +161,9 @@ async function runStep(job: StepJob): Promise<StepResult> {
         iterator = loader.epochBatches(++epoch)[Symbol.asyncIterator]();
         next = await iterator.next();
       }
-      const batch = next.value as { images: Float32Array; labels: Int32Array; size: number };
+      // As the trainer does: uint8 pixels to the device, normalized (and erased, mixed) there.
       return tidy(() => {
-        let images = tensor(batch.images, { shape: [batch.size, dataset.channels, dataset.height, dataset.width] });
-        let labels = tensor(batch.labels).long();
-        if (device !== 'cpu') {
-          images = images.to({ device });
-          labels = labels.to({ device });
-        }
+        const { images, labels } = deviceBatch(next.value as Batch, dataset, device);
         return { images, labels };
       });
     };

@@ -1,5 +1,5 @@
 // `node --import tsx bench/decode.ts [--images N] [--rounds R] [--worker-rounds R] [--workers 1,2]
-// [--batch B] [--epochs E] [--step-batch B] [--no-steps] [--out FILE]`: issue 10's throughput measurement of the image-folder training
+// [--batch B] [--epochs E] [--step-batch B] [--no-core] [--stages train,randaug] [--finish cpu|none] [--no-steps] [--out FILE]`: issue 10's throughput measurement of the image-folder training
 // pipeline, ours next to torchvision 0.14 (Debian's python3-torchvision) on the same generated
 // folder of ImageNet-sized JPEGs (500 x 375, quality 90). Three parts, each printing JSON lines:
 //
@@ -7,11 +7,13 @@
 //    decodes in the calling thread, torch gets one thread): images/s of decode; decode +
 //    RandomResizedCrop 224 + flip (ours: file-batch.ts' trainSample); and that + RandAugment (ours:
 //    timm's rand-m9-mstd0.5-inc1; torchvision: RandAugment(num_ops=2, magnitude=9), the nearest
-//    it has, since timm is not installed from apt). The two sides alternate round by round
+//    it has, since timm is not installed from apt; ours runs its ops in C++ when the native image
+//    module loaded, the result's `augmenter` says which). The two sides alternate round by round
 //    (`--rounds`, each over all images) in two long-lived processes; medians of the rates and of
 //    the per-round ratios are reported.
 // 2. Workers (`--workers`, `--worker-rounds`): ours is BatchLoader with N worker threads (the `--data-workers N` path:
-//    decode, crop, flip, augment, normalize to float32 batches), torchvision is
+//    decode, crop, flip, augment into uint8 batches; the main thread finishes each into a
+//    normalized float32 tensor with deviceBatch, as the trainer does on a CPU), torchvision is
 //    DataLoader(ImageFolder(..., transform), num_workers=N, persistent_workers=True) with the same
 //    transform + ToTensor + Normalize. Each side in a fresh process per round, the order of the two
 //    alternating; one warm-up epoch, then `--epochs` timed. Both are given N cores' worth of
@@ -30,6 +32,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Batch } from '../src/data/batch.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -111,6 +114,8 @@ async function corePhase(): Promise<void> {
   // Decode-only is the whole image by the decoder trainSample uses: the native module's
   // libjpeg-turbo when it loaded, else sharp.
   const decoder = nativeImage === null ? `sharp (native image module: ${nativeImageProblem})` : 'libjpeg-turbo (native image module)';
+  // RandAugment's ops: C++ in the same module when it loaded (its draws stay in JavaScript).
+  const augmenter = nativeImage === null ? 'JavaScript (src/data/randaugment.ts)' : 'C++ (native image module, native/image/randaugment.h)';
   const decodeWhole = async (path: string): Promise<void> => {
     if (nativeImage === null) {
       await decodeImage(path);
@@ -160,7 +165,7 @@ async function corePhase(): Promise<void> {
       loads.push(load1());
     }
     console.log(JSON.stringify({
-      part: 'core', stage, metric: `${STAGE_NAMES[stage]} (500x375 JPEG, 1 core)`, decoder,
+      part: 'core', stage, metric: `${STAGE_NAMES[stage]} (500x375 JPEG, 1 core)`, decoder, ...(stage === 'randaug' ? { augmenter } : {}),
       ours_images_per_s: round2(median(ours)), torchvision_images_per_s: round2(median(theirs)),
       ratio_median: round2(median(ours.map((value, index) => value / theirs[index]!))),
       ratios: ours.map((value, index) => round2(value / theirs[index]!)), load_average: loads, images: count, rounds,
@@ -169,12 +174,21 @@ async function corePhase(): Promise<void> {
   child.stdin!.end();
 }
 
-/** Part 2, ours: one process, the loader with N worker threads. */
+/**
+ * Part 2, ours: one process, the loader with N worker threads; each uint8 batch is finished as the
+ * trainer does on a CPU (deviceBatch: normalized float32 tensor, on the main thread, one libtorch
+ * thread), so that both sides end with the same normalized float32 tensors and both CPU totals
+ * include normalizing.
+ */
 async function loaderPhase(): Promise<void> {
   const { default: sharp } = await import('sharp');
   const { loadFolderDataset } = await import('../src/data/folder-dataset.js');
   const { BatchLoader } = await import('../src/data/loader.js');
+  const { deviceBatch } = await import('../src/train/device-batch.js');
+  const { setNumThreads } = await import('../src/tensor/native.js');
+  const { tidy } = await import('../src/tensor/tensor.js');
   sharp.concurrency(1);
+  setNumThreads(1);
   const workers = Number(option('workers', '1'));
   const stage = option('stage', 'train') as Stage;
   const epochs = Number(option('epochs', '2'));
@@ -183,11 +197,22 @@ async function loaderPhase(): Promise<void> {
   const loader = new BatchLoader(dataset, {
     batchSize, shuffle: true, seed: 0, augment: { cropPadding: 0, hflip: true, randomErasing: 0 }, useWorker: true, workers, prefetch: 2 * workers,
   });
-  for await (const batch of loader.epochBatches(0)) void batch; // warm-up: starts and compiles the workers
+  // `--finish none` leaves the uint8 batches as they come: the CPU cost of the loader when a GPU
+  // does the normalizing (deviceBatch on CUDA).
+  const finishing = option('finish', 'cpu') === 'cpu';
+  const finish = (batch: Batch): void => {
+    if (finishing) tidy(() => void deviceBatch(batch, dataset, 'cpu'));
+  };
+  for await (const batch of loader.epochBatches(0)) finish(batch); // warm-up: starts and compiles the workers
   const cpu = process.cpuUsage();
   const start = performance.now();
   let images = 0;
-  for (let epoch = 1; epoch <= epochs; epoch++) for await (const batch of loader.epochBatches(epoch)) images += batch.size;
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    for await (const batch of loader.epochBatches(epoch)) {
+      finish(batch);
+      images += batch.size;
+    }
+  }
   const seconds = (performance.now() - start) / 1000;
   const used = process.cpuUsage(cpu);
   await loader.close();
@@ -214,6 +239,7 @@ async function mainPhase(): Promise<void> {
   const epochs = Number(option('epochs', '2'));
   const batch = Number(option('batch', '20'));
   const stepBatch = Number(option('step-batch', '8'));
+  const finish = option('finish', 'cpu');
   const out = option('out', '');
   const { default: sharp } = await import('sharp');
   const { Random } = await import('../src/data/random.js');
@@ -248,22 +274,24 @@ async function mainPhase(): Promise<void> {
     }
     const self = [...process.execArgv, fileURLToPath(import.meta.url), '--dir', folder, '--size', String(size)];
 
-    // Part 1: one core.
-    const core = spawnSync(process.execPath, [...self, '--phase', 'core', '--rounds', String(rounds)], {
-      env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
-    });
-    if (core.status !== 0) throw new Error(`the one-core phase failed:\n${core.stdout}`);
-    for (const line of core.stdout.trim().split('\n')) report(JSON.parse(line) as Record<string, unknown>);
+    // Part 1: one core (`--no-core` skips it).
+    if (!process.argv.includes('--no-core')) {
+      const core = spawnSync(process.execPath, [...self, '--phase', 'core', '--rounds', String(rounds)], {
+        env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
+      });
+      if (core.status !== 0) throw new Error(`the one-core phase failed:\n${core.stdout}`);
+      for (const line of core.stdout.trim().split('\n')) report(JSON.parse(line) as Record<string, unknown>);
+    }
 
     // Part 2: workers, each side in a fresh process per round, the order alternating.
     let deliveredMost = 0;
-    for (const stage of ['train', 'randaug'] as const) {
+    for (const stage of option('stages', 'train,randaug').split(',') as Stage[]) {
       for (const workers of workerCounts) {
         const ours: LoaderRun[] = [];
         const theirs: typeof ours = [];
         const loads: number[] = [];
         const runOurs = (): void => {
-          const run = spawnSync(process.execPath, [...self, '--phase', 'loader', '--workers', String(workers), '--stage', stage, '--epochs', String(epochs), '--batch', String(batch)], {
+          const run = spawnSync(process.execPath, [...self, '--phase', 'loader', '--workers', String(workers), '--stage', stage, '--epochs', String(epochs), '--batch', String(batch), '--finish', finish], {
             env: { ...process.env, UV_THREADPOOL_SIZE: String(workers) }, encoding: 'utf8', maxBuffer: 1 << 24,
           });
           if (run.status !== 0) throw new Error(`our loader (${workers} workers) failed:\n${run.stderr}`);
@@ -284,7 +312,7 @@ async function mainPhase(): Promise<void> {
         const oursRate = median(ours.map((entry) => entry.images_per_s));
         if (stage === 'train' && workers === Math.max(...workerCounts)) deliveredMost = oursRate;
         report({
-          part: 'workers', stage, workers, metric: `${STAGE_NAMES[stage]}, ${workers} worker(s), float32 normalized batches of ${batch}`,
+          part: 'workers', stage, workers, metric: `${STAGE_NAMES[stage]}, ${workers} worker(s), batches of ${batch}` + (finish === 'cpu' ? ' finished to normalized float32 tensors (ours: uint8 from the workers, deviceBatch on the main thread)' : ' (ours: uint8, not normalized, as with a GPU doing it; torchvision: normalized float32)'),
           ours_images_per_s: round2(oursRate), torchvision_images_per_s: round2(median(theirs.map((entry) => entry.images_per_s))),
           ratio_median: round2(median(ours.map((entry, index) => entry.images_per_s / theirs[index]!.images_per_s))),
           ours_images_per_cpu_s: round2(median(ours.map(perCpu))), torchvision_images_per_cpu_s: round2(median(theirs.map(perCpu))),
@@ -321,7 +349,7 @@ async function mainPhase(): Promise<void> {
   if (out !== '') {
     writeFileSync(out, `${JSON.stringify({
       date: new Date().toISOString(), commit: git.commit, dirty: git.dirty, dirtyFiles: git.dirtyFiles, machine: { cpu: cpuModel(), cores: cpus().length },
-      settings: { images: count, image: '500x375 JPEG q90', size, rounds, workerRounds, workers: workerCounts, epochs, batch, stepBatch },
+      settings: { images: count, image: '500x375 JPEG q90', size, rounds, workerRounds, workers: workerCounts, epochs, batch, stepBatch, finish },
       torchvision: execFileSync(PYTHON, ['-c', 'import torch, torchvision, PIL; print(torch.__version__, torchvision.__version__, PIL.__version__)'], { encoding: 'utf8' }).trim(),
       results,
     }, null, 1)}\n`);

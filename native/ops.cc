@@ -22,6 +22,22 @@ static std::vector<at::Tensor> tuple_to_vector(const std::tuple<at::Tensor, at::
   return {std::get<0>(pair), std::get<1>(pair)};
 }
 
+// ---- pinned host memory ----
+// libtorch's own error without CUDA names an allocator ("Need to provide pin_memory allocator to
+// use pin memory"); ours says what to do.
+OP(pinMemory)
+  if (!at::hasCUDA()) {
+    throw ArgumentError("pinMemory: pinned (page-locked) host memory needs CUDA, and this build or "
+                        "machine has none; it only serves copies to a CUDA device");
+  }
+  at::Tensor& tensor = T(0);
+  if (!tensor.device().is_cpu()) {
+    throw ArgumentError("pinMemory: only a CPU tensor can be pinned, got one on " + tensor.device().str());
+  }
+  return W(tensor.pin_memory());
+END
+OP(isPinned) return Napi::Boolean::New(env, T(0).is_pinned()); END
+
 // ---- arithmetic ----
 OP(add)
   if (ISTENSOR(1)) return W(at::add(T(0), T(1), OSC(2).value_or(1)));

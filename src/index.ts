@@ -29,9 +29,12 @@ export { findTable, labelClasses, labelIndices, readTable, TableError, type Tabl
 export { TextTokenizer, SPECIAL_TOKENS, type EncodedBatch, type EncodedText, type EncodeOptions, type SpecialRole, type TrainTokenizerOptions } from './data/text/tokenizer.js';
 export { learnWordPieces } from './data/text/wordpiece.js';
 export { readDebianPackages, parsePackages, splitBySection, type LabelledText, type PackageRecord, type ReadPackagesOptions, type SplitOptions, type TextClassificationSplit } from './data/text/debian-packages.js';
+export { CLASS_NAMES, CLASS_TEMPLATES, EMOJI_PROMPTS, captionSource, emojiCaption, emojiKeywords, fillTemplate, templatedCaption, type CaptionedImages, type CaptionSource, type EmojiText } from './data/captions.js';
+export { buildClip, encodeCaptions, evaluateClip, loadClipData, RECALL_KS, RECALL_PAIRS, type ClipData, type ClipEvaluation, type EncodedCaptions } from './train/clip.js';
 export { renderReport } from './report/index.js';
 export type { ReportFiles } from './report/render.js';
-export type { AccuracyStats, BaselineComparison, Comparison, EpochRecord, GroupResult, RunConfig, RunRecord, SeedValue, SettingSummary } from './report/collect.js';
+export type { AccuracyStats, BaselineComparison, Comparison, EpochRecord, GroupResult, RetrievalMetric, RetrievalStats, RunConfig, RunKind, RunRecord, SeedValue, SettingSummary } from './report/collect.js';
+export { RETRIEVAL_METRICS } from './report/collect.js';
 export type { ChartId } from './report/charts.js';
 export type { Agreement, Verdict } from './report/verdicts.js';
 export type { AtomicWriteOptions, WriteFunction } from './io/atomic.js';

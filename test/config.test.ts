@@ -91,7 +91,7 @@ test('unknown settings and choices get a did-you-mean, from flags, YAML and conf
   assert.equal(errorMessage(() => buildConfig({ file })), `config file ${file}: unknown setting 'lerning-rate'; did you mean 'lr'?`);
   const far = yaml('far.yaml', 'qqqqqq: 1\n');
   assert.match(errorMessage(() => buildConfig({ file: far })), new RegExp(`^config file ${far}: unknown setting 'qqqqqq'; known settings: dataset, data-dir, [a-z, -]*limit-train, `));
-  assert.equal(errorMessage(() => buildSettings({ preset: 'quik' })), 'unknown preset \'quik\'; did you mean \'quick\'? presets: fmnist-vit, fmnist-resnet, quick, debian-bert-quick, deit3-vit-b, deit3-vit-b-ft, deit3-vit-s, rsb-a2-resnet50, rsb-a3-resnet50, mae-vit-b-ft, beitv2-vit-b-ft, ftclip-vit-b-ft');
+  assert.equal(errorMessage(() => buildSettings({ preset: 'quik' })), 'unknown preset \'quik\'; did you mean \'quick\'? presets: fmnist-vit, fmnist-resnet, quick, debian-bert-quick, emoji-clip-quick, deit3-vit-b, deit3-vit-b-ft, deit3-vit-s, rsb-a2-resnet50, rsb-a3-resnet50, mae-vit-b-ft, beitv2-vit-b-ft, ftclip-vit-b-ft');
   assert.equal(closestName('trian', ['train', 'eval', 'compare']), 'train');
   assert.equal(closestName('xy', ['lr', 'seed']), undefined, 'a short word suggests only one edit away');
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMOJI_GROUPS, isTestEmoji, loadEmojiDataset, readEmojiList, renderEmoji } from '../src/data/emoji.js';
 import { classFolderNames } from '../src/data/export-images.js';
-import { buildConfig, ConfigError, fromStoredConfig, resolveConfig, DEFAULTS, toStoredConfig } from '../src/train/config.js';
+import { resolveConfig, DEFAULTS } from '../src/train/config.js';
 
 const EMOJI_TEST = `# emoji-test.txt (a generated excerpt)
 # group: Smileys & Emotion
@@ -130,14 +130,10 @@ test('--dataset emoji: image-size is its own setting (a ViT is built for the siz
   assert.equal(config.imageSize, 28);
   assert.throws(() => resolveConfig({ ...DEFAULTS, dataset: 'emoji', model: 'vit_micro' }), /takes 28x28 images but image-size is 32 nor a multiple of its 7-px patch; set image-size or pick a 32-px model/);
   assert.throws(() => resolveConfig({ ...DEFAULTS, dataset: 'fashion-mnist', imageSize: 28 }), /image-size applies only to --dataset folder and emoji; fashion-mnist has its own files and size/);
+  // A run records the data set's classes in its config.json; reading it back (resume, eval) takes them, another list is refused.
+  assert.deepEqual(resolveConfig({ ...DEFAULTS, dataset: 'emoji', model: 'vit_micro', imageSize: 28, classes: [...EMOJI_GROUPS] }).classes, [...EMOJI_GROUPS]);
+  assert.throws(() => resolveConfig({ ...DEFAULTS, dataset: 'emoji', model: 'vit_micro', imageSize: 28, classes: ['Flags', 'Symbols'] }), /classes of emoji are fixed: Smileys & Emotion, .*, Flags \(in this order\); leave classes out/);
   assert.deepEqual(classFolderNames({ name: 'emoji', numClasses: 9, classes: [...EMOJI_GROUPS] }), [
     '0-smileys-emotion', '1-people-body', '2-animals-nature', '3-food-drink', '4-travel-places', '5-activities', '6-objects', '7-symbols', '8-flags',
   ]);
-});
-
-test('an emoji run\'s config.json, which records the class map (the emoji groups), reads back for resume and compare; other classes are refused', () => {
-  const config = buildConfig({ flags: { dataset: 'emoji', model: 'vit_micro', 'image-size': '28' } });
-  const stored = toStoredConfig({ ...config, classes: [...EMOJI_GROUPS] });
-  assert.deepEqual(fromStoredConfig(stored).classes, [...EMOJI_GROUPS]);
-  assert.throws(() => fromStoredConfig({ ...stored, classes: ['Flags', 'Objects'] }), (error: unknown) => error instanceof ConfigError && /classes applies only to --dataset folder/.test(error.message));
 });

@@ -21,7 +21,7 @@ import { loadSafetensors, saveSafetensors } from '../src/tensor/safetensors.js';
 import { getNumThreads, setNumThreads } from '../src/tensor/native.js';
 import { manualSeed, type Tensor } from '../src/tensor/tensor.js';
 import { buildConfig, buildSettings, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, toStoredConfig } from '../src/train/config.js';
-import { batchTensors } from '../src/train/evaluate.js';
+import { deviceBatch } from '../src/train/device-batch.js';
 import { loadSplit, train } from '../src/train/trainer.js';
 
 const threads = getNumThreads();
@@ -146,7 +146,8 @@ test('--mean / --std reach the batches: the loader\'s normalized images equal (p
   const batches = async (dataset: typeof data): Promise<Float32Array> => {
     const loader = new BatchLoader(dataset, { batchSize: dataset.count, shuffle: false, augment: { cropPadding: 0, hflip: false, randomErasing: 0 } });
     for await (const batch of loader.epochBatches(0)) {
-      const { images } = batchTensors(batch.images, batch.labels, batch.softTargets, dataset, 'cpu');
+      const { images, labels } = deviceBatch(batch, dataset, 'cpu');
+      labels.dispose();
       const values = new Float32Array(images.toBytes().buffer.slice(0));
       images.dispose();
       return values;

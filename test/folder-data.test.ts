@@ -18,13 +18,21 @@ import { loadDataset } from '../src/data/datasets.js';
 import { checkExportDirectory, exportSplit } from '../src/data/export-images.js';
 import { loadFolderDataset } from '../src/data/folder-dataset.js';
 import { readImageList, scanImageFolder } from '../src/data/folder.js';
-import { BatchLoader } from '../src/data/loader.js';
+import { type Batch, BatchLoader } from '../src/data/loader.js';
+import type { ImageDataset } from '../src/data/datasets.js';
 import { createModel, type VisionTransformer } from '../src/models/index.js';
 import { loadCheckpoint } from '../src/run/checkpoint.js';
 import { CHECKPOINT_FILE } from '../src/run/format.js';
 import { loadSafetensors } from '../src/tensor/safetensors.js';
 import { buildConfig } from '../src/train/config.js';
 import { loadSplit, train } from '../src/train/trainer.js';
+import { deviceBatch } from '../src/train/device-batch.js';
+import { tidy } from '../src/tensor/tensor.js';
+
+/** A loader batch's finished images (normalized, erased, mixed) as the trainer gets them, on the CPU. */
+function images(batch: Batch, dataset: ImageDataset): number[] {
+  return tidy(() => Array.from(deviceBatch(batch, dataset, 'cpu').images.toTypedArray() as Float32Array));
+}
 
 const root = mkdtempSync(join(tmpdir(), 'masksub-folder-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -143,7 +151,7 @@ describe('image folders', () => {
       const loader = new BatchLoader(train, { ...options, useWorker, prefetch: 2, workers });
       const batches: { images: number[]; labels: number[] }[] = [];
       try {
-        for await (const batch of loader.epochBatches(epoch)) batches.push({ images: Array.from(batch.images), labels: Array.from(batch.labels) });
+        for await (const batch of loader.epochBatches(epoch)) batches.push({ images: images(batch, train), labels: Array.from(batch.labels) });
       } finally {
         await loader.close();
       }
@@ -175,7 +183,7 @@ describe('image folders', () => {
     try {
       for await (const _batch of two.epochBatches(1)) break;
       const again: number[][] = [];
-      for await (const batch of two.epochBatches(1)) again.push(Array.from(batch.images));
+      for await (const batch of two.epochBatches(1)) again.push(images(batch, train));
       assert.deepEqual(again, inThread.map((batch) => batch.images), 'an abandoned epoch disturbed the next one');
     } finally {
       await two.close();
@@ -184,7 +192,7 @@ describe('image folders', () => {
     assert.notDeepEqual(epochTwo.map((batch) => batch.labels), inThread.map((batch) => batch.labels), 'epoch 2 has the order of epoch 1');
     const loader = new BatchLoader(train, { ...options, useWorker: false });
     const alone = await loader.batchAtAsync(2, 1);
-    assert.deepEqual(Array.from(alone.images), epochTwo[1]!.images);
+    assert.deepEqual(images(alone, train), epochTwo[1]!.images);
     assert.throws(() => loader.batchAt(2, 1), /cannot decode image files synchronously/);
   });
 
@@ -202,28 +210,28 @@ describe('image folders', () => {
     const wholeEpoch = await loader(2).batchAtAsync(0, 0);
     const oneByOne = [await loader(1).batchAtAsync(0, 0), await loader(1).batchAtAsync(0, 1)];
     // The same sample gets the same crop whichever batch it lands in.
-    assert.deepEqual(Array.from(wholeEpoch.images), [...oneByOne[0]!.images, ...oneByOne[1]!.images]);
+    assert.deepEqual(images(wholeEpoch, train), [...images(oneByOne[0]!, train), ...images(oneByOne[1]!, train)]);
     const sampleSize = 3 * 16 * 16;
-    assert.notDeepEqual(Array.from(wholeEpoch.images.slice(0, sampleSize)), Array.from(wholeEpoch.images.slice(sampleSize)));
+    assert.notDeepEqual(Array.from(images(wholeEpoch, train).slice(0, sampleSize)), Array.from(images(wholeEpoch, train).slice(sampleSize)));
     const nextEpoch = await loader(2).batchAtAsync(1, 0);
-    assert.notDeepEqual(Array.from(nextEpoch.images), Array.from(wholeEpoch.images));
+    assert.notDeepEqual(images(nextEpoch, train), images(wholeEpoch, train));
 
     // 3-Augment and color jitter come after the crop and flip, from the sample's own stream: they
     // change the pixels, the crop stays, and the result is a function of (seed, epoch, sample).
     const augmented = await loadFolderDataset({ split: 'train', dataDir: gradient, list: null, size: 16, threeAugment: true, colorJitter: 0.3 });
     const augmentedLoader = (batchSize: number): BatchLoader => new BatchLoader(augmented, { batchSize, seed: 1, augment: { cropPadding: 0, hflip: true, randomErasing: 0 } });
     const withAugment = await augmentedLoader(2).batchAtAsync(0, 0);
-    assert.notDeepEqual(Array.from(withAugment.images), Array.from(wholeEpoch.images));
+    assert.notDeepEqual(images(withAugment, train), images(wholeEpoch, train));
     const alone = [await augmentedLoader(1).batchAtAsync(0, 0), await augmentedLoader(1).batchAtAsync(0, 1)];
-    assert.deepEqual(Array.from(withAugment.images), [...alone[0]!.images, ...alone[1]!.images]);
+    assert.deepEqual(images(withAugment, train), [...images(alone[0]!, train), ...images(alone[1]!, train)]);
     // RandAugment the same way (m9 with p 1 and 3 ops, so that some op surely changes the pixels).
     const randAugmented = await loadFolderDataset({ split: 'train', dataDir: gradient, list: null, size: 16, randAugment: 'rand-m9-n3-p1-mstd0.5-inc1' });
     assert.deepEqual(randAugmented.files!.fill, [124, 116, 104]);
     const randLoader = (batchSize: number): BatchLoader => new BatchLoader(randAugmented, { batchSize, seed: 1, augment: { cropPadding: 0, hflip: true, randomErasing: 0 } });
     const withRand = await randLoader(2).batchAtAsync(0, 0);
-    assert.notDeepEqual(Array.from(withRand.images), Array.from(wholeEpoch.images));
+    assert.notDeepEqual(images(withRand, train), images(wholeEpoch, train));
     const randAlone = [await randLoader(1).batchAtAsync(0, 0), await randLoader(1).batchAtAsync(0, 1)];
-    assert.deepEqual(Array.from(withRand.images), [...randAlone[0]!.images, ...randAlone[1]!.images]);
+    assert.deepEqual(images(withRand, train), [...images(randAlone[0]!, train), ...images(randAlone[1]!, train)]);
   });
 
   test('repeated augmentation on files: the copies of an image get their own crops, copy 0 the crop it gets without repeats, the same bytes with 2 worker threads', async () => {
@@ -242,7 +250,7 @@ describe('image folders', () => {
     // Whole epoch in one batch, file order: position p is copy p % 3 of sample p / 3 (6 entries: samples 0 and 1).
     const plain = await new BatchLoader(train, { batchSize: 6, seed: 2, augment }).batchAtAsync(0, 0);
     const repeated = await new BatchLoader(train, { batchSize: 6, seed: 2, augment, repeats: 3 }).batchAtAsync(0, 0);
-    const image = (batch: { images: Float32Array }, position: number): number[] => Array.from(batch.images.slice(position * sampleSize, (position + 1) * sampleSize));
+    const image = (batch: Batch, position: number): number[] => images(batch, train).slice(position * sampleSize, (position + 1) * sampleSize);
     assert.deepEqual(Array.from(repeated.labels), [0, 0, 0, 0, 0, 0]);
     for (const sample of [0, 1]) {
       assert.deepEqual(image(repeated, 3 * sample), image(plain, sample), `copy 0 of sample ${sample} differs from its crop without repeats`);
@@ -253,17 +261,17 @@ describe('image folders', () => {
     }
     const options = { batchSize: 2, shuffle: true, seed: 4, augment, repeats: 3 };
     const inThread: number[][] = [];
-    for await (const batch of new BatchLoader(train, options).epochBatches(1)) inThread.push(Array.from(batch.images));
+    for await (const batch of new BatchLoader(train, options).epochBatches(1)) inThread.push(images(batch, train));
     assert.equal(inThread.length, 3);
     const workers = new BatchLoader(train, { ...options, useWorker: true, workers: 2 });
     const fromWorkers: number[][] = [];
     try {
-      for await (const batch of workers.epochBatches(1)) fromWorkers.push(Array.from(batch.images));
+      for await (const batch of workers.epochBatches(1)) fromWorkers.push(images(batch, train));
     } finally {
       await workers.close();
     }
     assert.deepEqual(fromWorkers, inThread);
-    assert.deepEqual(Array.from((await new BatchLoader(train, options).batchAtAsync(1, 2)).images), inThread[2]);
+    assert.deepEqual(images(await new BatchLoader(train, options).batchAtAsync(1, 2), train), inThread[2]);
   });
 
   test('a corrupt JPEG is an error naming the file, or is counted and skipped with skipBadImages', async () => {

@@ -2,17 +2,19 @@
 // with the same explicit argument on the same pixels (exact for the integer and blend ops, within one
 // level in under 1% of bytes for the resampling ops), then the config-string parser, the statistics
 // of the random draws (op choice, apply probability, magnitude noise, signs, resampling), and
-// determinism (same seed, same bytes).
+// determinism (same seed, same bytes). The PIL comparisons run the native image module's ops too
+// (nativeRandAugment, what the loader uses when the module loaded), with the same tolerances.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { nativeImage, nativeRandAugment } from '../src/data/native-image.js';
 import { Random } from '../src/data/random.js';
 import {
   autoContrast, brightness, color, contrast, equalize, invert, parseRandAugment, posterize, RAND_INCREASING_TRANSFORMS, RAND_TRANSFORMS,
-  randAugment, randAugmentSteps, type RandAugmentConfig, type RandAugmentStep, type ResampleMode, rotate, sharpness, shearX, shearY, solarize, solarizeAdd,
+  randAugment, randAugmentSteps, type RandAugmentConfig, type RandAugmentOpName, type RandAugmentStep, type ResampleMode, rotate, sharpness, shearX, shearY, solarize, solarizeAdd,
   translateX, translateY,
 } from '../src/data/randaugment.js';
 import type { RawImage } from '../src/data/transforms.js';
@@ -105,6 +107,29 @@ function ours(image: RawImage, entry: Case): RawImage {
   }
 }
 
+/** PIL's op names as our steps (translations as a fraction of the side, as timm gives them). */
+const STEP_OPS: Record<string, RandAugmentOpName> = {
+  autoContrast: 'AutoContrast', equalize: 'Equalize', invert: 'Invert', posterize: 'Posterize', solarize: 'Solarize', solarizeAdd: 'SolarizeAdd',
+  color: 'Color', contrast: 'Contrast', brightness: 'Brightness', sharpness: 'Sharpness', rotate: 'Rotate', shearX: 'ShearX', shearY: 'ShearY',
+  translateX: 'TranslateXRel', translateY: 'TranslateYRel',
+};
+
+/** The case through the native module's ops, or null when the module was not built. */
+function oursNative(image: RawImage, entry: Case): RawImage | null {
+  if (nativeImage === null) return null;
+  let argument = entry.argument ?? null;
+  if (entry.op === 'translateX') argument = entry.argument! / image.width;
+  if (entry.op === 'translateY') argument = entry.argument! / image.height;
+  const step: RandAugmentStep = { op: STEP_OPS[entry.op]!, applied: true, magnitude: 0, argument, interpolation: entry.resample ?? null };
+  return nativeRandAugment(nativeImage, image, [step], { fill: entry.fill ?? [128, 128, 128] });
+}
+
+/** Our results of a case: the JavaScript ops, and the native module's when it loaded. */
+function bothOurs(image: RawImage, entry: Case): [string, RawImage][] {
+  const native = oursNative(image, entry);
+  return native === null ? [['JavaScript', ours(image, entry)]] : [['JavaScript', ours(image, entry)], ['native', native]];
+}
+
 const name = (entry: Case): string => `${entry.op}(${entry.argument ?? ''}${entry.resample ? `, ${entry.resample}` : ''})`;
 
 describe('RandAugment ops against PIL on the same pixels', () => {
@@ -126,8 +151,10 @@ describe('RandAugment ops against PIL on the same pixels', () => {
       if (skipWithout(t, missing)) return;
       const reference = pil(image, exactCases);
       exactCases.forEach((entry, index) => {
-        const { largest, differing } = compareBytes(ours(image, entry).pixels, reference[index]!);
-        assert.equal(largest, 0, `${name(entry)}: largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
+        for (const [path, result] of bothOurs(image, entry)) {
+          const { largest, differing } = compareBytes(result.pixels, reference[index]!);
+          assert.equal(largest, 0, `${name(entry)} (${path}): largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
+        }
       });
     });
   }
@@ -137,7 +164,9 @@ describe('RandAugment ops against PIL on the same pixels', () => {
     const flat: RawImage = { pixels: new Uint8Array(20 * 30 * 3).fill(77), height: 20, width: 30, channels: 3 };
     const cases: Case[] = [{ op: 'autoContrast' }, { op: 'equalize' }, { op: 'contrast', argument: 1.6 }, { op: 'sharpness', argument: 1.9 }];
     const reference = pil(flat, cases);
-    cases.forEach((entry, index) => assert.equal(compareBytes(ours(flat, entry).pixels, reference[index]!).largest, 0, name(entry)));
+    cases.forEach((entry, index) => {
+      for (const [path, result] of bothOurs(flat, entry)) assert.equal(compareBytes(result.pixels, reference[index]!).largest, 0, `${name(entry)} (${path})`);
+    });
   });
 
   const fill = [124, 116, 104];
@@ -155,8 +184,10 @@ describe('RandAugment ops against PIL on the same pixels', () => {
       if (skipWithout(t, missing)) return;
       const reference = pil(image, geometricCases);
       geometricCases.forEach((entry, index) => {
-        const { largest, differing } = compareBytes(ours(image, entry).pixels, reference[index]!);
-        assert.ok(largest <= 1 && differing < 0.01, `${name(entry)}: largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
+        for (const [path, result] of bothOurs(image, entry)) {
+          const { largest, differing } = compareBytes(result.pixels, reference[index]!);
+          assert.ok(largest <= 1 && differing < 0.01, `${name(entry)} (${path}): largest difference ${largest}, ${(differing * 100).toFixed(2)}% of bytes differ`);
+        }
       });
     });
   }
@@ -190,8 +221,12 @@ describe('RandAugment end to end', () => {
         const cases = steps.filter((step) => step.applied).map((step) => caseOfStep(step, image, fill));
         const result = randAugment(image, config, random, { fill });
         const expected = cases.length === 0 ? [...image.pixels] : pil(image, cases, true)[0]!;
-        const { largest, differing } = compareBytes(result.pixels, expected);
-        assert.ok(largest <= 1 && differing < 0.01, `${text} draw ${draw} (${cases.map(name).join(' -> ')}): largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
+        const results: [string, RawImage][] = [['JavaScript', result]];
+        if (nativeImage !== null) results.push(['native', nativeRandAugment(nativeImage, image, steps, { fill })]);
+        for (const [path, pixels] of results) {
+          const { largest, differing } = compareBytes(pixels.pixels, expected);
+          assert.ok(largest <= 1 && differing < 0.01, `${text} draw ${draw} (${cases.map(name).join(' -> ')}, ${path}): largest ${largest}, ${(differing * 100).toFixed(2)}% differ`);
+        }
       }
     }
   });

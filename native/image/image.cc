@@ -1,6 +1,6 @@
 // masksub_image.node: the data loader's native image path (issue 10's throughput goal), a module
 // of its own because the libtorch addon installs libtorch's allocator when it loads and must not
-// be loaded in the loader's worker threads. Two functions, both plain N-API, context-aware
+// be loaded in the loader's worker threads. Its functions are plain N-API, context-aware
 // (NAPI_MODULE_INIT) and without shared mutable state, so any number of worker threads may call
 // them at once:
 //   jpegInfo / decodeJpegRegion  libjpeg-turbo (its libjpeg API) decoding only the rows and
@@ -12,6 +12,10 @@
 //   resampleBox  src/data/transforms.ts' resampleBox in C++, the same float32 taps, double sums in
 //     the same order and the same rounding, so the bytes are identical (test/native-image.test.ts
 //     compares them on random boxes, both interpolations, flip and both layouts).
+//   augment  RandAugment's pixel ops (randaugment.h, src/data/randaugment.ts' bytes) and
+//     3-Augment + color jitter (color.h, src/data/color.ts' bytes) on an image, the steps drawn
+//     and encoded in JavaScript, the result written interleaved or channel-first into the batch
+//     (test/randaugment-native.test.ts, test/color-native.test.ts).
 // Build with -ffp-contract=off: a fused multiply-add would round differently from JavaScript.
 #include <node_api.h>
 
@@ -25,6 +29,9 @@
 #include <vector>
 
 #include <jpeglib.h>
+
+#include "color.h"
+#include "randaugment.h"
 
 namespace {
 
@@ -69,6 +76,24 @@ bool GetBytes(napi_env env, napi_value value, const char* name, uint8_t** data, 
   }
   *problem = std::string(name) + " must be a Uint8Array";
   return false;
+}
+
+bool GetDoubles(napi_env env, napi_value value, const char* name, double** data, size_t* length, std::string* problem) {
+  bool is_typed = false;
+  napi_is_typedarray(env, value, &is_typed);
+  napi_typedarray_type type = napi_uint8_array;
+  void* pointer = nullptr;
+  if (is_typed) {
+    napi_value buffer;
+    size_t offset;
+    napi_get_typedarray_info(env, value, &type, length, &pointer, &buffer, &offset);
+  }
+  if (!is_typed || type != napi_float64_array) {
+    *problem = std::string(name) + " must be a Float64Array";
+    return false;
+  }
+  *data = static_cast<double*>(pointer);
+  return true;
 }
 
 // ---- JPEG ----
@@ -422,6 +447,137 @@ napi_value ResampleBox(napi_env env, napi_callback_info call) {
   return nullptr;
 }
 
+// ---- RandAugment, 3-Augment, color jitter (randaugment.h, color.h) ----
+
+// Per thread, reused across calls: the two buffers the ops alternate between and one for a
+// degenerate image (Color's grey, Sharpness' smoothed image).
+thread_local std::vector<uint8_t> augment_ping, augment_pong, augment_scratch;
+thread_local std::vector<float> blur_scratch;
+
+bool GetFloats(napi_env env, napi_value value, const char* name, float** data, size_t* length, std::string* problem) {
+  bool is_typed = false;
+  napi_is_typedarray(env, value, &is_typed);
+  napi_typedarray_type type = napi_uint8_array;
+  void* pointer = nullptr;
+  if (is_typed) {
+    napi_value buffer;
+    size_t offset;
+    napi_get_typedarray_info(env, value, &type, length, &pointer, &buffer, &offset);
+  }
+  if (!is_typed || type != napi_float32_array) {
+    *problem = std::string(name) + " must be a Float32Array";
+    return false;
+  }
+  *data = static_cast<float*>(pointer);
+  return true;
+}
+
+// augment(pixels, height, width, channels, steps, fill, target, offset, channelFirst[, kernels]):
+// applies the encoded steps (randaugment.h's layout, RANDAUGMENT_STEP_FIELDS numbers each) one
+// after another to the interleaved image `pixels` (not modified) and writes the result at
+// `offset` of `target`, interleaved or channel-first (transforms.ts' toChannelFirst layout).
+// `fill` holds one byte per channel for pixels the geometric ops map from outside the image;
+// `kernels` (Float32Array) the taps of the blur steps (color.h).
+// Checked here in full, since a bad step would otherwise read out of bounds; the wrapper in
+// src/data/native-image.ts gives the same messages before the call.
+napi_value Augment(napi_env env, napi_callback_info call) {
+  size_t argc = 10;
+  napi_value argv[10];
+  CALL(env, napi_get_cb_info(env, call, &argc, argv, nullptr, nullptr));
+  if (argc < 9) return ThrowError(env, "augment(pixels, height, width, channels, steps, fill, target, offset, channelFirst[, kernels]): 9 arguments expected");
+  uint8_t *pixels, *fill, *target;
+  double* steps;
+  size_t pixels_length, fill_length, target_length, steps_length;
+  int64_t height, width, channels, offset;
+  bool channel_first;
+  std::string problem;
+  if (!GetBytes(env, argv[0], "pixels", &pixels, &pixels_length, &problem) || !GetInt(env, argv[1], "height", &height, &problem) ||
+      !GetInt(env, argv[2], "width", &width, &problem) || !GetInt(env, argv[3], "channels", &channels, &problem) ||
+      !GetDoubles(env, argv[4], "steps", &steps, &steps_length, &problem) || !GetBytes(env, argv[5], "fill", &fill, &fill_length, &problem) ||
+      !GetBytes(env, argv[6], "target", &target, &target_length, &problem) || !GetInt(env, argv[7], "offset", &offset, &problem)) {
+    return ThrowError(env, "augment: " + problem);
+  }
+  if (napi_get_value_bool(env, argv[8], &channel_first) != napi_ok) return ThrowError(env, "augment: channelFirst must be a boolean");
+  float* kernels = nullptr;
+  size_t kernels_length = 0;
+  if (argc >= 10 && !GetFloats(env, argv[9], "kernels", &kernels, &kernels_length, &problem)) return ThrowError(env, "augment: " + problem);
+  if (!(channels == 1 || channels == 3)) return ThrowError(env, "rand-augment needs 1- or 3-channel images (PIL's L or RGB), got " + std::to_string(channels) + " channels");
+  if (!(height >= 1 && width >= 1 && height <= (1 << 20) && width <= (1 << 20) && static_cast<uint64_t>(height * width * channels) <= pixels_length)) {
+    return ThrowError(env, "augment: the pixels are not a " + std::to_string(height) + "x" + std::to_string(width) + "x" + std::to_string(channels) + " image");
+  }
+  const masksub_image::Image image{height, width, channels};
+  const size_t size = image.size();
+  if (!(offset >= 0 && static_cast<uint64_t>(offset) + size <= target_length)) {
+    return ThrowError(env, "augment: the " + std::to_string(height) + "x" + std::to_string(width) + "x" + std::to_string(channels) + " result does not fit at offset " +
+                               std::to_string(offset) + " of a " + std::to_string(target_length) + "-byte target");
+  }
+  if (fill_length < static_cast<size_t>(channels)) return ThrowError(env, "augment: fill needs one byte per channel (" + std::to_string(channels) + ")");
+  if (steps_length % masksub_image::kStepFields != 0) {
+    return ThrowError(env, "augment: steps must hold " + std::to_string(masksub_image::kStepFields) + " numbers per op, got " + std::to_string(steps_length));
+  }
+  for (size_t step = 0; step < steps_length; step += masksub_image::kStepFields) {
+    const double code = steps[step];
+    const std::string which = "augment: step " + std::to_string(step / masksub_image::kStepFields);
+    if (!(code >= 0 && code < masksub_image::kAllCodeCount && code == std::floor(code))) {
+      return ThrowError(env, which + " has no op code 0-" + std::to_string(masksub_image::kAllCodeCount - 1));
+    }
+    for (int field = 1; field < masksub_image::kStepFields; field++) {
+      if (!std::isfinite(steps[step + field])) return ThrowError(env, which + " has a value that is not finite");
+    }
+    if (code == masksub_image::kBlur) {
+      const double size = steps[step + 1], start = steps[step + 3];
+      if (!(size >= 1 && size == std::floor(size) && std::fmod(size, 2.0) == 1 && start >= 0 && start == std::floor(start) && start + size <= kernels_length)) {
+        return ThrowError(env, which + ": the blur kernel (size " + std::to_string(size) + " at " + std::to_string(start) + ") is not an odd size within the " +
+                                   std::to_string(kernels_length) + " kernel taps given");
+      }
+      if ((size - 1) / 2 >= height || (size - 1) / 2 >= width) {
+        return ThrowError(env, which + ": blur kernel " + std::to_string(static_cast<int64_t>(size)) + " is too large for a " + std::to_string(height) + "x" + std::to_string(width) + " image");
+      }
+    }
+  }
+  augment_ping.resize(size);
+  augment_pong.resize(size);
+  const uint8_t* current = pixels;
+  for (size_t step = 0; step < steps_length; step += masksub_image::kStepFields) {
+    uint8_t* out = current == augment_ping.data() ? augment_pong.data() : augment_ping.data();
+    const double* fields = steps + step;
+    bool changed = true;
+    switch (static_cast<int>(fields[0])) {
+      case masksub_image::kGrayscale: masksub_image::Grayscale(current, out, image); break;
+      case masksub_image::kBlur:
+        masksub_image::Blur(current, out, image, kernels + static_cast<int64_t>(fields[3]), static_cast<int64_t>(fields[1]), &blur_scratch);
+        break;
+      case masksub_image::kAdjustBrightness: masksub_image::AdjustBrightness(current, out, image, fields[1]); break;
+      case masksub_image::kAdjustContrast: masksub_image::AdjustContrast(current, out, image, fields[1]); break;
+      case masksub_image::kAdjustSaturation: masksub_image::AdjustSaturation(current, out, image, fields[1]); break;
+      default: changed = masksub_image::ApplyStep(fields, current, out, image, fill, &augment_scratch);
+    }
+    if (changed) current = out;
+  }
+  uint8_t* destination = target + offset;
+  if (!channel_first) {
+    // memmove: the target may be the pixels themselves.
+    std::memmove(destination, current, size);
+    return nullptr;
+  }
+  if (current == pixels && destination < pixels + pixels_length && pixels < destination + size) {
+    std::memcpy(augment_ping.data(), pixels, size);
+    current = augment_ping.data();
+  }
+  const int64_t plane = height * width;
+  if (channels == 1) {
+    std::memcpy(destination, current, size);
+  } else {
+    uint8_t *red = destination, *green = destination + plane, *blue = destination + 2 * plane;
+    for (int64_t pixel = 0; pixel < plane; pixel++) {
+      red[pixel] = current[3 * pixel];
+      green[pixel] = current[3 * pixel + 1];
+      blue[pixel] = current[3 * pixel + 2];
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -429,6 +585,7 @@ NAPI_MODULE_INIT() {
       {"jpegInfo", nullptr, JpegInfo, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"decodeJpegRegion", nullptr, DecodeJpegRegion, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"resampleBox", nullptr, ResampleBox, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"augment", nullptr, Augment, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   if (napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties) != napi_ok) return nullptr;
   napi_value version;

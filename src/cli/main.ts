@@ -16,11 +16,13 @@ import { blasLibraries, buildInfo, getNumThreads, setNumThreads } from '../tenso
 import { loadSafetensors } from '../tensor/safetensors.js';
 import {
   buildConfig, buildSettings, closestName, ConfigError, configKey, describeValues, parseSettingText, PRESETS,
-  settingDocs, suggestSetting, type SettingName, type TrainConfig,
+  type ResolvedTrainConfig, settingDocs, suggestSetting, type SettingName, type TrainConfig,
 } from '../train/config.js';
 import { buildModel, evaluate, type FaultHooks, loadSplit, loadTextData, readRunConfig, TOKENIZER_FILE, train, TrainingError } from '../train/trainer.js';
 import { type EvalData, isTextData } from '../train/evaluate.js';
 import type { Classifier } from '../models/classifier.js';
+import { clipModelNames, describeClipModel, isClipModel } from '../models/clip.js';
+import { buildClip, type ClipData, evaluateClip, loadClipData, RECALL_KS } from '../train/clip.js';
 import { launchLocal, type World, WORKER_ENV, worldFromEnvironment } from '../distributed/index.js';
 import { type CommandName, COMMANDS, type CommandSpec, commandHelp, isCommand, overviewHelp } from './help.js';
 
@@ -290,6 +292,8 @@ async function commandEval(flags: Flags): Promise<number> {
   if (!existsSync(weights)) throw new TrainingError(`${weights}: not found (the run has not finished an epoch yet)`);
   setNumThreads(config.threads);
   const evalConfig = { ...config, dataset: dataset ?? config.dataset, dataDir: dataDir ?? config.dataDir };
+  // A CLIP's contrastive test loss grows with the batch: by default it is taken at the run's batch size, as in its metrics.
+  if (isClipModel(config.model)) return evalClip(runDirectory, weights, evalConfig, batchSizeText === undefined ? config.batchSize : batchSize);
   // A text run is evaluated with its own tokenizer (tokenizer.json in the run) and label map.
   let data: EvalData;
   let model: Classifier;
@@ -317,6 +321,44 @@ async function commandEval(flags: Flags): Promise<number> {
   say(JSON.stringify({ checkpoint: weights, dataset: data.name, [isTextData(data) ? 'texts' : 'images']: data.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
   model.dispose();
   return 0;
+}
+
+/** eval of a CLIP run: zero-shot top-1 / top-5, the contrastive test loss and recall@k, with the run's tokenizer. */
+async function evalClip(runDirectory: string, weights: string, config: ResolvedTrainConfig, batchSize: number): Promise<number> {
+  const train = await loadSplit(config, 'train', config.limitTrain, config.classes);
+  const test = await loadSplit(config, 'test', config.limitTest, train.classes ?? null);
+  const saved = join(runDirectory, TOKENIZER_FILE);
+  if (!existsSync(saved)) throw new TrainingError(`${saved}: not found; a CLIP run keeps its captions' tokenizer there`);
+  let data: ClipData;
+  try {
+    data = await loadClipData({ ...config, tokenizer: null }, train, test, saved);
+  } catch (error) {
+    throw new TrainingError((error as Error).message);
+  }
+  const model = buildClip(config, train, data);
+  try {
+    const { tensors } = loadSafetensors(weights);
+    try {
+      model.loadStateDict(tensors);
+    } catch (error) {
+      throw new TrainingError(`${weights} does not fit model ${config.model}: ${(error as Error).message}`);
+    } finally {
+      for (const tensor of tensors.values()) tensor.dispose();
+    }
+    if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
+    const result = evaluateClip(model, test, data, batchSize, config.device);
+    const recall = Object.fromEntries([
+      ...RECALL_KS.map((k) => [`test_image_to_text_r${k}`, result.imageToText[k]]),
+      ...RECALL_KS.map((k) => [`test_text_to_image_r${k}`, result.textToImage[k]]),
+    ]);
+    say(JSON.stringify({
+      checkpoint: weights, dataset: test.name, pairs: test.count, test_loss: result.loss, zero_shot_top1: result.acc1, zero_shot_top5: result.acc5,
+      ...recall, recall_pairs: result.recallPairs, logit_scale: result.logitScale,
+    }));
+    return 0;
+  } finally {
+    model.dispose();
+  }
 }
 
 async function commandExportImages(flags: Flags): Promise<number> {
@@ -414,8 +456,9 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     case 'models': {
       // One column as wide as the longest name (vit_base_patch16_clip_quickgelu_224 is 35).
-      const width = Math.max(...modelNames().map((name) => name.length));
+      const width = Math.max(...[...modelNames(), ...clipModelNames()].map((name) => name.length));
       for (const name of modelNames()) say(`${name.padEnd(width)}  ${describeModel(name).description}`);
+      for (const name of clipModelNames()) say(`${name.padEnd(width)}  ${describeClipModel(name).description}`);
       return 0;
     }
     case 'presets':

@@ -1,11 +1,13 @@
-// Per-sample image augmentations on channel-first Float32Array images, driven by our seeded PRNG:
-// normalization, random crop with padding, horizontal flip and random erasing (timm semantics).
+// Per-sample image augmentations on channel-first images, driven by our seeded PRNG: random crop
+// with padding and horizontal flip on the loader's uint8 pixels, and the box of random erasing
+// (timm semantics), whose fill and the normalization are applied on the training device
+// (src/train/device-batch.ts). normalizeInto is the JavaScript normalization that device-batch.ts
+// reproduces byte for byte (test/device-batch.test.ts).
 //
 // Padding choice: like torchvision/timm (RandomCrop(padding=p) pads raw pixels with 0), the padded
-// border is black. We crop after normalization, so the border is filled with the normalized value
-// of a raw 0 pixel, (0 - mean) / std per channel; the result equals padding raw pixels with 0 and
-// normalizing afterwards. Random erasing runs after normalization, as in timm, so its 'pixel' mode
-// values are N(0, 1) in normalized space.
+// border is black: raw 0, whose normalized value is (0 - mean) / std per channel. Random erasing
+// runs after normalization, as in timm, so its 'pixel' and 'rand' fill values are N(0, 1) in
+// normalized space.
 
 import type { Random } from './random.js';
 import { roundHalfEven } from './transforms.js';
@@ -17,7 +19,20 @@ export interface AugmentOptions {
   hflip: boolean;
   /** Random erasing probability (timm --reprob); 0 = off. */
   randomErasing: number;
+  /** What random erasing fills its box with (timm --remode); default 'pixel'. */
+  erasingMode?: ErasingMode;
 }
+
+/**
+ * timm's RandomErasing modes: 'const' fills the box with 0 (the normalized mean), 'rand' with one
+ * N(0, 1) value per channel, 'pixel' with an N(0, 1) value per channel and pixel.
+ */
+export type ErasingMode = 'const' | 'rand' | 'pixel';
+
+export const ERASING_MODES: readonly ErasingMode[] = ['const', 'rand', 'pixel'];
+
+/** Channel-first pixels: the loader's uint8, or normalized float32. */
+export type PixelArray = Uint8Array | Float32Array;
 
 export interface RandomErasingOptions {
   probability: number;
@@ -66,7 +81,7 @@ export function normalizeInto(
  * Returns the chosen (row, column) offset into the padded image.
  */
 export function randomCrop(
-  image: Float32Array,
+  image: PixelArray,
   imageOffset: number,
   channels: number,
   height: number,
@@ -74,7 +89,7 @@ export function randomCrop(
   padding: number,
   fill: readonly number[],
   random: Random,
-  scratch: Float32Array,
+  scratch: PixelArray,
 ): { rowOffset: number; columnOffset: number } {
   const rowOffset = random.int(2 * padding + 1);
   const columnOffset = random.int(2 * padding + 1);
@@ -106,7 +121,7 @@ export function randomCrop(
 }
 
 /** Mirrors an image left-right in place. */
-export function horizontalFlip(image: Float32Array, imageOffset: number, channels: number, height: number, width: number): void {
+export function horizontalFlip(image: PixelArray, imageOffset: number, channels: number, height: number, width: number): void {
   for (let line = 0; line < channels * height; line++) {
     let left = imageOffset + line * width;
     let right = left + width - 1;
@@ -122,7 +137,7 @@ export function horizontalFlip(image: Float32Array, imageOffset: number, channel
 
 /** Flips with probability `probability` (one uniform draw, always consumed). Returns whether it flipped. */
 export function randomHorizontalFlip(
-  image: Float32Array,
+  image: PixelArray,
   imageOffset: number,
   channels: number,
   height: number,
@@ -137,20 +152,13 @@ export function randomHorizontalFlip(
 
 
 /**
- * timm RandomErasing (mode 'pixel', one box): with probability `probability`, try up to 10 times a
+ * The box of timm's RandomErasing (one box): with probability `probability`, try up to 10 times a
  * box of area U(minArea, maxArea) * H * W and aspect ratio exp(U(log minAspect, log 1/minAspect));
- * the first box that fits strictly inside the image is filled with independent N(0, 1) values for
- * every channel and pixel. Returns the box, or null when nothing was erased.
+ * the first box that fits strictly inside the image is returned (its fill is drawn on the training
+ * device, device-batch.ts), else null. The draws are the ones the JavaScript erasing made before
+ * it drew the fill values, so the boxes of a run are unchanged.
  */
-export function randomErasing(
-  image: Float32Array,
-  imageOffset: number,
-  channels: number,
-  height: number,
-  width: number,
-  random: Random,
-  options: RandomErasingOptions,
-): ErasedBox | null {
+export function drawErasingBox(height: number, width: number, random: Random, options: RandomErasingOptions): ErasedBox | null {
   if (random.next() >= options.probability) return null;
   const minArea = options.minArea ?? 0.02;
   const maxArea = options.maxArea ?? 1 / 3;
@@ -167,22 +175,10 @@ export function randomErasing(
     if (boxWidth < width && boxHeight < height) {
       const top = random.int(height - boxHeight + 1);
       const left = random.int(width - boxWidth + 1);
-      const plane = height * width;
-      for (let channel = 0; channel < channels; channel++) {
-        for (let row = top; row < top + boxHeight; row++) {
-          const start = imageOffset + channel * plane + row * width;
-          for (let column = left; column < left + boxWidth; column++) image[start + column] = random.normal();
-        }
-      }
       return { top, left, height: boxHeight, width: boxWidth };
     }
   }
   return null;
-}
-
-/** The normalized value of a raw 0 pixel per channel: the fill of the crop padding. */
-export function blackFill(mean: readonly number[], std: readonly number[]): number[] {
-  return mean.map((value, channel) => -value / std[channel]!);
 }
 
 /** Checks augmentation options; the error names the bad field. */
@@ -196,28 +192,30 @@ export function validateAugmentOptions(options: AugmentOptions, label = 'augment
   if (!(options.randomErasing >= 0 && options.randomErasing <= 1)) {
     throw new Error(`${label}: randomErasing must be a probability in [0, 1], got ${String(options.randomErasing)}`);
   }
+  if (options.erasingMode !== undefined && !ERASING_MODES.includes(options.erasingMode)) {
+    throw new Error(`${label}: erasingMode must be one of ${ERASING_MODES.join(', ')}, got ${String(options.erasingMode)}`);
+  }
 }
 
 /**
- * The full per-sample pipeline on an already normalized image, in timm's order: crop, flip, erase.
- * `scratch` must hold one image (channels * height * width floats).
+ * The loader's per-sample pipeline on a channel-first uint8 image, in timm's order: crop (raw
+ * black border), flip, then the random-erasing box, returned (null: nothing erased) for the
+ * training device to fill after normalizing. `scratch` must hold one image.
  */
 export function augmentSample(
-  image: Float32Array,
+  image: Uint8Array,
   imageOffset: number,
   channels: number,
   height: number,
   width: number,
   options: AugmentOptions,
-  fill: readonly number[],
   random: Random,
-  scratch: Float32Array,
-): void {
+  scratch: Uint8Array,
+): ErasedBox | null {
   if (options.cropPadding > 0) {
-    randomCrop(image, imageOffset, channels, height, width, options.cropPadding, fill, random, scratch);
+    randomCrop(image, imageOffset, channels, height, width, options.cropPadding, new Array<number>(channels).fill(0), random, scratch);
   }
   if (options.hflip) randomHorizontalFlip(image, imageOffset, channels, height, width, random);
-  if (options.randomErasing > 0) {
-    randomErasing(image, imageOffset, channels, height, width, random, { probability: options.randomErasing });
-  }
+  if (options.randomErasing > 0) return drawErasingBox(height, width, random, { probability: options.randomErasing });
+  return null;
 }

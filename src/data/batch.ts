@@ -7,6 +7,14 @@
 // its own stream, any batch of any epoch can be rebuilt alone, in any thread, in any order, and a
 // sample is augmented the same whichever batch, thread or rank builds it.
 //
+// What a batch carries (timm's CUDA prefetcher's split): uint8 pixels, cropped and flipped, plus
+// what finishes them on the training device (src/train/device-batch.ts): each sample's
+// random-erasing box and the seed of the generator that draws its fill values, deriveSeed(seed, e,
+// 5, s) (per sample, like its augmentation stream, so that the fill too is the same whichever
+// batch, thread or rank holds the sample), and the batch's mixup / cutmix decision. uint8 is a quarter of
+// float32's bytes to write, to hand between threads and to copy to the device; normalizing,
+// erasing and mixing there are tensor ops.
+//
 // Data-parallel shards: with `shard` {rank, world} a loader's batches are local batches of
 // batchSize = global batch / world, and its batch k is local batch k * world + rank of the epoch's
 // order: the ranks' batches k, side by side, are the single process's global batch k, sample for
@@ -26,8 +34,8 @@
 // the global order, and every sample's augmentation, is the same for any world size; only which
 // rank holds a copy differs, which matters for per-rank BatchNorm statistics and per-rank mixup.
 
-import { augmentSample, blackFill, normalizeInto, type AugmentOptions } from './augment.js';
-import { mixBatch, type MixupOptions } from './mixup.js';
+import { augmentSample, type AugmentOptions, type ErasedBox, type ErasingMode } from './augment.js';
+import { drawMix, type MixDecision, mixTargets, type MixupOptions } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
 import type { ImageDataset } from './datasets.js';
 
@@ -54,14 +62,34 @@ export interface DataShard {
   world: number;
 }
 
+/**
+ * One batch as the loader hands it over: raw pixels and what finishes them. deviceBatch
+ * (src/train/device-batch.ts) turns it into normalized, erased and mixed tensors on a device.
+ */
 export interface Batch {
-  images: Float32Array; // size * channels * height * width, normalized and augmented
+  /** size * channels * height * width uint8 pixels, channel-first, cropped and flipped, not normalized. */
+  pixels: Uint8Array;
   labels: Int32Array;
-  softTargets: Float32Array | null; // size * numClasses when mixup is configured
+  /** size * numClasses when mixup is configured (computed here: they are small). */
+  softTargets: Float32Array | null;
   size: number;
-  index: number; // batch index within the epoch
+  /** Batch index within the epoch. */
+  index: number;
+  /** Random erasing still to apply (null: erasing is off). */
+  erasing: BatchErasing | null;
+  /** The mixup / cutmix decision still to apply (null: mixup is off). */
+  mix: MixDecision | null;
   /** Image files left out of this batch because they could not be decoded (--skip-bad-images). */
   badImages?: string[];
+}
+
+/** A batch's random erasing: the box of each sample and how to fill them. */
+export interface BatchErasing {
+  /** Per sample, in batch order: the box to fill, or null. */
+  boxes: (ErasedBox | null)[];
+  mode: ErasingMode;
+  /** Per sample: the seed of the generator that draws its box's fill values. */
+  seeds: number[];
 }
 
 /** Number of batches per epoch. */
@@ -124,6 +152,30 @@ export function batchMixRandom(seed: number, epoch: number, epochBatch: number):
   return new Random(deriveSeed(seed, epoch, 3, epochBatch));
 }
 
+/** The seed of the generator that draws the erasing fill of `sample` in `epoch` (`seed`: positionSeed's). */
+export function erasingSeed(seed: number, epoch: number, sample: number): number {
+  return deriveSeed(seed, epoch, 5, sample);
+}
+
+/**
+ * What a batch needs besides its pixels: the erasing of its samples (boxes in batch order) and its
+ * mix decision with the soft targets.
+ */
+export function finishRecipe(
+  recipe: BatchRecipe,
+  data: Pick<LoaderData, 'height' | 'width'>,
+  epoch: number,
+  epochBatch: number,
+  labels: Int32Array,
+  boxes: (ErasedBox | null)[],
+  seeds: number[],
+): Pick<Batch, 'erasing' | 'mix' | 'softTargets'> {
+  const erasing = recipe.augment.randomErasing > 0 ? { boxes, mode: recipe.augment.erasingMode ?? 'pixel', seeds } : null;
+  if (recipe.mixup === null) return { erasing, mix: null, softTargets: null };
+  const mix = drawMix(data.height, data.width, recipe.mixup, batchMixRandom(recipe.seed, epoch, epochBatch));
+  return { erasing, mix, softTargets: mixTargets(labels, recipe.mixup.numClasses, recipe.mixup.labelSmoothing, mix.lambda) };
+}
+
 /** Builds batch `batchIndex` of `epoch` given that epoch's sample order. */
 export function buildBatch(data: LoaderData, recipe: BatchRecipe, order: Int32Array, epoch: number, batchIndex: number): Batch {
   const epochBatch = epochBatchIndex(recipe, batchIndex);
@@ -131,19 +183,18 @@ export function buildBatch(data: LoaderData, recipe: BatchRecipe, order: Int32Ar
   const size = Math.min(recipe.batchSize, order.length - start);
   const { channels, height, width } = data;
   const sampleSize = channels * height * width;
-  const images = new Float32Array(size * sampleSize);
+  const pixels = new Uint8Array(size * sampleSize);
   const labels = new Int32Array(size);
-  const scratch = new Float32Array(sampleSize);
-  const fill = blackFill(data.mean, data.std);
+  const scratch = new Uint8Array(sampleSize);
+  const boxes: (ErasedBox | null)[] = [];
+  const seeds: number[] = [];
   for (let position = 0; position < size; position++) {
     const sample = order[start + position]!;
     labels[position] = data.labels[sample]!;
-    normalizeInto(data.images, sample * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
-    augmentSample(images, position * sampleSize, channels, height, width, recipe.augment, fill, sampleRandom(positionSeed(recipe, start + position), epoch, sample), scratch);
+    pixels.set(data.images.subarray(sample * sampleSize, (sample + 1) * sampleSize), position * sampleSize);
+    const seed = positionSeed(recipe, start + position);
+    boxes.push(augmentSample(pixels, position * sampleSize, channels, height, width, recipe.augment, sampleRandom(seed, epoch, sample), scratch));
+    seeds.push(erasingSeed(seed, epoch, sample));
   }
-  let softTargets: Float32Array | null = null;
-  if (recipe.mixup !== null) {
-    softTargets = mixBatch(images, labels, channels, height, width, recipe.mixup, batchMixRandom(recipe.seed, epoch, epochBatch)).softTargets;
-  }
-  return { images, labels, softTargets, size, index: batchIndex };
+  return { pixels, labels, size, index: batchIndex, ...finishRecipe(recipe, data, epoch, epochBatch, labels, boxes, seeds) };
 }

@@ -8,6 +8,8 @@
 // One difference from DeiT-III's code, which blurs with PIL's ImageFilter.GaussianBlur (a box-blur
 // approximation): the blur here is torchvision's exact Gaussian (kernel 2 * ceil(3 sigma) + 1,
 // reflect padding), with DeiT-III's sigma range 0.1-2.
+// With the native image module, the loader applies these in C++ (native/image/color.h, the same
+// bytes, test/color-native.test.ts); the draws and the blur kernel are made here on both paths.
 import type { Random } from './random.js';
 import type { RawImage } from './transforms.js';
 
@@ -172,22 +174,65 @@ export function colorJitter(image: RawImage, parameters: ColorJitterParameters):
 /** DeiT-III's blur radius range, used as the Gaussian's sigma. */
 export const THREE_AUGMENT_SIGMA: readonly [number, number] = [0.1, 2];
 
+/** 3-Augment's draw for one image: which transform, and for the blur its sigma and kernel size. */
+export type ThreeAugmentDraw = { choice: 'grayscale' } | { choice: 'solarize' } | { choice: 'blur'; sigma: number; kernelSize: number };
+
+/** The random part of threeAugment (without its jitter), for an image of `height` x `width`. */
+export function drawThreeAugment(random: Random, height: number, width: number): ThreeAugmentDraw {
+  const choice = random.int(3);
+  if (choice === 0) return { choice: 'grayscale' };
+  if (choice === 1) return { choice: 'solarize' };
+  const sigma = random.uniform(THREE_AUGMENT_SIGMA[0], THREE_AUGMENT_SIGMA[1]);
+  // Small images: the kernel shrinks to what reflect padding allows (half of it below each side).
+  const limit = 2 * (Math.min(height, width) - 1) + 1;
+  return { choice: 'blur', sigma, kernelSize: Math.min(blurKernelSize(sigma), limit) };
+}
+
+/** Applies a drawn 3-Augment transform. */
+export function applyThreeAugment(image: RawImage, draw: ThreeAugmentDraw): RawImage {
+  if (draw.choice === 'grayscale') return grayscale(image);
+  if (draw.choice === 'solarize') return solarize(image, 128);
+  return gaussianBlur(image, draw.sigma, draw.kernelSize);
+}
+
 /**
  * DeiT-III's 3-Augment: one of grayscale, solarize (threshold 128) or Gaussian blur (sigma
  * uniform in 0.1-2) chosen uniformly, then color jitter of `jitter` (0.3 in DeiT-III; 0 skips it).
  */
 export function threeAugment(image: RawImage, random: Random, jitter = 0.3): RawImage {
-  const choice = random.int(3);
-  let result: RawImage;
-  if (choice === 0) {
-    result = grayscale(image);
-  } else if (choice === 1) {
-    result = solarize(image, 128);
-  } else {
-    const sigma = random.uniform(THREE_AUGMENT_SIGMA[0], THREE_AUGMENT_SIGMA[1]);
-    // Small images: the kernel shrinks to what reflect padding allows (half of it below each side).
-    const limit = 2 * (Math.min(image.height, image.width) - 1) + 1;
-    result = gaussianBlur(image, sigma, Math.min(blurKernelSize(sigma), limit));
-  }
+  const result = applyThreeAugment(image, drawThreeAugment(random, image.height, image.width));
   return jitter > 0 ? colorJitter(result, colorJitterParameters(jitter, random)) : result;
+}
+
+// ---- the steps for the native image module (native/image/color.h) ----
+
+/** The op codes of native/image/color.h; solarize at 128 is randaugment.h's Solarize (5). */
+export const NATIVE_COLOR_CODES = { Grayscale: 12, Blur: 13, Brightness: 14, Contrast: 15, Saturation: 16, Solarize: 5 } as const;
+
+/**
+ * A 3-Augment draw and color jitter as native steps (randaugment.ts' RANDAUGMENT_STEP_FIELDS
+ * numbers each) for an image of `height` x `width`, with the blur kernel (computed here with
+ * JavaScript's Math.exp, as gaussianBlur computes it): a blur step's argument is its kernel size
+ * and its fourth number where its taps start in `kernels`.
+ */
+export function encodeColorSteps(three: ThreeAugmentDraw | null, jitter: ColorJitterParameters | null, height: number, width: number): { steps: Float64Array; kernels: Float32Array } {
+  const steps: number[] = [];
+  const push = (code: number, argument = 0, kernelStart = 0): void => {
+    steps.push(code, argument, 0, kernelStart, 0, 0, 0, 0, 0);
+  };
+  let kernels: Float32Array = new Float32Array(0);
+  if (three?.choice === 'grayscale') push(NATIVE_COLOR_CODES.Grayscale);
+  else if (three?.choice === 'solarize') push(NATIVE_COLOR_CODES.Solarize, 128);
+  else if (three?.choice === 'blur') {
+    kernels = gaussianKernel(three.kernelSize, three.sigma);
+    const half = (three.kernelSize - 1) / 2;
+    if (half >= height || half >= width) throw new RangeError(`blur kernel ${three.kernelSize} is too large for a ${height}x${width} image (reflect padding needs half the kernel below each side)`);
+    push(NATIVE_COLOR_CODES.Blur, three.kernelSize, 0);
+  }
+  for (const step of jitter?.order ?? []) {
+    if (step === 0) push(NATIVE_COLOR_CODES.Brightness, jitter!.brightness);
+    else if (step === 1) push(NATIVE_COLOR_CODES.Contrast, jitter!.contrast);
+    else push(NATIVE_COLOR_CODES.Saturation, jitter!.saturation);
+  }
+  return { steps: Float64Array.from(steps), kernels };
 }

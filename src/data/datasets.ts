@@ -88,6 +88,8 @@ export interface DatasetInfo {
   mean: number[];
   std: number[];
   defaultDataDir: string | null;
+  /** Class names in label order, for a data set whose classes are fixed and named (emoji's groups). */
+  classes?: readonly string[];
 }
 
 export const DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -122,6 +124,8 @@ export const DATASET_INFO: Record<DatasetName, DatasetInfo> = {
   emoji: {
     channels: 3, height: 32, width: 32, numClasses: 9,
     mean: [0.823, 0.778, 0.740], std: [0.275, 0.286, 0.331], defaultDataDir: null,
+    // The groups of emoji-test.txt (Unicode 15.0) but Component, in file order.
+    classes: ['Smileys & Emotion', 'People & Body', 'Animals & Nature', 'Food & Drink', 'Travel & Places', 'Activities', 'Objects', 'Symbols', 'Flags'],
   },
   // Measured on the generated training split (0.24995 and 0.32755), rounded like the others.
   synthetic: {

@@ -39,11 +39,7 @@ export const DEFAULT_EMOJI_SIZE = DATASET_INFO.emoji.height;
  * The 9 groups of emoji-test.txt (Unicode 15.0) but Component, in file order: the class names.
  * Reading a file with other groups is an error that names them.
  */
-export const EMOJI_GROUPS: readonly string[] = [
-  'Smileys & Emotion', 'People & Body', 'Animals & Nature', 'Food & Drink', 'Travel & Places',
-  'Activities', 'Objects', 'Symbols', 'Flags',
-];
-
+export const EMOJI_GROUPS: readonly string[] = DATASET_INFO.emoji.classes!;
 
 export interface EmojiEntry {
   /** The emoji's characters (fully qualified: with its variation selectors). */

@@ -1,5 +1,6 @@
 // Builds a training batch of an image-file dataset: decode each file, RandomResizedCrop to the
-// output size, flip, then normalize, random erasing and mixup as for in-memory data.
+// output size, flip, into uint8 pixels; the erasing boxes and the mix decision are drawn as for
+// in-memory data (batch.ts), and normalizing, erasing and mixing happen on the training device.
 //
 // Decoding: a JPEG goes through the native image module when it loaded (native-image.ts): only
 // the crop box's rows and columns (plus a 16-px margin, so the bytes are the full decode's) are
@@ -7,6 +8,9 @@
 // else (PNG, WebP, CMYK JPEGs, a JPEG libjpeg rejects, no native module) is decoded by sharp and
 // resampled in JavaScript. Both paths give the same bytes: sharp's JPEG decoder is libjpeg-turbo's
 // (mozjpeg) with the same IDCT and upsampling (test/native-image.test.ts).
+// RandAugment, 3-Augment and color jitter run in C++ with the module too, in one call that writes
+// the batch layout (their draws stay in JavaScript; the same bytes, test/randaugment-native.test.ts
+// and test/color-native.test.ts).
 //
 // Random streams: the crop and flip (and 3-Augment and color jitter, when set) of sample s in
 // epoch e come from deriveSeed(seed, e, 2, s),
@@ -17,15 +21,14 @@
 // count or another number of data-parallel ranks gives the same bytes.
 
 import { readFile } from 'node:fs/promises';
-import { augmentSample, normalizeInto } from './augment.js';
-import { type Batch, type BatchRecipe, batchMixRandom, epochBatchIndex, type LoaderData, positionSeed, sampleRandom } from './batch.js';
+import { drawErasingBox, type ErasedBox } from './augment.js';
+import { type Batch, type BatchRecipe, epochBatchIndex, erasingSeed, finishRecipe, type LoaderData, positionSeed, sampleRandom } from './batch.js';
 import { BadImageError, decodeImage } from './decode.js';
 import type { FileSource } from './datasets.js';
-import { mixBatch } from './mixup.js';
 import { deriveSeed, Random } from './random.js';
-import { colorJitter, colorJitterParameters, threeAugment } from './color.js';
-import { randAugment } from './randaugment.js';
-import { isJpeg, nativeImage, nativeResampleBox, REGION_MARGIN } from './native-image.js';
+import { applyThreeAugment, colorJitter, colorJitterParameters, drawThreeAugment } from './color.js';
+import { applyRandAugmentSteps, randAugmentSteps } from './randaugment.js';
+import { isJpeg, nativeAugment, nativeImage, nativeResampleBox, REGION_MARGIN } from './native-image.js';
 import { type Box, type RawImage, randomResizedCropBox, type ResampleOutput, resizedCrop, toChannelFirst } from './transforms.js';
 
 /** A batch of decoded files, with the files that could not be decoded and were left out. */
@@ -118,10 +121,21 @@ export async function trainSample(files: FileSource, sample: number, seed: numbe
     return;
   }
   let augmented = cropResize(image, box, files, { flip });
-  // timm's fill for RandAugment's geometric ops: the data set's mean in pixels.
-  if (files.randAugment) augmented = randAugment(augmented, files.randAugment, random, { fill: files.fill });
-  if (files.threeAugment) augmented = threeAugment(augmented, random, 0);
-  if (files.colorJitter > 0) augmented = colorJitter(augmented, colorJitterParameters(files.colorJitter, random));
+  // All draws first, from the sample's stream in the same order on both paths (RandAugment's
+  // steps, 3-Augment's choice and sigma, the jitter's order and factors); timm's fill for
+  // RandAugment's geometric ops is the data set's mean in pixels.
+  const options = { fill: files.fill };
+  const steps = files.randAugment ? randAugmentSteps(files.randAugment, random, options) : [];
+  const three = files.threeAugment ? drawThreeAugment(random, augmented.height, augmented.width) : null;
+  const jitter = files.colorJitter > 0 ? colorJitterParameters(files.colorJitter, random) : null;
+  if (nativeImage !== null) {
+    // One native call applies them all with the JavaScript ops' bytes and writes the batch layout.
+    nativeAugment(nativeImage, augmented, { randAugment: steps, threeAugment: three, colorJitter: jitter }, options, { target, offset });
+    return;
+  }
+  if (files.randAugment) augmented = applyRandAugmentSteps(augmented, steps, options);
+  if (three !== null) augmented = applyThreeAugment(augmented, three);
+  if (jitter !== null) augmented = colorJitter(augmented, jitter);
   toChannelFirst(augmented, target, offset);
 }
 
@@ -148,19 +162,22 @@ export async function buildFileBatch(data: LoaderData, files: FileSource, recipe
   }));
   const size = wanted - badImages.length;
   if (size === 0) throw new Error(`batch ${batchIndex} of epoch ${epoch}: none of its ${wanted} images could be decoded (first: ${badImages.sort()[0]})`);
-  const images = new Float32Array(size * sampleSize);
+  // Bad images leave holes: the good samples move up, in order.
+  const kept = size === wanted ? pixels : new Uint8Array(size * sampleSize);
   const labels = new Int32Array(size);
-  const scratch = new Float32Array(sampleSize);
-  // The flip was applied to the pixels above; erasing (and no crop padding) remains.
-  const rest = { ...recipe.augment, cropPadding: 0, hflip: false };
+  const boxes: (ErasedBox | null)[] = [];
+  const seeds: number[] = [];
   let position = 0;
   for (let index = 0; index < wanted; index++) {
     if (!ok[index]) continue;
-    labels[position] = data.labels[order[start + index]!]!;
-    normalizeInto(pixels, index * sampleSize, images, position * sampleSize, channels, height * width, data.mean, data.std);
-    augmentSample(images, position * sampleSize, channels, height, width, rest, [], sampleRandom(positionSeed(recipe, start + index), epoch, order[start + index]!), scratch);
+    const sample = order[start + index]!;
+    labels[position] = data.labels[sample]!;
+    if (kept !== pixels) kept.set(pixels.subarray(index * sampleSize, (index + 1) * sampleSize), position * sampleSize);
+    // The flip was applied with the crop above; erasing's box remains (no crop padding for files).
+    const seed = positionSeed(recipe, start + index);
+    boxes.push(recipe.augment.randomErasing > 0 ? drawErasingBox(height, width, sampleRandom(seed, epoch, sample), { probability: recipe.augment.randomErasing }) : null);
+    seeds.push(erasingSeed(seed, epoch, sample));
     position++;
   }
-  const softTargets = recipe.mixup === null ? null : mixBatch(images, labels, channels, height, width, recipe.mixup, batchMixRandom(recipe.seed, epoch, epochBatch)).softTargets;
-  return { images, labels, softTargets, size, index: batchIndex, badImages: badImages.sort() };
+  return { pixels: kept, labels, size, index: batchIndex, badImages: badImages.sort(), ...finishRecipe(recipe, data, epoch, epochBatch, labels, boxes, seeds) };
 }

@@ -24,16 +24,7 @@ export type ToWorker =
   | { type: 'stop'; run: number };
 
 export type FromWorker =
-  | {
-      type: 'batch';
-      run: number;
-      index: number;
-      images: Float32Array;
-      labels: Int32Array;
-      softTargets: Float32Array | null;
-      size: number;
-      badImages?: string[];
-    }
+  | ({ type: 'batch'; run: number } & Batch)
   | { type: 'error'; run: number; message: string };
 
 function main(): void {
@@ -67,7 +58,7 @@ function main(): void {
         : await buildFileBatch(data, data.files, recipe, order, epoch, index);
       scheduled = false;
       const message: FromWorker = { type: 'batch', run: batchRun, ...batch };
-      const transfer: ArrayBuffer[] = [batch.images.buffer as ArrayBuffer, batch.labels.buffer as ArrayBuffer];
+      const transfer: ArrayBuffer[] = [batch.pixels.buffer as ArrayBuffer, batch.labels.buffer as ArrayBuffer];
       if (batch.softTargets !== null) transfer.push(batch.softTargets.buffer as ArrayBuffer);
       port.postMessage(message, transfer);
     } catch (error) {

@@ -1,5 +1,6 @@
-// BatchLoader: turns an ImageDataset into normalized, augmented (optionally mixed) Float32 batches,
-// epoch by epoch, reproducibly, optionally prepared ahead in a worker thread.
+// BatchLoader: turns an ImageDataset into augmented uint8 batches that carry their erasing boxes and
+// mix decision (batch.ts), epoch by epoch, reproducibly, optionally prepared ahead in worker
+// threads; deviceBatch (src/train/device-batch.ts) normalizes, erases and mixes them on the device.
 //
 // Determinism: the order of epoch e and the content of each of its batches depend only on (seed, e)
 // and the batch index (see batch.ts), so any epoch can be regenerated bit-exactly after a resume,
@@ -117,14 +118,7 @@ class WorkerPipe {
       this.fail(new Error(message.message));
       return;
     }
-    const batch: Batch = {
-      images: message.images,
-      labels: message.labels,
-      softTargets: message.softTargets,
-      size: message.size,
-      index: message.index,
-    };
-    if (message.badImages !== undefined) batch.badImages = message.badImages;
+    const { type: _type, run: _run, ...batch } = message;
     if (this.waiter !== null && this.waiter.index === batch.index) {
       const { handlers } = this.waiter;
       this.waiter = null;

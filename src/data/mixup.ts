@@ -7,6 +7,11 @@
 // batch (rand_bbox: cut side = side * sqrt(1 - lam), centre uniform over the image, clipped) and
 // corrects lam to 1 - box area / image area. Targets are
 // lam * smooth(onehot(y)) + (1 - lam) * smooth(onehot(flip(y))), smoothing off = ls/K, on = 1 - ls + off.
+//
+// The loader draws the decision (drawMix: lambda, CutMix or not, the box) and the soft targets for
+// each batch; the pixels are mixed on the training device after normalization (mixDevice in
+// src/train/device-batch.ts). mixBatch / applyMix do the same on Float32Arrays in JavaScript, with
+// the same float32 roundings as the tensor ops (and timm's), and serve as its reference.
 
 import { Random, sampleBeta } from './random.js';
 
@@ -31,11 +36,16 @@ export interface CutmixBox {
   right: number;
 }
 
-export interface MixupResult {
-  /** The weight of the original sample in the mix (1 when nothing was mixed). */
+/** What mixing a batch does, drawn before its pixels are touched. */
+export interface MixDecision {
+  /** The weight of the original sample in the mix (1 when nothing was mixed; CutMix: corrected by the box's area). */
   lambda: number;
+  /** CutMix (paste `box` from the flipped batch) rather than Mixup (blend with it); false when lambda is 1. */
   useCutmix: boolean;
   box: CutmixBox | null;
+}
+
+export interface MixupResult extends MixDecision {
   /** [batch * numClasses] soft targets; every row sums to 1. */
   softTargets: Float32Array;
 }
@@ -104,6 +114,56 @@ export function mixTargets(labels: Int32Array, numClasses: number, smoothing: nu
 }
 
 /**
+ * timm's batch-mode decision: with probability `prob` a batch is mixed; CutMix or Mixup (by
+ * `switchProb` when both are on), lambda ~ Beta(alpha, alpha), and for CutMix the box, with lambda
+ * corrected to 1 - box area / image area. `random` drives every draw, in timm's order.
+ */
+export function drawMix(height: number, width: number, options: MixupOptions, random: Random): MixDecision {
+  const switchProb = options.switchProb ?? 0.5;
+  const prob = options.prob ?? 1;
+  const correctLam = options.correctLam ?? true;
+  let lambda = 1;
+  let useCutmix = false;
+  const enabled = options.mixupAlpha > 0 || options.cutmixAlpha > 0;
+  if (enabled && random.next() < prob) {
+    if (options.mixupAlpha > 0 && options.cutmixAlpha > 0) {
+      useCutmix = random.next() < switchProb;
+      const alpha = useCutmix ? options.cutmixAlpha : options.mixupAlpha;
+      lambda = sampleBeta(random, alpha, alpha);
+    } else if (options.mixupAlpha > 0) {
+      lambda = sampleBeta(random, options.mixupAlpha, options.mixupAlpha);
+    } else {
+      useCutmix = true;
+      lambda = sampleBeta(random, options.cutmixAlpha, options.cutmixAlpha);
+    }
+  }
+  if (lambda === 1) return { lambda, useCutmix: false, box: null };
+  if (!useCutmix) return { lambda, useCutmix, box: null };
+  const box = randomBox(height, width, lambda, random);
+  if (correctLam) {
+    const boxArea = (box.bottom - box.top) * (box.right - box.left);
+    lambda = 1 - boxArea / (height * width);
+  }
+  return { lambda, useCutmix, box };
+}
+
+/** Applies a decision to a batch of channel-first float images in place (the JavaScript twin of the device's mixing). */
+export function applyMix(images: Float32Array, batch: number, channels: number, height: number, width: number, decision: MixDecision): void {
+  const sampleSize = channels * height * width;
+  if (images.length !== batch * sampleSize) {
+    throw new Error(
+      `mixup: images hold ${images.length} values, expected ${batch} x ${channels}x${height}x${width} = ${batch * sampleSize}`,
+    );
+  }
+  if (decision.lambda === 1) return;
+  if (decision.useCutmix) {
+    if (decision.box !== null) pasteFlippedBox(images, batch, channels, height, width, decision.box);
+  } else {
+    blendWithFlipped(images, batch, sampleSize, decision.lambda);
+  }
+}
+
+/**
  * Mixes a batch of channel-first images in place (timm batch mode) and returns the soft targets.
  * `random` drives every decision, so the same generator state gives the same batch.
  */
@@ -123,45 +183,17 @@ export function mixBatch(
       `mixup: images hold ${images.length} values, expected ${batch} x ${channels}x${height}x${width} = ${batch * sampleSize}`,
     );
   }
-  const switchProb = options.switchProb ?? 0.5;
-  const prob = options.prob ?? 1;
-  const correctLam = options.correctLam ?? true;
-  let lambda = 1;
-  let useCutmix = false;
-  const enabled = options.mixupAlpha > 0 || options.cutmixAlpha > 0;
-  if (enabled && random.next() < prob) {
-    if (options.mixupAlpha > 0 && options.cutmixAlpha > 0) {
-      useCutmix = random.next() < switchProb;
-      const alpha = useCutmix ? options.cutmixAlpha : options.mixupAlpha;
-      lambda = sampleBeta(random, alpha, alpha);
-    } else if (options.mixupAlpha > 0) {
-      lambda = sampleBeta(random, options.mixupAlpha, options.mixupAlpha);
-    } else {
-      useCutmix = true;
-      lambda = sampleBeta(random, options.cutmixAlpha, options.cutmixAlpha);
-    }
-  }
-  let box: CutmixBox | null = null;
-  if (lambda !== 1) {
-    if (useCutmix) {
-      box = randomBox(height, width, lambda, random);
-      if (correctLam) {
-        const boxArea = (box.bottom - box.top) * (box.right - box.left);
-        lambda = 1 - boxArea / (height * width);
-      }
-      pasteFlippedBox(images, batch, channels, height, width, box);
-    } else {
-      blendWithFlipped(images, batch, sampleSize, lambda);
-    }
-  } else {
-    useCutmix = false;
-  }
-  return { lambda, useCutmix, box, softTargets: mixTargets(labels, options.numClasses, options.labelSmoothing, lambda) };
+  const decision = drawMix(height, width, options, random);
+  applyMix(images, batch, channels, height, width, decision);
+  return { ...decision, softTargets: mixTargets(labels, options.numClasses, options.labelSmoothing, decision.lambda) };
 }
 
 /** x[i] = lam * x[i] + (1 - lam) * x[B-1-i] for all i, computed from the unmixed values. */
 function blendWithFlipped(images: Float32Array, batch: number, sampleSize: number, lambda: number): void {
-  const complement = 1 - lambda;
+  // The tensor ops (timm's x.mul_(lam).add_(x.flip(0).mul_(1 - lam))) take the two weights as
+  // float32 scalars; so do we, so that both give the same bytes.
+  const weight = Math.fround(lambda);
+  const complement = Math.fround(1 - lambda);
   // Pairs (i, B-1-i) are updated together so no sample is read after it was overwritten.
   for (let first = 0; first < Math.ceil(batch / 2); first++) {
     const second = batch - 1 - first;
@@ -171,9 +203,9 @@ function blendWithFlipped(images: Float32Array, batch: number, sampleSize: numbe
       const firstValue = images[firstStart + offset]!;
       const secondValue = images[secondStart + offset]!;
       // Rounding each product to float32 follows the two float32 tensor ops timm uses (mul_, add_).
-      images[firstStart + offset] = Math.fround(Math.fround(firstValue * lambda) + Math.fround(secondValue * complement));
+      images[firstStart + offset] = Math.fround(Math.fround(firstValue * weight) + Math.fround(secondValue * complement));
       if (second !== first) {
-        images[secondStart + offset] = Math.fround(Math.fround(secondValue * lambda) + Math.fround(firstValue * complement));
+        images[secondStart + offset] = Math.fround(Math.fround(secondValue * weight) + Math.fround(firstValue * complement));
       }
     }
   }

@@ -24,6 +24,12 @@
 // op: the apply-probability test, the magnitude noise, the sign flip (ops with a signed argument)
 // and the resampling choice (geometric ops). They come from our seeded Random, not Python's.
 //
+// The loader applies the drawn steps through the native image module when it loaded
+// (native/image/randaugment.h via native-image.ts' nativeRandAugment: the same bytes, test/
+// randaugment-native.test.ts); the ops here stay the reference and the fallback, and the draws are
+// made here on both paths (encodeRandAugmentSteps hands them to C++), so the bytes of a sample do
+// not depend on which path ran.
+//
 // Config strings are parsed more strictly than timm does, so a typo cannot pass silently: timm skips
 // sections without a digit ("rand-foo") and reads `inc0` as increasing (Python's bool('0') is True);
 // here both are errors naming the section. Transform-set sections (`t...`) are not supported.
@@ -256,15 +262,79 @@ export function applyRandAugmentStep(image: RawImage, step: RandAugmentStep, opt
   }
 }
 
+/** Applies drawn steps one after another; returns a new image (the input is not modified). */
+export function applyRandAugmentSteps(image: RawImage, steps: readonly RandAugmentStep[], options: RandAugmentOptions = {}): RawImage {
+  checkImage(image);
+  let result = image;
+  for (const step of steps) result = applyRandAugmentStep(result, step, options);
+  return result === image ? { ...image, pixels: image.pixels.slice() } : result;
+}
+
 /**
  * RandAugment on one image: `config.layers` ops drawn from the config's set, each applied with
  * `config.probability`. Returns a new image (the input is not modified).
  */
 export function randAugment(image: RawImage, config: RandAugmentConfig, random: Random, options: RandAugmentOptions = {}): RawImage {
   checkImage(image);
-  let result = image;
-  for (const step of randAugmentSteps(config, random, options)) result = applyRandAugmentStep(result, step, options);
-  return result === image ? { ...image, pixels: image.pixels.slice() } : result;
+  return applyRandAugmentSteps(image, randAugmentSteps(config, random, options), options);
+}
+
+// ---- the steps for the native image module (native/image/randaugment.h) ----
+
+/** Numbers per op in encodeRandAugmentSteps' output: code, argument, bicubic, affine matrix a-f. */
+export const RANDAUGMENT_STEP_FIELDS = 9;
+
+/** The op codes of native/image/randaugment.h (0 is an op that changes nothing). */
+export const NATIVE_OP_CODES = {
+  AutoContrast: 1, Equalize: 2, Invert: 3, Posterize: 4, Solarize: 5, SolarizeAdd: 6,
+  Color: 7, Contrast: 8, Brightness: 9, Sharpness: 10, Affine: 11,
+} as const;
+
+/**
+ * Drawn steps as the native module's randAugment takes them, for an image of `height` x `width`
+ * (every op keeps the size): what applyRandAugmentStep would call, with the arguments that need
+ * JavaScript's own arithmetic worked out here (the rotation matrix, rounded through toFixed; the
+ * posterize bit mask; the translation in pixels), so the C++ side only does pixel arithmetic. Steps
+ * that change nothing (not applied, posterize at 8 bits or more, a rotation by a multiple of 360
+ * degrees) are left out.
+ */
+export function encodeRandAugmentSteps(steps: readonly RandAugmentStep[], height: number, width: number): Float64Array {
+  const encoded: number[] = [];
+  const push = (code: number, argument = 0, resample: ResampleMode | null = null, matrix: AffineMatrix = [0, 0, 0, 0, 0, 0]): void => {
+    encoded.push(code, argument, resample === 'bilinear' ? 0 : 1, ...matrix);
+  };
+  for (const step of steps) {
+    if (!step.applied) continue;
+    const argument = step.argument ?? 0;
+    const resample = step.interpolation ?? 'bicubic';
+    const affine = (matrix: AffineMatrix | null): void => {
+      if (matrix !== null) push(NATIVE_OP_CODES.Affine, 0, resample, matrix);
+    };
+    switch (step.op) {
+      case 'AutoContrast': push(NATIVE_OP_CODES.AutoContrast); break;
+      case 'Equalize': push(NATIVE_OP_CODES.Equalize); break;
+      case 'Invert': push(NATIVE_OP_CODES.Invert); break;
+      case 'Rotate': affine(rotationMatrix(argument, height, width)); break;
+      case 'Posterize':
+      case 'PosterizeIncreasing': if (argument < 8) push(NATIVE_OP_CODES.Posterize, posterizeMask(argument)); break;
+      case 'Solarize':
+      case 'SolarizeIncreasing': push(NATIVE_OP_CODES.Solarize, argument); break;
+      case 'SolarizeAdd': push(NATIVE_OP_CODES.SolarizeAdd, argument); break;
+      case 'Color':
+      case 'ColorIncreasing': push(NATIVE_OP_CODES.Color, argument); break;
+      case 'Contrast':
+      case 'ContrastIncreasing': push(NATIVE_OP_CODES.Contrast, argument); break;
+      case 'Brightness':
+      case 'BrightnessIncreasing': push(NATIVE_OP_CODES.Brightness, argument); break;
+      case 'Sharpness':
+      case 'SharpnessIncreasing': push(NATIVE_OP_CODES.Sharpness, argument); break;
+      case 'ShearX': affine(shearXMatrix(argument)); break;
+      case 'ShearY': affine(shearYMatrix(argument)); break;
+      case 'TranslateXRel': affine(translateXMatrix(argument * width)); break;
+      case 'TranslateYRel': affine(translateYMatrix(argument * height)); break;
+    }
+  }
+  return Float64Array.from(encoded);
 }
 
 function checkImage(image: RawImage): void {
@@ -364,10 +434,15 @@ export function invert(image: RawImage): RawImage {
   return sameTable(image, (value) => 255 - value);
 }
 
+/** The byte mask that keeps the top `bits` bits (below 8). */
+function posterizeMask(bits: number): number {
+  return ~(2 ** (8 - bits) - 1) & 0xff;
+}
+
 /** PIL's ImageOps.posterize: keeps the top `bits` bits (0 gives black); timm skips it at 8 bits or more. */
 export function posterize(image: RawImage, bits: number): RawImage {
   if (bits >= 8) return { ...image, pixels: image.pixels.slice() };
-  const mask = ~(2 ** (8 - bits) - 1) & 0xff;
+  const mask = posterizeMask(bits);
   return sameTable(image, (value) => value & mask);
 }
 
@@ -569,40 +644,55 @@ function round15(value: number): number {
   return Number(value.toFixed(15));
 }
 
-/** PIL's Image.rotate(degrees) without expand: counter-clockwise about the center (width / 2, height / 2). */
-export function rotate(image: RawImage, degrees: number, resample: ResampleMode, fill: readonly number[]): RawImage {
+/**
+ * PIL's Image.rotate(degrees) matrix without expand: counter-clockwise about the center (width / 2,
+ * height / 2); null for a multiple of 360 degrees, which PIL returns as a copy.
+ */
+export function rotationMatrix(degrees: number, height: number, width: number): AffineMatrix | null {
   // Python's float modulo: the sign follows the divisor, so -10 becomes 350.
   let angle = degrees % 360;
   if (angle < 0) angle += 360;
-  if (angle === 0) return { ...image, pixels: image.pixels.slice() };
+  if (angle === 0) return null;
   const radians = -(angle * (Math.PI / 180));
   const cosine = round15(Math.cos(radians));
   const sine = round15(Math.sin(radians));
   const negativeSine = round15(-Math.sin(radians));
-  const centerX = image.width / 2;
-  const centerY = image.height / 2;
+  const centerX = width / 2;
+  const centerY = height / 2;
   // PIL maps the center to itself: offset = M (-center) + center, summed in its order.
   const offsetX = cosine * -centerX + sine * -centerY + 0 + centerX;
   const offsetY = negativeSine * -centerX + cosine * -centerY + 0 + centerY;
-  return affineTransform(image, [cosine, sine, offsetX, negativeSine, cosine, offsetY], resample, fill);
+  return [cosine, sine, offsetX, negativeSine, cosine, offsetY];
 }
+
+/** PIL's Image.rotate(degrees) without expand: counter-clockwise about the center (width / 2, height / 2). */
+export function rotate(image: RawImage, degrees: number, resample: ResampleMode, fill: readonly number[]): RawImage {
+  const matrix = rotationMatrix(degrees, image.height, image.width);
+  if (matrix === null) return { ...image, pixels: image.pixels.slice() };
+  return affineTransform(image, matrix, resample, fill);
+}
+
+const shearXMatrix = (factor: number): AffineMatrix => [1, factor, 0, 0, 1, 0];
+const shearYMatrix = (factor: number): AffineMatrix => [1, 0, 0, factor, 1, 0];
+const translateXMatrix = (pixels: number): AffineMatrix => [1, 0, pixels, 0, 1, 0];
+const translateYMatrix = (pixels: number): AffineMatrix => [1, 0, 0, 0, 1, pixels];
 
 /** timm's shear_x: input x = x + factor * y. */
 export function shearX(image: RawImage, factor: number, resample: ResampleMode, fill: readonly number[]): RawImage {
-  return affineTransform(image, [1, factor, 0, 0, 1, 0], resample, fill);
+  return affineTransform(image, shearXMatrix(factor), resample, fill);
 }
 
 /** timm's shear_y: input y = factor * x + y. */
 export function shearY(image: RawImage, factor: number, resample: ResampleMode, fill: readonly number[]): RawImage {
-  return affineTransform(image, [1, 0, 0, factor, 1, 0], resample, fill);
+  return affineTransform(image, shearYMatrix(factor), resample, fill);
 }
 
 /** timm's translate_x: input x = x + pixels (positive moves the content left). */
 export function translateX(image: RawImage, pixels: number, resample: ResampleMode, fill: readonly number[]): RawImage {
-  return affineTransform(image, [1, 0, pixels, 0, 1, 0], resample, fill);
+  return affineTransform(image, translateXMatrix(pixels), resample, fill);
 }
 
 /** timm's translate_y: input y = y + pixels (positive moves the content up). */
 export function translateY(image: RawImage, pixels: number, resample: ResampleMode, fill: readonly number[]): RawImage {
-  return affineTransform(image, [1, 0, 0, 0, 1, pixels], resample, fill);
+  return affineTransform(image, translateYMatrix(pixels), resample, fill);
 }

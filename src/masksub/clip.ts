@@ -4,7 +4,7 @@
 // main model's similarity matrix of the same batch: soft-target cross entropy against the main
 // logits' detached softmax, image->text and text->image, weighted (1 - w) L1 + w L2 with w = 1/2.
 // Also zero-shot classification from class-name prompts and recall@k for image<->text retrieval.
-import { arange, type Device, type Generator, keep, noGrad, stack, type Tensor, tidy } from '../tensor/tensor.js';
+import { arange, type Device, type Generator, keep, noGrad, type Tensor, tidy } from '../tensor/tensor.js';
 import * as F from '../nn/functional.js';
 import type { Parameter } from '../nn/module.js';
 import { type Clip, l2Normalize, packTokenIds } from '../models/clip.js';
@@ -68,6 +68,8 @@ export interface ClipStepConfig {
    * logit_scale only (an ablation).
    */
   detachSubText?: boolean;
+  /** [N] (int64) positions of each caption's EOT token (a BERT-style tokenizer's [SEP]); absent: the highest id's, as OpenAI's. */
+  eotIndices?: Tensor;
 }
 
 export interface ClipStepResult {
@@ -110,7 +112,7 @@ export function clipStep(model: Clip, images: Tensor, ids: Tensor, config: ClipS
   for (const parameter of parameters) parameter.zeroGrad();
 
   // The text graph lives until the last branch that needs it has pushed its gradient through.
-  const text = keep(model.encodeText(ids, { normalize: true }));
+  const text = keep(model.encodeText(ids, { normalize: true, eotIndices: config.eotIndices }));
   const textLeaf = keep(text.detach().requiresGrad_(true));
   let mainGrads: (Tensor | null)[] = [];
   let subGrads: (Tensor | null)[] = [];
@@ -171,13 +173,22 @@ export const DEFAULT_TEMPLATES: readonly string[] = ['a photo of a {}.'];
  */
 export function zeroShotClassifier(model: Clip, classNames: readonly string[], tokenize: (text: string) => number[], eotId: number, templates: readonly string[] = DEFAULT_TEMPLATES): Tensor {
   return noGrad(() => tidy(() => {
-    const rows = classNames.map((name) => tidy(() => {
-      const prompts = templates.map((template) => tokenize(template.replaceAll('{}', name)));
-      const ids = packTokenIds(prompts, model.config.text.contextLength, eotId).to({ device: model.logitScale.device as Device });
-      return l2Normalize(model.encodeText(ids, { normalize: true }).mean(0));
-    }));
-    return stack(rows);
+    const prompts = classNames.flatMap((name) => templates.map((template) => tokenize(template.replaceAll('{}', name))));
+    const ids = packTokenIds(prompts, model.config.text.contextLength, eotId).to({ device: model.logitScale.device as Device });
+    return zeroShotWeights(model.encodeText(ids, { normalize: true }), classNames.length);
   }));
+}
+
+/**
+ * The zero-shot classifier from the unit text embeddings of every prompt, [classes x templates,
+ * D] class-major: each class's rows averaged and renormalised. Returns [classes, D] unit rows.
+ */
+export function zeroShotWeights(promptFeatures: Tensor, classes: number): Tensor {
+  return tidy(() => {
+    const [rows, width] = promptFeatures.shape;
+    if (rows % classes !== 0) throw new Error(`zeroShotWeights: ${rows} prompt embeddings do not divide among ${classes} classes`);
+    return l2Normalize(promptFeatures.reshape(classes, rows / classes, width).mean(1));
+  });
 }
 
 /** Zero-shot predictions: the class whose prompt embedding has the highest cosine similarity to each image's. */

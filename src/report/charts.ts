@@ -6,7 +6,7 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
 import type { Method } from '../masksub/methods.js';
-import type { Comparison, GroupResult, SettingSummary } from './collect.js';
+import { accuracyName, type Comparison, type GroupResult, type SettingSummary } from './collect.js';
 import { mean } from './stats.js';
 
 export type ChartId = 'accuracy-curves' | 'train-losses' | 'grad-norms' | 'accuracy-vs-ratio' | 'final-accuracy';
@@ -199,7 +199,7 @@ function accuracyCurves(comparison: Comparison): TopLevelSpec | string {
   const scale = colorScale(comparison, rows.map((row) => row.series));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: chartTitle('Test top-1 accuracy per epoch', comparison, 'line: mean over seeds · band: min–max over seeds'),
+    title: chartTitle(`Test ${accuracyName(comparison)} accuracy per epoch`, comparison, 'line: mean over seeds · band: min–max over seeds'),
     width: 640,
     height: 320,
     config: CONFIG,
@@ -211,7 +211,7 @@ function accuracyCurves(comparison: Comparison): TopLevelSpec | string {
       {
         mark: { type: 'area', fillOpacity: 0.18 },
         encoding: {
-          y: { field: 'min', type: 'quantitative', scale: { zero: false }, title: 'test top-1 (%)' },
+          y: { field: 'min', type: 'quantitative', scale: { zero: false }, title: `test ${accuracyName(comparison)} (%)` },
           y2: { field: 'max' },
           color: { field: 'series', type: 'nominal', scale, sort: scale.domain },
         },
@@ -344,7 +344,7 @@ function accuracyVersusRatio(comparison: Comparison): TopLevelSpec | string {
   ];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: chartTitle('Final top-1 accuracy against the ratio r', comparison, 'point: mean over finished seeds · whisker: ± sample std · dashed: baseline mean'),
+    title: chartTitle(`Final ${accuracyName(comparison)} accuracy against the ratio r`, comparison, 'point: mean over finished seeds · whisker: ± sample std · dashed: baseline mean'),
     width: 560,
     height: 300,
     config: CONFIG,
@@ -354,7 +354,7 @@ function accuracyVersusRatio(comparison: Comparison): TopLevelSpec | string {
         mark: { type: 'rule', strokeWidth: 1.5 },
         encoding: {
           x: xAxis,
-          y: { field: 'low', type: 'quantitative', scale: { zero: false }, title: 'final test top-1 (%)' },
+          y: { field: 'low', type: 'quantitative', scale: { zero: false }, title: `final test ${accuracyName(comparison)} (%)` },
           y2: { field: 'high' },
           color: { field: 'method', type: 'nominal', title: 'method', scale },
         },
@@ -408,7 +408,7 @@ function finalAccuracy(comparison: Comparison): TopLevelSpec | string {
   const yScale = { domain: [axisStart, axisEnd], zero: false, nice: false, clamp: true };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: chartTitle('Final test top-1 accuracy per method', comparison, `bar: mean over finished seeds · whisker: ± sample std · dots: seeds · axis starts at ${axisStart}%`),
+    title: chartTitle(`Final test ${accuracyName(comparison)} accuracy per method`, comparison, `bar: mean over finished seeds · whisker: ± sample std · dots: seeds · axis starts at ${axisStart}%`),
     width: Math.max(320, 100 * bars.length),
     height: 300,
     config: CONFIG,
@@ -418,7 +418,7 @@ function finalAccuracy(comparison: Comparison): TopLevelSpec | string {
         mark: { type: 'bar', opacity: 0.88, cornerRadiusTopLeft: 2, cornerRadiusTopRight: 2 },
         encoding: {
           x: xEncoding,
-          y: { field: 'mean', type: 'quantitative', scale: yScale, title: 'final test top-1 (%)' },
+          y: { field: 'mean', type: 'quantitative', scale: yScale, title: `final test ${accuracyName(comparison)} (%)` },
           y2: { datum: axisStart },
           color: { field: 'series', type: 'nominal', scale, legend: null },
         },

@@ -25,6 +25,10 @@
 //   verdicts[]: { chart, combination, agreement (agrees | disagrees | undecided), text }: each
 //     chart's paper claim tested on these runs (src/report/verdicts.ts; Welch p < 0.05)
 //   notes[]: human-readable notes (unfinished runs, mismatches, skipped directories)
+// CLIP runs (metrics.jsonl rows with test_image_to_text_r1, ...) are kind "clip": their test_acc1
+// is zero-shot top-1, and their groups carry `retrieval`: for each recall@k metric the same
+// statistics as accuracy (per-seed final values, mean, std, Welch's test against the baseline).
+// Classifier runs are kind "classification" with retrieval null.
 // Numbers are rounded to 12 significant digits: this strips float noise but loses nothing a
 // statistic over a few seeds could depend on.
 
@@ -40,6 +44,22 @@ export const RESULTS_SCHEMA = 'masksub-results/1';
 
 /** Methods in the order the report lists them (the method table's); unknown methods follow alphabetically. */
 export const METHOD_ORDER: readonly Method[] = METHODS;
+
+/** The retrieval metrics of a CLIP run's metrics.jsonl rows (percent), in report order. */
+export const RETRIEVAL_METRICS = [
+  'test_image_to_text_r1', 'test_image_to_text_r5', 'test_image_to_text_r10',
+  'test_text_to_image_r1', 'test_text_to_image_r5', 'test_text_to_image_r10',
+] as const;
+export type RetrievalMetric = (typeof RETRIEVAL_METRICS)[number];
+
+/** Short column names of the retrieval metrics. */
+export const RETRIEVAL_LABELS: Readonly<Record<RetrievalMetric, string>> = {
+  test_image_to_text_r1: 'image→text R@1', test_image_to_text_r5: 'image→text R@5', test_image_to_text_r10: 'image→text R@10',
+  test_text_to_image_r1: 'text→image R@1', test_text_to_image_r5: 'text→image R@5', test_text_to_image_r10: 'text→image R@10',
+};
+
+/** What a run trains: a classifier (test_acc1 is top-1 accuracy) or a CLIP (test_acc1 is zero-shot top-1, plus retrieval). */
+export type RunKind = 'classification' | 'clip';
 
 /** config.json as read: the core keys validated, everything else kept as written. */
 export type RunConfig = ResolvedConfigCore & Record<string, unknown>;
@@ -62,6 +82,8 @@ export interface EpochRecord {
   grad_norm_sub: number | null;
   step_time_s: number | null;
   wall_s: number | null;
+  /** CLIP runs: recall@k (percent); null or absent for a classifier's rows. */
+  retrieval?: Partial<Record<RetrievalMetric, number>> | null;
 }
 
 export interface RunRecord {
@@ -74,12 +96,15 @@ export interface RunRecord {
   dataset: string;
   model: string;
   machine: string;
+  kind: RunKind;
   finished: boolean;
   epochs_done: number;
   epochs_planned: number;
   final_test_acc1: number | null;
   best_test_acc1: number | null;
   best_epoch: number | null;
+  /** CLIP runs: the last epoch's recall@k; null for classifiers. */
+  final_retrieval: Partial<Record<RetrievalMetric, number>> | null;
   mean_step_time_s: number | null;
   wall_s: number | null;
   config: RunConfig;
@@ -107,11 +132,18 @@ export interface BaselineComparison {
   reason: string | null;
 }
 
+/** One retrieval metric of a CLIP group: the statistics of final accuracy, for recall@k. */
+export interface RetrievalStats {
+  final: AccuracyStats;
+  vs_baseline: BaselineComparison | null;
+}
+
 export interface GroupResult {
   key: string;
   label: string;
   dataset: string;
   model: string;
+  kind: RunKind;
   method: string;
   ratio: number;
   is_baseline: boolean;
@@ -122,6 +154,8 @@ export interface GroupResult {
   final_test_acc1: AccuracyStats;
   best_test_acc1: AccuracyStats;
   vs_baseline: BaselineComparison | null;
+  /** CLIP groups: each recall@k metric with the statistics of final accuracy; null for classifiers. */
+  retrieval: Record<RetrievalMetric, RetrievalStats> | null;
   mean_step_time_s: number | null;
   cost_vs_baseline: number | null;
   total_wall_s: number | null;
@@ -282,7 +316,14 @@ export function readMetrics(path: string, finished: boolean): MetricsReadResult 
       grad_norm_sub: optionalNumber(parsed, 'grad_norm_sub', where),
       step_time_s: optionalNumber(parsed, 'step_time_s', where),
       wall_s: optionalNumber(parsed, 'wall_s', where),
+      retrieval: null,
     };
+    const retrieval: Partial<Record<RetrievalMetric, number>> = {};
+    for (const metric of RETRIEVAL_METRICS) {
+      const value = optionalNumber(parsed, metric, where);
+      if (value !== null) retrieval[metric] = value;
+    }
+    if (Object.keys(retrieval).length > 0) record.retrieval = retrieval;
     if (byEpoch.has(epoch)) {
       // A resume re-runs the epoch that was interrupted; the later line is the one that counts.
       notes.push(`${where}: epoch ${epoch} appears again; the later line is used`);
@@ -333,6 +374,7 @@ function readRun(directory: string, name: string, notes: string[]): RunRecord | 
   if (finished && epochs.length === 0) notes.push(`runs/${name}: finished but metrics.jsonl is empty or missing; done.json values are used`);
 
   const stepTimes = epochs.flatMap((record) => (record.step_time_s === null ? [] : [record.step_time_s]));
+  const kind: RunKind = epochs.some((record) => record.retrieval != null) ? 'clip' : 'classification';
   return {
     name,
     directory,
@@ -342,12 +384,14 @@ function readRun(directory: string, name: string, notes: string[]): RunRecord | 
     dataset: config.dataset,
     model: config.model,
     machine: config.machine,
+    kind,
     finished,
     epochs_done: last?.epoch ?? 0,
     epochs_planned: config.epochs,
     final_test_acc1: finalAccuracy,
     best_test_acc1: bestAccuracy,
     best_epoch: best?.epoch ?? summary?.best_epoch ?? null,
+    final_retrieval: kind === 'clip' ? last?.retrieval ?? null : null,
     // done.json covers every step of the run (including resumed parts); the per-epoch means are
     // the fallback for an unfinished run.
     mean_step_time_s: summary?.mean_step_time_s ?? mean(stepTimes),
@@ -444,6 +488,7 @@ export function collectComparison(directory: string): Comparison {
       label,
       dataset: first.dataset,
       model: first.model,
+      kind: members.some((run) => run.kind === 'clip') ? 'clip' : 'classification',
       method: first.method,
       ratio: first.ratio,
       is_baseline: isBaseline,
@@ -454,6 +499,9 @@ export function collectComparison(directory: string): Comparison {
       final_test_acc1: accuracyStats(finished, (run) => run.final_test_acc1),
       best_test_acc1: accuracyStats(finished, (run) => run.best_test_acc1),
       vs_baseline: null,
+      retrieval: members.some((run) => run.kind === 'clip')
+        ? Object.fromEntries(RETRIEVAL_METRICS.map((metric) => [metric, { final: accuracyStats(finished, (run) => run.final_retrieval?.[metric] ?? null), vs_baseline: null }])) as Record<RetrievalMetric, RetrievalStats>
+        : null,
       mean_step_time_s: mean(finished.flatMap((run) => (run.mean_step_time_s === null ? [] : [run.mean_step_time_s]))),
       cost_vs_baseline: null,
       total_wall_s: sumOrNull(finished.map((run) => run.wall_s)),
@@ -472,6 +520,12 @@ export function collectComparison(directory: string): Comparison {
       baseline.final_test_acc1.per_seed.map((entry) => entry.value),
     );
     group.vs_baseline = { baseline_key: baseline.key, ...test };
+    if (group.retrieval !== null && baseline.retrieval !== null) {
+      for (const metric of RETRIEVAL_METRICS) {
+        const values = (stats: RetrievalStats): number[] => stats.final.per_seed.map((entry) => entry.value);
+        group.retrieval[metric].vs_baseline = { baseline_key: baseline.key, ...welchTTest(values(group.retrieval[metric]), values(baseline.retrieval[metric])) };
+      }
+    }
     if (group.mean_step_time_s !== null && baseline.mean_step_time_s !== null && baseline.mean_step_time_s > 0) {
       group.cost_vs_baseline = group.mean_step_time_s / baseline.mean_step_time_s;
     }
@@ -504,6 +558,13 @@ export function collectComparison(directory: string): Comparison {
     verdicts: computeVerdicts({ groups, runs }),
     notes,
   };
+}
+
+/** What test_acc1 is in this comparison: zero-shot top-1 when every group is CLIP, top-1 when none is. */
+export function accuracyName(comparison: Pick<Comparison, 'groups'>): string {
+  const clip = comparison.groups.filter((group) => group.kind === 'clip').length;
+  if (clip === 0) return 'top-1';
+  return clip === comparison.groups.length ? 'zero-shot top-1' : 'top-1 (zero-shot for CLIP)';
 }
 
 /** Rounds to 12 significant digits: removes float noise (0.30000000000000004), keeps the value. */

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { buildCharts, CHART_IDS, describeSetting, seriesColors, type Chart, type ChartId, type ChartSet } from './charts.js';
-import { collectComparison, writeResults, type Comparison, type GroupResult } from './collect.js';
+import { accuracyName, collectComparison, RETRIEVAL_LABELS, RETRIEVAL_METRICS, type Comparison, type GroupResult, type RetrievalStats, writeResults } from './collect.js';
 import { agreementPhrase, type Verdict } from './verdicts.js';
 
 export interface ReportFiles {
@@ -73,6 +73,39 @@ interface TableRow {
 
 const TABLE_HEADER = ['method', 'ratio', 'seeds', 'final top-1 (%)', 'best top-1 (%)', 'Δ final vs baseline', 'cost', 'wall time'];
 
+/** The table's header, with what top-1 is here (zero-shot for CLIP runs). */
+function tableHeader(comparison: Comparison): string[] {
+  const name = accuracyName(comparison);
+  return TABLE_HEADER.map((cell) => cell.replace('top-1', name));
+}
+
+/** A retrieval cell: mean ± std over seeds, and for a method its difference from the baseline with Welch's p. */
+function formatRetrieval(group: GroupResult, stats: RetrievalStats): string {
+  const cell = formatAccuracy(stats.final.mean, stats.final.std);
+  const comparison = stats.vs_baseline;
+  if (group.is_baseline || comparison === null || comparison.difference === null) return cell;
+  return `${cell} (${formatSigned(comparison.difference)}, ${comparison.p === null ? 'p n/a' : `p = ${formatPValue(comparison.p)}`})`;
+}
+
+/** The CLIP groups' retrieval table (header and rows), or null when no group is CLIP. */
+function retrievalTable(comparison: Comparison): { header: string[]; rows: { group: GroupResult; cells: string[] }[] } | null {
+  const groups = comparison.groups.filter((group) => group.retrieval !== null);
+  if (groups.length === 0) return null;
+  const several = hasSeveralCombinations(comparison);
+  return {
+    header: ['method', 'ratio', 'seeds', ...RETRIEVAL_METRICS.map((metric) => `${RETRIEVAL_LABELS[metric]} (%)`)],
+    rows: groups.map((group) => ({
+      group,
+      cells: [several ? `${group.dataset}/${group.model} ${group.method}` : group.method, String(group.ratio), formatSeedCount(group), ...RETRIEVAL_METRICS.map((metric) => formatRetrieval(group, group.retrieval![metric]))],
+    })),
+  };
+}
+
+const RETRIEVAL_NOTE =
+  'CLIP retrieval after the last epoch: recall@k = the share of test images whose own caption ranks among the k captions most similar to it (image→text), ' +
+  'and of captions whose own image ranks among the k most similar images (text→image), over the first recall_pairs test pairs (metrics.jsonl). ' +
+  '± = sample std over seeds; (Δ, p) = difference from the baseline mean in points and two-sided Welch t-test over seeds, as for accuracy.';
+
 function hasSeveralCombinations(comparison: Comparison): boolean {
   return new Set(comparison.groups.map((group) => `${group.dataset}/${group.model}`)).size > 1;
 }
@@ -122,7 +155,7 @@ export function renderMarkdown(comparison: Comparison, chartSet: ChartSet): stri
   lines.push(`**What was run:** ${headline}  `, `**${machine.replace(/^(machines?):/, '$1:**')}`, '');
   const finished = comparison.runs.filter((run) => run.finished).length;
   lines.push(`${comparison.runs.length} runs (${finished} finished) in \`${comparison.directory}\`, generated ${comparison.generated_at}.`, '');
-  const header = hasSeveralCombinations(comparison) ? ['dataset/model', ...TABLE_HEADER] : TABLE_HEADER;
+  const header = hasSeveralCombinations(comparison) ? ['dataset/model', ...tableHeader(comparison)] : tableHeader(comparison);
   const leftAligned = header.length - TABLE_HEADER.length + 2;
   lines.push(`| ${header.join(' | ')} |`);
   lines.push(`| ${header.map((_, index) => (index < leftAligned ? '---' : '---:')).join(' | ')} |`);
@@ -131,6 +164,12 @@ export function renderMarkdown(comparison: Comparison, chartSet: ChartSet): stri
     lines.push(`| ${cells.map(markdownCell).join(' | ')} |`);
   }
   lines.push('', METHOD_NOTE, '');
+  const retrieval = retrievalTable(comparison);
+  if (retrieval !== null) {
+    lines.push('## Retrieval (CLIP)', '', `| ${retrieval.header.join(' | ')} |`, `| ${retrieval.header.map((_, index) => (index < 2 ? '---' : '---:')).join(' | ')} |`);
+    for (const row of retrieval.rows) lines.push(`| ${row.cells.map(markdownCell).join(' | ')} |`);
+    lines.push('', RETRIEVAL_NOTE, '');
+  }
   if (comparison.notes.length > 0) {
     lines.push('## Notes', '');
     for (const note of comparison.notes) lines.push(`- ${note}`);
@@ -208,7 +247,16 @@ export function renderHtml(comparison: Comparison, chartSet: ChartSet): string {
   const finished = comparison.runs.filter((run) => run.finished).length;
   const unfinished = comparison.runs.length - finished;
 
-  const header = TABLE_HEADER.map((cell) => `<th scope="col">${escapeHtml(cell)}</th>`).join('');
+  const header = tableHeader(comparison).map((cell) => `<th scope="col">${escapeHtml(cell)}</th>`).join('');
+  const retrieval = retrievalTable(comparison);
+  const retrievalHtml = retrieval === null ? '' : `<h2>Retrieval (CLIP)</h2>
+<div class="table-wrap"><table>
+<thead><tr>${retrieval.header.map((cell) => `<th scope="col">${escapeHtml(cell)}</th>`).join('')}</tr></thead>
+<tbody>
+${retrieval.rows.map(({ group, cells }) => `<tr><td class="method"><span class="swatch" style="background:${colors.get(group.label) ?? '#7f7f7f'}"></span>${escapeHtml(cells[0]!)}</td>${cells.slice(1).map((cell) => `<td>${escapeHtml(cell)}</td>`).join('')}</tr>`).join('\n')}
+</tbody>
+</table></div>
+<p class="explain">${escapeHtml(RETRIEVAL_NOTE)}</p>`;
   const body = tableRows(comparison)
     .map(({ group, combination, cells }) => {
       const [methodCell = '', ...rest] = cells;
@@ -267,6 +315,7 @@ ${body}
 </tbody>
 </table></div>
 <p class="explain">${escapeHtml(METHOD_NOTE)}</p>
+${retrievalHtml}
 ${notes}
 <h2>Charts</h2>
 ${figures}

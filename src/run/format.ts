@@ -43,6 +43,17 @@ export interface EpochMetrics {
   ema_test_acc1?: number | null; // present when EMA is enabled
   skipped_steps?: number;        // non-finite steps skipped (opt-in)
   grad_scale?: number;           // float16 loss scale at the end of the epoch (amp fp16)
+  // CLIP runs (clip_* models): test_acc1 / test_acc5 are zero-shot top-1 / top-5 from class-name
+  // prompts, test_loss the contrastive loss on test batches, and these the retrieval recall@k
+  // (percent) among the first recall_pairs test image-caption pairs, and exp(logit_scale).
+  test_image_to_text_r1?: number;
+  test_image_to_text_r5?: number;
+  test_image_to_text_r10?: number;
+  test_text_to_image_r1?: number;
+  test_text_to_image_r5?: number;
+  test_text_to_image_r10?: number;
+  recall_pairs?: number;
+  logit_scale?: number;
 }
 
 export interface RunSummary {

@@ -44,6 +44,8 @@ export interface NativeBinding {
   clone(tensor: Handle): Handle;
   detach(tensor: Handle): Handle;
   alias(tensor: Handle): Handle;
+  pinMemory(tensor: Handle): Handle;
+  isPinned(tensor: Handle): boolean;
   requiresGrad(tensor: Handle): boolean;
   setRequiresGrad(tensor: Handle, requiresGrad: boolean): void;
   isLeaf(tensor: Handle): boolean;
@@ -260,6 +262,8 @@ export const nativeFunctionNames = [
   'clone',
   'detach',
   'alias',
+  'pinMemory',
+  'isPinned',
   'requiresGrad',
   'setRequiresGrad',
   'isLeaf',

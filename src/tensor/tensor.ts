@@ -241,6 +241,9 @@ export class Tensor {
   detach(): Tensor { return wrap(native.detach(this.handle)); }
   /** A second handle to the same tensor (shares data and autograd identity). */
   alias(): Tensor { return wrap(native.alias(this.handle)); }
+  /** A copy in pinned (page-locked) host memory, so that `.to({ device: 'cuda', nonBlocking: true })` is asynchronous; needs CUDA. */
+  pinMemory(): Tensor { return wrap(native.pinMemory(this.handle)); }
+  isPinned(): boolean { return native.isPinned(this.handle); }
 
   // ---- autograd ----
   get requiresGrad(): boolean { return native.requiresGrad(this.handle); }

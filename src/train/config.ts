@@ -9,11 +9,11 @@ import { distance } from 'fastest-levenshtein';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DATASET_INFO, DATASET_NAMES, type DatasetName } from '../data/datasets.js';
-import { EMOJI_GROUPS } from '../data/emoji.js';
 import { isTextDatasetName, TEXT_DATASET_NAMES, type TextDatasetName } from '../data/text/text-dataset.js';
 import { parseRandAugment } from '../data/randaugment.js';
 import { describeMethod, METHODS, defaultRatio, REGULARIZERS } from '../masksub/methods.js';
 import { describeModel, modelNames } from '../models/factory.js';
+import { clipModelNames, describeClipModel, isClipModel } from '../models/clip.js';
 
 export class ConfigError extends Error {}
 
@@ -98,11 +98,11 @@ export const SETTINGS = {
   }),
   tokenizer: define({
     group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE',
-    help: 'text only: a tokenizer.json or a BERT vocab.txt (null: a WordPiece vocabulary of vocab-size is trained on the training texts); the run keeps it as tokenizer.json, which resume and eval read',
+    help: 'text and CLIP only: a tokenizer.json or a BERT vocab.txt (null: a WordPiece vocabulary of vocab-size is trained on the training texts, or CLIP\'s training captions); the run keeps it as tokenizer.json, which resume and eval read',
   }),
   vocabSize: define({
     group: 'data', schema: z.number().int().min(16).max(1_000_000), default: 8000,
-    help: 'text only, without tokenizer: size of the WordPiece vocabulary trained on the training texts (special tokens and every character kept, then the first merges learned)',
+    help: 'text and CLIP only, without tokenizer: size of the WordPiece vocabulary trained on the training texts or captions (special tokens and every character kept, then the first merges learned)',
   }),
   trainList: define({
     group: 'data', schema: z.string().min(1).nullable(), default: null, placeholder: 'FILE',
@@ -159,8 +159,8 @@ export const SETTINGS = {
     help: 'worker threads that prepare batches (with workers true); each builds every N-th batch and the batches are the same for any N; more help folder data, whose images are decoded and cropped as batches are built',
   }),
   model: define({
-    group: 'model', schema: z.enum(modelNames() as [string, ...string[]]), default: 'vit_tiny_patch4_28',
-    help: 'model to train (`masksub models` describes each)', alias: ['arch', 'network'],
+    group: 'model', schema: z.enum([...modelNames(), ...clipModelNames()] as [string, ...string[]]), default: 'vit_tiny_patch4_28',
+    help: 'model to train (`masksub models` describes each); a clip_* model trains CLIP on an image data set paired with captions (emoji: names and keywords; others: class-name templates) and is evaluated by zero-shot top-1 and retrieval recall@k', alias: ['arch', 'network'],
   }),
   dropPath: define({
     group: 'model', schema: STRENGTH, default: 0, alias: ['drop-path-rate', 'stochastic-depth'],
@@ -468,6 +468,10 @@ export const PRESETS: Record<string, Preset> = {
     description: 'Quick CPU text comparison: Debian package descriptions (10 sections, no download), 4,096 training texts for 3 epochs, all 7,529 test texts; bert_tiny (2 x 128), 32 tokens (the synopses: median 11, 99th percentile 20), trained 8,000-token WordPiece vocabulary; AdamW 1e-3, wd 0.01, batch 64, half an epoch of warmup + cosine, dropout 0.1 (BERT\'s), label smoothing 0.1',
     values: { dataset: 'debian-packages', model: 'bert_tiny', limitTrain: 4096, maxLength: 32, vocabSize: 8000, epochs: 3, batchSize: 64, lr: 1e-3, weightDecay: 0.01, warmupEpochs: 0.5, dropout: 0.1, labelSmoothing: 0.1, probeSize: 256 },
   },
+  'emoji-clip-quick': {
+    description: 'Quick CPU CLIP comparison: emoji (2,972 training / 683 test image-caption pairs, Noto Color Emoji at 28 px, captions = CLDR name and a per-epoch subset of its keywords), clip_micro_ctx32 (vit_micro image tower, 2-layer text tower, 32 tokens), WordPiece vocabulary trained on the captions; 8 epochs, AdamW 5e-4 (open_clip\'s default lr), wd 0.1, batch 64, 1 warmup epoch + cosine, crop(2), no flips (a mirrored arrow would contradict its caption); zero-shot over the 9 emoji groups and recall@k on the 683 test pairs each epoch',
+    values: { dataset: 'emoji', imageSize: 28, model: 'clip_micro_ctx32', epochs: 8, batchSize: 64, lr: 5e-4, weightDecay: 0.1, warmupEpochs: 1, cropPadding: 2, hflip: false, probeSize: 256 },
+  },
   // DeiT-III's 400-epoch recipes: MaskSub paper Table B.1 (shared values) and Table B.2 (per model);
   // LAMB's epsilon 1e-8 and the fine-tune phase's values beyond Table B.2 from DeiT-III's code
   // (facebookresearch/deit main.py: --opt-eps default 1e-8; README_revenge.md: the commands).
@@ -774,6 +778,36 @@ function checkTextCombinations(config: TrainConfig): void {
   if (config.init === null && initOnly !== undefined) throw new ConfigError(`${kebab(initOnly)} applies only with init (a pretrained weights file); give init or leave it out`);
 }
 
+/** The text settings a CLIP reads: its captions' tokenizer. */
+const CLIP_TEXT_SETTINGS: readonly (typeof TEXT_SETTINGS)[number][] = ['tokenizer', 'vocabSize'];
+
+/**
+ * Settings of classifier training that a CLIP run does not read (no labels, no head, no pretrained
+ * classifier to start from): changed from their defaults they are refused, not silently unused.
+ */
+export const NOT_FOR_CLIP_SETTINGS = [
+  'maxLength', 'textColumns', 'labelColumn', 'init', 'initStrict', 'initAntialias', 'initResetHead', 'layerScale', 'maskPatchSize', 'globalPool', 'maskMode',
+  'dropout', 'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb', 'loss', 'bceTargetThreshold', 'subTarget', 'subBnUpdate', 'lossForm', 'ema', 'emaDecay', 'amp', 'layerDecay',
+] as const;
+
+/** The methods CLIP trains with: the contrastive loss alone, or with the masked-image sub-model (paper Sec. 4.6). */
+export const CLIP_METHODS: readonly string[] = ['baseline', 'masksub'];
+
+/** A CLIP run's own checks: image data, its two methods, no classifier-only setting changed. */
+function checkClipCombinations(config: TrainConfig): void {
+  if (isTextDatasetName(config.dataset)) {
+    throw new ConfigError(`model ${config.model} is CLIP (images paired with captions); ${config.dataset} is text classification: use an image data set (emoji, fashion-mnist, mnist, cifar10, folder) or a text model (${modelNames().filter((name) => describeModel(name).family === 'bert').join(', ')})`);
+  }
+  if (!CLIP_METHODS.includes(config.method)) {
+    throw new ConfigError(`method ${config.method} is not defined for CLIP; ${config.model} trains with ${CLIP_METHODS.join(' or ')} (the masked-image sub-model of the paper's CLIP recipe)`);
+  }
+  const changed = NOT_FOR_CLIP_SETTINGS.find((name) => JSON.stringify(config[name]) !== JSON.stringify(DEFAULTS[name]));
+  if (changed !== undefined) {
+    const why = changed === 'maxLength' ? `the captions are cut at ${config.model}'s context length` : 'it applies to classifiers (labels, a head), not to CLIP\'s contrastive training';
+    throw new ConfigError(`${kebab(changed)} does not apply to ${config.model}: ${why}; leave ${kebab(changed)} out`);
+  }
+}
+
 /** The checks that involve more than one setting, after each setting passed its own schema. */
 function checkCombinations(config: TrainConfig): void {
   if (config.amp === 'fp16' && config.device === 'cpu') {
@@ -794,21 +828,30 @@ function checkCombinations(config: TrainConfig): void {
     throw new ConfigError(`ratio 0 turns off the ${REGULARIZERS[method.regularizer].strength} of method ${config.method}; ` +
       `use a ratio in (0, 1), or leave it out for the method's default ${methodDefaultRatio(config)}`);
   }
-  const model = describeModel(config.model);
+  const clip = isClipModel(config.model);
+  if (clip) checkClipCombinations(config);
+  // A CLIP's images meet the checks of its image tower (sizes, patches, folder settings).
+  const model = describeModel(clip ? describeClipModel(config.model).vision.model : config.model);
   if (isTextDatasetName(config.dataset) || model.family === 'bert') {
     checkTextCombinations(config);
     return;
   }
-  const textOnly = TEXT_SETTINGS.find((name) => JSON.stringify(config[name]) !== JSON.stringify(DEFAULTS[name]));
-  if (textOnly !== undefined) throw new ConfigError(`${kebab(textOnly)} applies only to the text data sets (debian-packages, text); ${config.dataset} is images: leave ${kebab(textOnly)} out`);
+  const textOnly = TEXT_SETTINGS.find((name) => !(clip && CLIP_TEXT_SETTINGS.includes(name)) && JSON.stringify(config[name]) !== JSON.stringify(DEFAULTS[name]));
+  if (textOnly !== undefined) {
+    const clipToo = (CLIP_TEXT_SETTINGS as readonly string[]).includes(textOnly) ? ' and to CLIP models (clip_*)' : '';
+    throw new ConfigError(`${kebab(textOnly)} applies only to the text data sets (debian-packages, text)${clipToo}; ${config.dataset} with ${config.model} is image classification: leave ${kebab(textOnly)} out`);
+  }
   const info = DATASET_INFO[config.dataset as DatasetName];
   const folder = config.dataset === 'folder';
   // Emoji are drawn at any size; like folders, a ViT is built for it when its patches tile it.
   const sized = folder || config.dataset === 'emoji';
   if (!folder) {
-    // An emoji run records its class map (the emoji groups, fixed) like a folder run; resume and compare read it back.
-    const emojiRecord = config.dataset === 'emoji' && JSON.stringify(config.classes) === JSON.stringify(EMOJI_GROUPS);
-    const folderOnly = (['trainList', 'valList', ...(sized ? [] : ['imageSize'] as const), 'evalImageSize', 'classes'] as const).find((name) => config[name] !== null && !(name === 'classes' && emojiRecord));
+    // A data set with fixed, named classes (emoji) takes its own list, which its runs record.
+    const ownClasses = info.classes !== undefined && JSON.stringify(config.classes) === JSON.stringify(info.classes);
+    const folderOnly = (['trainList', 'valList', ...(sized ? [] : ['imageSize'] as const), 'evalImageSize', ...(ownClasses ? [] : ['classes'] as const)] as const).find((name) => config[name] !== null);
+    if (folderOnly === 'classes' && info.classes !== undefined) {
+      throw new ConfigError(`classes of ${config.dataset} are fixed: ${info.classes.join(', ')} (in this order); leave classes out`);
+    }
     if (folderOnly !== undefined) throw new ConfigError(`${kebab(folderOnly)} applies only to --dataset folder${kebab(folderOnly) === 'image-size' ? ' and emoji' : ''}; ${config.dataset} has its own files and size: leave ${kebab(folderOnly)} out`);
     const imageOnly = config.randAugment !== null ? 'rand-augment' : config.threeAugment ? 'three-augment' : config.colorJitter > 0 ? 'color-jitter' : null;
     if (imageOnly !== null) {
@@ -910,7 +953,7 @@ export function resolveConfig(config: TrainConfig, preset: string | null = null)
   const ratio = settings.ratio ?? methodDefaultRatio(settings);
   // null is the model's own pool (ViT: class token, BEiT: mean, as timm); the resolved config
   // records which, so that runs stored before null existed ("token") compare equal to new plans.
-  const family = describeModel(settings.model).family;
+  const family = isClipModel(settings.model) ? 'clip' : describeModel(settings.model).family;
   const globalPool = settings.globalPool ?? (family === 'vit' ? 'token' : family === 'beit' ? 'avg' : null);
   return { ...settings, ratio, globalPool, ...resolveNormalization(settings), machine: machineDescription(settings.device, settings.threads), preset };
 }

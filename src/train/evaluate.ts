@@ -1,6 +1,6 @@
 // Evaluation (timm's `validate`): loss, top-1 and top-5 of a model on a dataset (images or
-// tokenized text), in eval mode and without gradients; and the conversion of a loader batch to
-// tensors on the training device.
+// tokenized text), in eval mode and without gradients; and the conversion of a text batch to
+// tensors on the training device (image batches: device-batch.ts).
 import { BatchLoader, NO_AUGMENTATION } from '../data/loader.js';
 import type { ImageDataset } from '../data/datasets.js';
 import { TextBatchLoader, type TextDataset } from '../data/text/text-dataset.js';
@@ -8,6 +8,7 @@ import type { Classifier, ForwardOptions } from '../models/classifier.js';
 import { type Criterion, labelLoss } from '../masksub/method.js';
 import * as F from '../nn/functional.js';
 import { noGrad, type Tensor, tensor, tidy } from '../tensor/tensor.js';
+import { deviceBatch } from './device-batch.js';
 
 export interface Evaluation { loss: number; acc1: number; acc5: number }
 
@@ -32,20 +33,6 @@ export function textBatchTensors(tokens: Int32Array, labels: Int32Array, dataset
   return { images: x, labels: y };
 }
 
-/** A batch as tensors on `device`: images [B, C, H, W], labels [B], soft (mixup) targets [B, K] or null. */
-export function batchTensors(images: Float32Array, labels: Int32Array, soft: Float32Array | null, dataset: ImageDataset, device: string): { images: Tensor; labels: Tensor; soft: Tensor | null } {
-  const size = labels.length;
-  let x = tensor(images, { shape: [size, dataset.channels, dataset.height, dataset.width] });
-  let y = tensor(labels).long();
-  let s = soft ? tensor(soft, { shape: [size, dataset.numClasses] }) : null;
-  if (device !== 'cpu') {
-    x = x.to({ device: device as 'cuda' });
-    y = y.to({ device: device as 'cuda' });
-    s = s ? s.to({ device: device as 'cuda' }) : null;
-  }
-  return { images: x, labels: y, soft: s };
-}
-
 /**
  * Loss, top-1 and top-5 (percent) of the model (eval mode, no masking unless options say so). The
  * loss is plain cross-entropy, or `criterion` when given: the paper's Eq. 1 / Eq. 2 probes measure
@@ -67,7 +54,7 @@ function* evaluationBatches(dataset: EvalData, batchSize: number, device: string
     for (const batch of new TextBatchLoader(dataset, { batchSize }).batchesSync(0)) yield () => textBatchTensors(batch.tokens, batch.labels, dataset, device);
     return;
   }
-  for (const batch of new BatchLoader(dataset, { batchSize, augment: NO_AUGMENTATION }).batchesSync(0)) yield () => batchTensors(batch.images, batch.labels, null, dataset, device);
+  for (const batch of new BatchLoader(dataset, { batchSize, augment: NO_AUGMENTATION }).batchesSync(0)) yield () => deviceBatch(batch, dataset, device);
 }
 
 /** evaluate()'s sums (zeros for an empty dataset, e.g. a rank's empty shard of a tiny test set). */

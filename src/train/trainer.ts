@@ -11,6 +11,9 @@
 // packed int64 tensor [B, 3, L] (ids, token types, attention mask) that BertTextClassifier masks
 // itself, so the step, evaluation, probes, checkpoints and resume are the images' code; the run's
 // tokenizer is saved as tokenizer.json next to its config, and resume and eval read it.
+// CLIP (a clip_* model) runs the same loop too: the images' loader over image-caption pairs, the
+// CLIP step and evaluation of ./clip.ts (zero-shot top-1 is the run's test_acc1), the captions'
+// tokenizer saved as a text run's.
 import { countBatches } from '../data/batch.js';
 import { BatchLoader } from '../data/loader.js';
 import { type ImageDataset, loadDataset, subsetDataset } from '../data/datasets.js';
@@ -33,8 +36,11 @@ import { DistributedError, ProcessGroup, type World } from '../distributed/index
 import { withBatchShard } from '../nn/sample-noise.js';
 import { BatchNorm2d } from '../nn/layers.js';
 import { DEFAULTS, fromStoredConfig, kebab, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
-import { batchTensors, type EvalData, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation, isTextData, textBatchTensors } from './evaluate.js';
+import { deviceBatch } from './device-batch.js';
+import { type EvalData, type Evaluation, type EvaluationSums, evaluate, evaluateSums, finishEvaluation, isTextData, textBatchTensors } from './evaluate.js';
 import { Progress } from './progress.js';
+import { buildClip, type ClipData, clipProbeLoss, clipTrainStep, type EncodedCaptions, evaluateClip, loadClipData, pairDataset, RECALL_KS, captionTensors, trainingCaptions } from './clip.js';
+import { Clip, isClipModel } from '../models/clip.js';
 
 export { evaluate } from './evaluate.js';
 
@@ -159,8 +165,10 @@ interface Plan {
   /** This rank's part of the test set (all of it for a single process). */
   testShard: EvalData;
   probe: EvalData;
-  /** Text runs: the tokenizer (saved in the run directory by a fresh run); null for images. */
+  /** Text and CLIP runs: the tokenizer (saved in the run directory by a fresh run); null for images. */
   tokenizer: TextTokenizer | null;
+  /** CLIP runs: the captions, prompts and the probe images' captions; null otherwise. */
+  clip: (ClipData & { probeCaptions: EncodedCaptions }) | null;
   dropLast: boolean;
   /** Samples of each global batch that this rank holds (batch size / processes). */
   localBatch: number;
@@ -192,6 +200,21 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
   } else {
     train = await loadSplit(config, 'train', config.limitTrain, config.classes);
     test = await loadSplit(config, 'test', config.limitTest, train.classes ?? null);
+  }
+  let clipData: ClipData | null = null;
+  if (isClipModel(config.model)) {
+    if (team.size > 1) throw new TrainingError(`${config.model}: data-parallel CLIP is not supported (each rank's contrastive loss would see only its shard's negatives); train it in one process`);
+    try {
+      clipData = await loadClipData(config, train as ImageDataset, test as ImageDataset, savedTokenizer);
+    } catch (error) {
+      throw new TrainingError((error as Error).message);
+    }
+    tokenizer = clipData.tokenizer;
+    // The loader reports each image's index, which picks its caption.
+    train = pairDataset(train as ImageDataset);
+    log(`${config.dataset}: ${train.count} training / ${test.count} test image-caption pairs, captions from ${clipData.source.kind === 'emoji' ? 'emoji names and keywords' : 'class-name templates'}; ` +
+      `zero-shot over ${clipData.source.classNames.length} classes; tokenizer ${clipData.tokenizerSource === 'trained' ? 'trained on the training captions' : clipData.tokenizerSource} (${tokenizer.vocabSize} tokens), ` +
+      `context ${clipData.contextLength} (${clipData.truncated} test captions fill it); ignored for CLIP: label-smoothing ${config.labelSmoothing}`);
   }
   const skipped = (test as { badImages?: string[] }).badImages ?? [];
   if (skipped.length > 0) log(`skipped ${skipped.length} evaluation image(s) that cannot be decoded: ${skipped.slice(0, 5).join(', ')}${skipped.length > 5 ? ', ...' : ''}`);
@@ -225,7 +248,9 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
   const probe = isTextData(train) ? subsetTextDataset(train, probeIndices) : await decodeForEvaluation(subsetDataset(train, probeIndices));
   if (config.init !== null || config.freeze !== null) checkInitAndFreeze(config, { train, tokenizer });
   const testShard = team.size === 1 ? test : isTextData(test) ? subsetTextDataset(test, shardIndices(test.count, team)) : subsetDataset(test, shardIndices(test.count, team));
-  return { train, test, testShard, probe, tokenizer, dropLast, localBatch: config.batchSize / team.size, microPerEpoch, schedule };
+  // The probe pairs keep their first epoch's captions, so every epoch measures the same pairs.
+  const clip = clipData === null ? null : { ...clipData, probeCaptions: await trainingCaptions(clipData, (probe as ImageDataset).labels, 0) };
+  return { train, test, testShard, probe, tokenizer, clip, dropLast, localBatch: config.batchSize / team.size, microPerEpoch, schedule };
 }
 
 /** The run's model for its data and recipe (before --init and before moving to the device). */
@@ -270,8 +295,9 @@ function checkInitAndFreeze(config: ResolvedTrainConfig, data: Pick<Plan, 'train
   }
 }
 
-function buildOptimizer(model: Classifier, config: ResolvedTrainConfig): Optimizer {
-  const groups = config.layerDecay === null
+function buildOptimizer(model: Classifier | Clip, config: ResolvedTrainConfig): Optimizer {
+  // A CLIP has no layer decay (config.ts refuses it); its noWeightDecay names logit_scale, as open_clip.
+  const groups = config.layerDecay === null || model instanceof Clip
     ? paramGroupsWithWeightDecay(model, config.weightDecay, model.noWeightDecay())
     : paramGroupsWithLayerDecay(model, config.weightDecay, config.layerDecay, layerAssignment(model), model.noWeightDecay());
   switch (config.optimizer) {
@@ -286,7 +312,7 @@ interface Session {
   config: ResolvedTrainConfig;
   plan: Plan;
   team: Team;
-  model: Classifier;
+  model: Classifier | Clip;
   optimizer: Optimizer;
   ema: ModelEma | null;
   loader: BatchLoader | TextBatchLoader;
@@ -305,10 +331,10 @@ export function mainLossWeight(config: Pick<TrainConfig, 'lossForm' | 'optimizer
 
 function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?: (line: string) => void): Session {
   const { train } = plan;
-  const model = buildModel(config, plan);
+  const model = plan.clip !== null ? buildClip(config, train as ImageDataset, plan.clip) : buildModel(config, plan);
   // A resumed run loads the init too: its checkpoint then overwrites it (or, when no epoch had
   // finished, the run starts over from the same init).
-  if (config.init !== null) loadPretrained(model, config.init, initOptions(config, log));
+  if (config.init !== null && !(model instanceof Clip)) loadPretrained(model, config.init, initOptions(config, log));
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
   // Before the optimizer is built, which leaves frozen parameters out (a resumed run builds it
   // the same way, so its stored optimizer state fits).
@@ -434,14 +460,17 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
     // A skipped step must leave no trace, but its forward pass already folded the bad batch into
     // BatchNorm's running statistics; keep a copy to put back.
     const savedBuffers = config.skipNonFinite ? noGrad(() => model.buffers().map((buffer) => keep(buffer.clone()))) : [];
+    // A CLIP batch's captions: drawn for (seed, epoch, image index), tokenized (cached) before the step.
+    const captions = plan.clip !== null ? await trainingCaptions(plan.clip, batch.labels, epoch - 1) : null;
     const result = tidy(() => {
       let { images, labels, soft } = 'tokens' in batch
         ? { ...textBatchTensors(batch.tokens, batch.labels, plan.train as TextDataset, config.device), soft: null }
-        : batchTensors(batch.images, batch.labels, batch.softTargets, plan.train as ImageDataset, config.device);
+        : deviceBatch(batch, plan.train as ImageDataset, config.device);
       if (state.globalStep === faults.nanAtStep) {
         images = images.mul(Number.NaN);
         faults.nanAtStep = -1;
       }
+      if (model instanceof Clip) return withBatchShard(shard, () => clipTrainStep(model, images, captionTensors(captions!, config.device), config));
       const step = session.scaler ? { ...session.step, gradScale: session.scaler.scale } : session.step;
       return withBatchShard(shard, () => methodStep(model, images, soft ?? labels, step));
     });
@@ -492,6 +521,8 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
       if (scaled) {
         if (config.clipGrad !== null) clipGradNorm(model.parameters(), config.clipGrad);
         optimizer.step();
+        // open_clip clamps the temperature after every step.
+        if (model instanceof Clip) model.clampLogitScale();
       }
       session.scaler?.update(scaled);
       optimizer.zeroGrad();
@@ -511,6 +542,7 @@ async function trainOneEpoch(session: Session, state: TrainingState, epoch: numb
 /** Test accuracy, the Eq. 1 / Eq. 2 probe losses and EMA accuracy after an epoch (timm's validate). */
 function validate(session: Session, state: TrainingState, epoch: number, sums: EpochSums, trainSeconds: number, wallSeconds: number): EpochMetrics {
   const { config, plan, team, model, ema } = session;
+  if (model instanceof Clip) return validateClip(session, model, state, epoch, sums, trainSeconds, wallSeconds);
   const batchSize = Math.max(config.batchSize, 256);
   if (team.group !== null) {
     // Each rank's BatchNorm statistics saw only its shard (unless --sync-bn). As timm's training
@@ -558,6 +590,37 @@ function validate(session: Session, state: TrainingState, epoch: number, sums: E
   if (ema) row.ema_test_acc1 = emaAcc1;
   if (config.skipNonFinite) row.skipped_steps = state.skippedSteps;
   if (session.scaler) row.grad_scale = session.scaler.scale;
+  return row;
+}
+
+/**
+ * A CLIP run's epoch row: test_acc1 / test_acc5 are zero-shot top-1 / top-5 on the test images
+ * from the class-name prompts, test_loss the contrastive loss on test batches, the probes the
+ * contrastive loss on the fixed probe pairs with whole and masked images; and retrieval recall@k.
+ */
+function validateClip(session: Session, model: Clip, state: TrainingState, epoch: number, sums: EpochSums, trainSeconds: number, wallSeconds: number): EpochMetrics {
+  const { config, plan } = session;
+  const clip = plan.clip!;
+  const evaluation = evaluateClip(model, plan.test as ImageDataset, clip, config.batchSize, config.device);
+  const probe = plan.probe as ImageDataset;
+  const probeStandard = clipProbeLoss(model, probe, clip.probeCaptions, config.device);
+  const probeMasked = clipProbeLoss(model, probe, clip.probeCaptions, config.device, { maskRatio: config.probeMaskRatio, generator: new Generator(deriveSeed(config.seed, 4242)) });
+  const micro = Math.max(1, sums.micro);
+  const sub = hasSubModel(config.method);
+  const row: EpochMetrics = {
+    epoch, lr: plan.schedule.lr(Math.max(0, state.globalStep - 1)),
+    train_loss: sums.loss / micro, train_loss_main: sums.main / micro, train_loss_sub: sub ? sums.sub / micro : null,
+    probe_loss_standard: probeStandard, probe_loss_masked: probeMasked,
+    grad_norm_main: sums.normMain / micro, grad_norm_sub: sub ? sums.normSub / micro : null,
+    test_loss: evaluation.loss, test_acc1: evaluation.acc1, test_acc5: evaluation.acc5,
+    step_time_s: sums.stepSeconds / Math.max(1, sums.steps), images_per_s: sums.images / trainSeconds,
+    wall_s: wallSeconds,
+  };
+  for (const k of RECALL_KS) row[`test_image_to_text_r${k}` as 'test_image_to_text_r1'] = evaluation.imageToText[k]!;
+  for (const k of RECALL_KS) row[`test_text_to_image_r${k}` as 'test_text_to_image_r1'] = evaluation.textToImage[k]!;
+  row.recall_pairs = evaluation.recallPairs;
+  row.logit_scale = evaluation.logitScale;
+  if (config.skipNonFinite) row.skipped_steps = state.skippedSteps;
   return row;
 }
 

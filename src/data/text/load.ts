@@ -84,8 +84,11 @@ function readTables(options: TextSplitsOptions): RawSplits {
   return { train: examples(trainRows, trainPath), test: examples(testRows, testPath), classes, source: { train: trainPath, test: testPath } };
 }
 
-/** The tokenizer the options name, the run's saved one, or a vocabulary trained on the texts. */
-function chooseTokenizer(options: TextSplitsOptions, train: readonly TextExample[]): { tokenizer: TextTokenizer; source: string } {
+/**
+ * The tokenizer the options name, the run's saved one, or a WordPiece vocabulary trained on
+ * `texts` (the training texts; CLIP's training captions, src/train/clip.ts).
+ */
+export function chooseTokenizer(options: Pick<TextSplitsOptions, 'tokenizer' | 'saved' | 'vocabSize'>, texts: () => string[]): { tokenizer: TextTokenizer; source: string } {
   const load = (path: string): TextTokenizer => {
     try {
       return path.toLowerCase().endsWith('.json') ? TextTokenizer.fromTokenizerJson(path) : TextTokenizer.fromVocab(path);
@@ -98,8 +101,7 @@ function chooseTokenizer(options: TextSplitsOptions, train: readonly TextExample
     return { tokenizer: load(options.tokenizer), source: options.tokenizer };
   }
   if (options.saved !== null && existsSync(options.saved)) return { tokenizer: load(options.saved), source: options.saved };
-  const texts = train.flatMap((example) => (example.pair === null ? [example.text] : [example.text, example.pair]));
-  return { tokenizer: TextTokenizer.train(texts, { vocabSize: options.vocabSize }), source: 'trained' };
+  return { tokenizer: TextTokenizer.train(texts(), { vocabSize: options.vocabSize }), source: 'trained' };
 }
 
 /** Reads, limits, tokenizes and encodes both splits. Errors name the file, line or setting. */
@@ -108,7 +110,7 @@ export async function loadTextSplits(options: TextSplitsOptions): Promise<TextSp
   const train = options.limitTrain === null ? raw.train : raw.train.slice(0, options.limitTrain);
   const test = options.limitTest === null ? raw.test : raw.test.slice(0, options.limitTest);
   if (train.length === 0 || test.length === 0) throw new TableError(`${options.dataset}: the ${train.length === 0 ? 'training' : 'test'} split holds no examples`);
-  const { tokenizer, source } = chooseTokenizer(options, train);
+  const { tokenizer, source } = chooseTokenizer(options, () => train.flatMap((example) => (example.pair === null ? [example.text] : [example.text, example.pair])));
   const encode = (examples: TextExample[], split: string, from: string): Promise<TextDataset> =>
     encodeTextDataset(examples, tokenizer, { name: options.dataset, split, source: from, maxLength: options.maxLength, classes: raw.classes });
   return { train: await encode(train, 'train', raw.source.train), test: await encode(test, 'test', raw.source.test), tokenizer, tokenizerSource: source };
