@@ -115,6 +115,7 @@ test('--mean / --std: resolved per channel and recorded; the ftclip preset carri
   assert.throws(() => buildConfig({ flags: { mean: '0.1,0.2' } }), /mean has 2 values but fashion-mnist images have 1 channel\(s\): give 1 values, or one for every channel/);
   assert.throws(() => buildConfig({ flags: { std: '0' } }), /--std must be one number in \(0, 1\] per channel/);
   assert.throws(() => buildConfig({ flags: { dataset: 'debian-packages', model: 'bert_tiny', mean: '0.5' } }), /mean applies only to images/);
+  assert.throws(() => buildConfig({ flags: { dataset: 'emoji', model: 'clip_micro', freeze: 'visual' } }), /freeze does not apply to clip_micro: freezing is implemented for classifiers only/);
   const stored = toStoredConfig(buildConfig({ flags: { ...folderFlags, mean: OPENAI_CLIP_MEAN.join(','), std: OPENAI_CLIP_STD.join(',') } }));
   assert.deepEqual([stored.mean, stored.std], [[...OPENAI_CLIP_MEAN], [...OPENAI_CLIP_STD]], 'config.json records the values used');
   const clip = buildSettings({ preset: 'ftclip-vit-b-ft' });

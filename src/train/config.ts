@@ -787,7 +787,7 @@ const CLIP_TEXT_SETTINGS: readonly (typeof TEXT_SETTINGS)[number][] = ['tokenize
  */
 export const NOT_FOR_CLIP_SETTINGS = [
   'maxLength', 'textColumns', 'labelColumn', 'init', 'initStrict', 'initAntialias', 'initResetHead', 'layerScale', 'maskPatchSize', 'globalPool', 'maskMode',
-  'dropout', 'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb', 'loss', 'bceTargetThreshold', 'subTarget', 'subBnUpdate', 'lossForm', 'ema', 'emaDecay', 'amp', 'layerDecay',
+  'dropout', 'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb', 'loss', 'bceTargetThreshold', 'subTarget', 'subBnUpdate', 'lossForm', 'ema', 'emaDecay', 'amp', 'layerDecay', 'freeze',
 ] as const;
 
 /** The methods CLIP trains with: the contrastive loss alone, or with the masked-image sub-model (paper Sec. 4.6). */
@@ -803,7 +803,8 @@ function checkClipCombinations(config: TrainConfig): void {
   }
   const changed = NOT_FOR_CLIP_SETTINGS.find((name) => JSON.stringify(config[name]) !== JSON.stringify(DEFAULTS[name]));
   if (changed !== undefined) {
-    const why = changed === 'maxLength' ? `the captions are cut at ${config.model}'s context length` : 'it applies to classifiers (labels, a head), not to CLIP\'s contrastive training';
+    const why = changed === 'maxLength' ? `the captions are cut at ${config.model}'s context length`
+      : changed === 'freeze' ? 'freezing is implemented for classifiers only (CLIP training starts from scratch)' : 'it applies to classifiers (labels, a head), not to CLIP\'s contrastive training';
     throw new ConfigError(`${kebab(changed)} does not apply to ${config.model}: ${why}; leave ${kebab(changed)} out`);
   }
 }
