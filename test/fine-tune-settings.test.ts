@@ -4,6 +4,7 @@
 // ftclip preset gives OpenAI CLIP's constants) choose the constants that training batches,
 // evaluation and the run's record use, checked against (pixel / 255 - mean) / std by hand.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,4 +190,14 @@ test('--mean / --std reach the batches: the loader\'s normalized images equal (p
   await train(buildConfig({ flags: { dataset: 'folder', 'data-dir': folder, model: 'vit_micro', 'image-size': '28', mean: OPENAI_CLIP_MEAN.join(','), std: OPENAI_CLIP_STD.join(','), epochs: '1', 'batch-size': '4', 'warmup-epochs': '0', 'probe-size': '4', threads: '1', workers: 'false' } }), { out: run, log: quiet });
   const record = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')) as { mean: number[]; std: number[] };
   assert.deepEqual([record.mean, record.std], [[...OPENAI_CLIP_MEAN], [...OPENAI_CLIP_STD]]);
+});
+
+test('masksub eval builds the run\'s own model: a --global-pool avg run (fc_norm, no norm) evaluates to its last epoch\'s test accuracy', async () => {
+  const run = join(directory, 'avg-pool-run');
+  const result = await train(buildConfig({ flags: { dataset: 'synthetic', model: 'vit_micro', 'global-pool': 'avg', 'limit-train': '64', 'limit-test': '64', 'batch-size': '32', epochs: '1', 'warmup-epochs': '0', 'probe-size': '8', threads: '1' } }), { out: run, log: quiet });
+  const cli = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
+  const output = execFileSync(process.execPath, ['--import', 'tsx', cli, 'eval', '--checkpoint', run], { encoding: 'utf8', env: { ...process.env, MASKSUB_THREADS: '1' } });
+  const printed = JSON.parse(output.trim().split('\n').at(-1)!) as { test_acc1: number; images: number };
+  assert.equal(printed.images, 64);
+  assert.ok(Math.abs(printed.test_acc1 - result.history.at(-1)!.test_acc1) < 1e-9, `eval ${printed.test_acc1} vs the run's ${result.history.at(-1)!.test_acc1}`);
 });
