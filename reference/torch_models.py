@@ -39,6 +39,16 @@ Stable API (other files import these names; add, do not rename):
   adapt_input_conv(in_chans, weight) timm's first-conv channel adaptation (3 -> 1 sums the filters)
   layer_id(model, name) / param_groups_layer_decay(model, weight_decay, layer_decay)
                                      MAE/BEiT layer-wise lr decay groups (lr_scale per group)
+  Beit(cfg, mask_token=True) / load_beit(cfg, weights, mask_token=True)
+                                     timm's Beit (q/v biases, a relative position bias table per block,
+                                     LayerScale gamma_1/gamma_2, mean pooling + fc_norm) from our
+                                     BeitConfig keys; forward(x, ratio, noise) masks with mask_token
+  beit_relative_position_index(grid) / resize_rel_pos_bias_table(table, grid)
+                                     timm's index (3 class-token rows) and its scipy-free table resize
+  Swin(cfg) / load_swin(cfg, weights) timm's SwinTransformer (shifted windows with the attention mask,
+                                     patch merging, head.fc) from our SwinConfig keys; masks as Beit
+  window_relative_position_index(size)  timm's window index (coordinate differences)
+  parameter_gradients(model)         {name: .grad, zeros where none}
   ViT specs also take globalPool ('token'|'avg'), fcNorm (None: avg), maskMode ('drop'|'token':
   a learned mask_token replaces the masked patches before the position embedding is added).
   METHODS, has_sub_model(method), regularizer(method, ratio)
@@ -63,6 +73,8 @@ __all__ = [
     'param_groups', 'Lamb', 'make_optimizer', 'warmup_cosine_lr', 'set_lr', 'label_loss', 'sub_loss', 'method_step',
     'load_safetensors', 'save_safetensors', 'check_keys', 'METHODS', 'has_sub_model', 'regularizer',
     'resample_abs_pos_embed', 'adapt_input_conv', 'layer_id', 'param_groups_layer_decay',
+    'Beit', 'load_beit', 'beit_relative_position_index', 'resize_rel_pos_bias_table',
+    'Swin', 'load_swin', 'window_relative_position_index', 'parameter_gradients',
 ]
 
 
@@ -677,6 +689,344 @@ def method_step(model, images, targets, method='masksub', ratio=0.5, sub_weight=
     sub_value = None if loss_sub is None else loss_sub.item()
     total = main_value if sub_value is None else main_weight * main_value + sub_weight * sub_value
     return {'loss': total, 'loss_main': main_value, 'loss_sub': sub_value}
+
+
+# ---------------------------------------------------------------- relative position bias (BEiT, Swin)
+def window_relative_position_index(size):
+    """timm's relative position index of a size x size window, [size^2, size^2]: the coordinate
+    differences of every pair of positions, shifted to be >= 0 and flattened row-major into the
+    (2 * size - 1)^2 entries of the bias table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+    relative[:, :, 0] += size - 1
+    relative[:, :, 1] += size - 1
+    relative[:, :, 0] *= 2 * size - 1
+    return relative.sum(-1)
+
+
+def beit_relative_position_index(grid):
+    """BEiT's index, [grid^2 + 1, grid^2 + 1]: the window index for the patches and three extra
+    table rows for class token -> patch, patch -> class token and class token -> itself."""
+    entries = (2 * grid - 1) ** 2 + 3
+    index = torch.zeros((grid * grid + 1,) * 2, dtype=torch.long)
+    index[1:, 1:] = window_relative_position_index(grid)
+    index[0, 0:] = entries - 3
+    index[0:, 0] = entries - 2
+    index[0, 0] = entries - 1
+    return index
+
+
+def _relative_bias(table, index, tokens):
+    """[heads, tokens, tokens] bias gathered from a [entries, heads] table."""
+    return table[index.view(-1)].view(tokens, tokens, -1).permute(2, 0, 1).contiguous()
+
+
+def resize_rel_pos_bias_table(table, grid):
+    """timm's resize_rel_pos_bias_table for a BEiT table ([(2g-1)^2 + 3, heads], three class-token
+    rows last) on its default scipy-free path: bilinear interpolation (RegularGridInterpolator) over
+    BEiT's geometric offsets of the source grid, evaluated at the integer offsets of `grid`, in
+    float64; the class-token rows are kept."""
+    target = 2 * grid - 1
+    source = int((table.shape[0] - 3) ** 0.5)
+    extra, table = table[-3:], table[:-3]
+
+    def geometric_offsets(source, target):
+        # the ratio q whose geometric series of source // 2 terms reaches target // 2 (bisection)
+        left, right = 1.01, 1.5
+        while right - left > 1e-6:
+            q = (left + right) / 2.0
+            if (1.0 - q ** (source // 2)) / (1.0 - q) > target // 2:
+                right = q
+            else:
+                left = q
+        offsets, current = [], 1
+        for i in range(source // 2):
+            offsets.append(current)
+            current += q ** (i + 1)
+        return [-offset for offset in reversed(offsets)] + [0] + offsets
+
+    points = torch.tensor(geometric_offsets(source, target), dtype=torch.float64)
+    half = target // 2
+    wanted = torch.arange(-half, half + 0.1, 1.0, dtype=torch.float64)
+
+    def bracket(points, x):
+        high = torch.bucketize(x, points)
+        high[high >= points.shape[0]] = points.shape[0] - 1
+        low = (high - 1).clamp(0, points.shape[0] - 1)
+        to_low, to_high = (x - points[low]).clamp(min=0), (points[high] - x).clamp(min=0)
+        both = (to_low == 0) & (to_high == 0)
+        to_low[both] = 1.0
+        to_high[both] = 1.0
+        return low, high, to_low, to_high
+
+    low, high, to_low, to_high = bracket(points, wanted)
+    span = to_low + to_high
+    heads = []
+    for head in range(table.shape[1]):
+        z = table[:, head].double().view(source, source)
+        top = (z[low][:, low] * to_high[None, :] + z[low][:, high] * to_low[None, :]) / span[None, :]
+        bottom = (z[high][:, low] * to_high[None, :] + z[high][:, high] * to_low[None, :]) / span[None, :]
+        heads.append(((top * to_high[:, None] + bottom * to_low[:, None]) / span[:, None]).reshape(-1, 1))
+    return torch.cat([torch.cat(heads, 1).to(table.dtype), extra], 0)
+
+
+def parameter_gradients(model):
+    """{name: .grad} of every parameter (zeros where autograd gave none), for comparisons."""
+    return {name: p.grad if p.grad is not None else torch.zeros_like(p) for name, p in model.named_parameters()}
+
+
+def _masked_positions(noise, ratio):
+    """[B, L] 1.0 where MAE's rule masks for this noise (all but the int(L*(1-r)) lowest ranks)."""
+    keep = int(noise.shape[1] * (1 - ratio))
+    return (noise.argsort(1).argsort(1) >= keep).to(noise.dtype)
+
+
+# ---------------------------------------------------------------- BEiT (timm's Beit names, non-fused attention)
+class BeitAttention(nn.Module):
+    def __init__(self, dim, heads, grid):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        # BEiT: a query and a value bias, no key bias
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * grid - 1) ** 2 + 3, heads))
+        self.register_buffer('relative_position_index', beit_relative_position_index(grid), persistent=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+        q, k, v = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        attention = (q * self.scale) @ k.transpose(-2, -1)
+        attention = attention + _relative_bias(self.relative_position_bias_table, self.relative_position_index, n).unsqueeze(0)
+        return self.proj((attention.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class BeitBlock(nn.Module):
+    def __init__(self, dim, heads, grid, init_values):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = BeitAttention(dim, heads, grid)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * 4))
+        self.gamma_1 = nn.Parameter(init_values * torch.ones(dim)) if init_values else None
+        self.gamma_2 = nn.Parameter(init_values * torch.ones(dim)) if init_values else None
+
+    def forward(self, x):
+        if self.gamma_1 is None:
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+        x = x + self.gamma_1 * self.attn(self.norm1(x))
+        return x + self.gamma_2 * self.mlp(self.norm2(x))
+
+
+class Beit(nn.Module):
+    """timm's Beit from our BeitConfig keys (width, imageSize, patchSize, inChannels, heads, depth,
+    layerScale, numClasses, absolutePosition, globalPool). Parameters start at zero: load weights.
+    forward(x, ratio, noise): BEiT's masked forward x * (1 - w) + mask_token * w on the positions
+    MAE's rule masks for `noise`."""
+
+    def __init__(self, cfg, mask_token=True):
+        super().__init__()
+        dim, grid = cfg['width'], cfg['imageSize'] // cfg['patchSize']
+        self.patch_embed = PatchEmbed(cfg['patchSize'], cfg['inChannels'], dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim)) if cfg.get('absolutePosition') else None
+        if mask_token:
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList([BeitBlock(dim, cfg['heads'], grid, cfg['layerScale']) for _ in range(cfg['depth'])])
+        self.avg = cfg.get('globalPool', 'avg') == 'avg'
+        if self.avg:
+            self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
+        else:
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, cfg['numClasses'])
+
+    def forward(self, x, ratio=0.0, noise=None):
+        x = self.patch_embed(x)
+        b, n, c = x.shape
+        if ratio:
+            w = _masked_positions(noise, ratio).unsqueeze(-1).to(x.dtype)
+            x = x * (1 - w) + self.mask_token.expand(b, n, -1) * w
+        x = torch.cat((self.cls_token.expand(b, -1, -1), x), dim=1)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.fc_norm(x[:, 1:].mean(1)) if self.avg else self.norm(x)[:, 0])
+
+
+def load_beit(cfg, weights, mask_token=True):
+    """A Beit holding exactly `weights` (every key, shape and dtype checked first)."""
+    model = Beit(cfg, mask_token)
+    check_keys(model, weights, 'beit')
+    model.load_state_dict(weights, strict=True)
+    return model
+
+
+# ---------------------------------------------------------------- Swin (timm's SwinTransformer names, NHWC stages)
+def window_partition(x, size):
+    b, h, w, c = x.shape
+    x = x.view(b, h // size, size, w // size, size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, size, size, c)
+
+
+def window_reverse(windows, size, h, w):
+    c = windows.shape[-1]
+    x = windows.view(-1, h // size, w // size, size, size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, h, w, c)
+
+
+class WindowAttention(nn.Module):
+    def __init__(self, dim, heads, size):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * size - 1) ** 2, heads))
+        self.register_buffer('relative_position_index', window_relative_position_index(size), persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, mask):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        attention = (q * self.scale) @ k.transpose(-2, -1)
+        attention = attention + _relative_bias(self.relative_position_bias_table, self.relative_position_index, n).unsqueeze(0)
+        if mask is not None:
+            windows = mask.shape[0]
+            attention = (attention.view(-1, windows, self.heads, n, n) + mask.unsqueeze(1).unsqueeze(0)).view(-1, self.heads, n, n)
+        return self.proj((attention.softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, dim, resolution, heads, window, shift):
+        super().__init__()
+        # timm clamps the window to the feature map and then does not shift
+        self.window = resolution if resolution <= window else window
+        self.shift = 0 if resolution <= window else shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, heads, self.window)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * 4))
+        mask = None
+        if self.shift:
+            # timm's construction: region labels by slice assignment on a padded image
+            padded = math.ceil(resolution / self.window) * self.window
+            image = torch.zeros(1, padded, padded, 1)
+            label = 0
+            for rows in ((0, -self.window), (-self.window, -self.shift), (-self.shift, None)):
+                for columns in ((0, -self.window), (-self.window, -self.shift), (-self.shift, None)):
+                    image[:, rows[0]:rows[1], columns[0]:columns[1], :] = label
+                    label += 1
+            labels = window_partition(image, self.window).view(-1, self.window * self.window)
+            mask = labels.unsqueeze(1) - labels.unsqueeze(2)
+            mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        self.register_buffer('attn_mask', mask, persistent=False)
+
+    def _attention(self, x):
+        b, h, w, c = x.shape
+        if self.shift:
+            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        pad_h, pad_w = (self.window - h % self.window) % self.window, (self.window - w % self.window) % self.window
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        _, padded_h, padded_w, _ = x.shape
+        windows = self.attn(window_partition(x, self.window).view(-1, self.window * self.window, c), self.attn_mask)
+        x = window_reverse(windows.view(-1, self.window, self.window, c), self.window, padded_h, padded_w)[:, :h, :w, :].contiguous()
+        if self.shift:
+            x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
+        return x
+
+    def forward(self, x):
+        b, h, w, c = x.shape
+        x = x + self._attention(self.norm1(x))
+        x = x.reshape(b, -1, c)
+        x = x + self.mlp(self.norm2(x))
+        return x.reshape(b, h, w, c)
+
+
+class PatchMerging(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x):
+        b, h, w, c = x.shape
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        _, h, w, _ = x.shape
+        x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)
+        return self.reduction(self.norm(x))
+
+
+class SwinStage(nn.Module):
+    def __init__(self, dim, out_dim, resolution, depth, heads, window, downsample):
+        super().__init__()
+        # timm's current layout: PatchMerging at the start of every stage after the first
+        self.downsample = PatchMerging(dim) if downsample else nn.Identity()
+        self.blocks = nn.Sequential(*[SwinBlock(out_dim, resolution, heads, window, 0 if i % 2 == 0 else window // 2) for i in range(depth)])
+
+    def forward(self, x):
+        return self.blocks(self.downsample(x))
+
+
+class SwinPatchEmbed(PatchEmbed):
+    """The ViT patch embedding with a LayerNorm, returning an NHWC feature map."""
+
+    def __init__(self, patch, in_chans, dim):
+        super().__init__(patch, in_chans, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+
+
+class SwinHead(nn.Module):
+    def __init__(self, dim, classes):
+        super().__init__()
+        self.fc = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        return self.fc(x.mean((1, 2)))
+
+
+class Swin(nn.Module):
+    """timm's SwinTransformer from our SwinConfig keys (embedDim, depths, heads, patchSize,
+    inChannels, imageSize, windowSize, numClasses). Parameters start at zero: load weights.
+    forward(x, ratio, noise): SimMIM's x * (1 - w) + mask_token * w on the positions MAE's rule
+    masks for `noise`."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        embed, depths, heads = cfg['embedDim'], cfg['depths'], cfg['heads']
+        self.patch_embed = SwinPatchEmbed(cfg['patchSize'], cfg['inChannels'], embed)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed))
+        resolution = cfg['imageSize'] // cfg['patchSize']
+        stages = []
+        for i in range(len(depths)):
+            if i > 0:
+                resolution = (resolution + 1) // 2
+            stages.append(SwinStage(embed * 2 ** max(i - 1, 0), embed * 2 ** i, resolution, depths[i], heads[i], cfg['windowSize'], i > 0))
+        self.layers = nn.Sequential(*stages)
+        self.norm = nn.LayerNorm(embed * 2 ** (len(depths) - 1))
+        self.head = SwinHead(embed * 2 ** (len(depths) - 1), cfg['numClasses'])
+
+    def forward(self, x, ratio=0.0, noise=None):
+        x = self.patch_embed(x)
+        if ratio:
+            b, h, w, c = x.shape
+            masked = _masked_positions(noise, ratio).view(b, h, w, 1).to(x.dtype)
+            x = x * (1 - masked) + self.mask_token.view(1, 1, 1, c) * masked
+        return self.head(self.norm(self.layers(x)))
+
+
+def load_swin(cfg, weights):
+    """A Swin holding exactly `weights` (every key, shape and dtype checked first)."""
+    model = Swin(cfg)
+    check_keys(model, weights, 'swin')
+    model.load_state_dict(weights, strict=True)
+    return model
 
 
 # ---------------------------------------------------------------- safetensors and state dicts

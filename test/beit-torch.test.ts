@@ -1,11 +1,11 @@
-// BEiT v2 (src/models/beit.ts) against a plain PyTorch BEiT written below with timm's Beit names
+// BEiT v2 (src/models/beit.ts) against a plain PyTorch BEiT (reference/torch_models.py) with timm's Beit names
 // and layout (Debian's python3-torch has no timm): on the same weights the state dict keys equal
 // the PyTorch module's, and eval logits and the parameter gradients of a cross-entropy loss agree,
 // also for the mask-token path given the same noise (BEiT v2's layout, and one with an absolute
 // position embedding, class-token pooling and no LayerScale); the relative position index equals timm's
 // construction; timm-format checkpoints written by PyTorch (safetensors) load through --init with
 // PyTorch's logits: a fine-tuned one as is, one for another grid (the bias tables resized by
-// timm's resize_rel_pos_bias_table, written out below in torch), and a BEiT v2 pretraining one
+// timm's resize_rel_pos_bias_table, written in torch in reference/torch_models.py), and a BEiT v2 pretraining one
 // (one shared bias table, lm_head, norm before pooling, no head), and one with an absolute
 // position embedding on another grid (resampled as timm's resample_abs_pos_embed). Also: MaskSub steps keep the
 // live tensor count flat, layer-wise decay groups follow BEiT's get_layer_id_for_vit, and the
@@ -44,163 +44,11 @@ after(() => rmSync(directory, { recursive: true, force: true }));
 const MICRO = 'beitv2_micro_patch4_28';
 const CE: Criterion = { kind: 'ce', labelSmoothing: 0, bceTargetThreshold: null };
 
-// The PyTorch BEiT: timm's Beit without the fused attention path, and timm's
-// resize_rel_pos_bias_table (its default, scipy-free path) written with torch ops.
+// The PyTorch BEiT (timm's Beit without the fused attention path) and timm's
+// resize_rel_pos_bias_table (its default, scipy-free path) are reference/torch_models.py's; the
+// checks below use them under these names.
 const BEIT_PY = `
-import torch.nn as nn
-
-def rel_index(g):
-    n = (2 * g - 1) ** 2 + 3
-    coords = torch.stack(torch.meshgrid(torch.arange(g), torch.arange(g), indexing='ij')).flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
-    rel[:, :, 0] += g - 1
-    rel[:, :, 1] += g - 1
-    rel[:, :, 0] *= 2 * g - 1
-    idx = torch.zeros((g * g + 1,) * 2, dtype=torch.long)
-    idx[1:, 1:] = rel.sum(-1)
-    idx[0, 0:] = n - 3
-    idx[0:, 0] = n - 2
-    idx[0, 0] = n - 1
-    return idx
-
-class Attention(nn.Module):
-    def __init__(self, dim, heads, g):
-        super().__init__()
-        self.heads, self.g = heads, g
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
-        self.q_bias = nn.Parameter(torch.zeros(dim))
-        self.v_bias = nn.Parameter(torch.zeros(dim))
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * g - 1) ** 2 + 3, heads))
-        self.register_buffer('relative_position_index', rel_index(g), persistent=False)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
-        q, k, v = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        rpb = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(n, n, -1)
-        attn = attn + rpb.permute(2, 0, 1).contiguous().unsqueeze(0)
-        x = (attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
-        return self.proj(x)
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
-
-class Block(nn.Module):
-    def __init__(self, dim, heads, g, init_values):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads, g)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * 4))
-        self.gamma_1 = nn.Parameter(init_values * torch.ones(dim)) if init_values else None
-        self.gamma_2 = nn.Parameter(init_values * torch.ones(dim)) if init_values else None
-
-    def forward(self, x):
-        if self.gamma_1 is None:
-            x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
-        x = x + self.gamma_1 * self.attn(self.norm1(x))
-        return x + self.gamma_2 * self.mlp(self.norm2(x))
-
-class PatchEmbed(nn.Module):
-    def __init__(self, patch, in_chans, dim):
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, dim, patch, stride=patch)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-class Beit(nn.Module):
-    def __init__(self, cfg, mask_token=True):
-        super().__init__()
-        d, g = cfg['width'], cfg['imageSize'] // cfg['patchSize']
-        self.patch_embed = PatchEmbed(cfg['patchSize'], cfg['inChannels'], d)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.pos_embed = nn.Parameter(torch.zeros(1, g * g + 1, d)) if cfg.get('absolutePosition') else None
-        if mask_token:
-            self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.blocks = nn.ModuleList([Block(d, cfg['heads'], g, cfg['layerScale']) for _ in range(cfg['depth'])])
-        self.avg = cfg.get('globalPool', 'avg') == 'avg'
-        if self.avg:
-            self.fc_norm = nn.LayerNorm(d, eps=1e-6)
-        else:
-            self.norm = nn.LayerNorm(d, eps=1e-6)
-        self.head = nn.Linear(d, cfg['numClasses'])
-
-    def forward(self, x, ratio=0.0, noise=None):
-        x = self.patch_embed(x)
-        b, n, c = x.shape
-        if ratio:
-            # BEiT's masked forward: x * (1 - w) + mask_token * w, on the positions MAE's rule masks for this noise
-            keep = int(n * (1 - ratio))
-            w = (noise.argsort(1).argsort(1) >= keep).unsqueeze(-1).to(x.dtype)
-            x = x * (1 - w) + self.mask_token.expand(b, n, -1) * w
-        x = torch.cat((self.cls_token.expand(b, -1, -1), x), dim=1)
-        if self.pos_embed is not None:
-            x = x + self.pos_embed
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.fc_norm(x[:, 1:].mean(1)) if self.avg else self.norm(x)[:, 0])
-
-def load(cfg, weights, mask_token=True):
-    m = Beit(cfg, mask_token)
-    own = set(m.state_dict().keys())
-    assert own == set(weights.keys()), ('keys differ', sorted(own ^ set(weights.keys())))
-    m.load_state_dict(weights, strict=True)
-    return m
-
-def grads(m, prefix):
-    for name, p in m.named_parameters():
-        out[prefix + name] = p.grad if p.grad is not None else torch.zeros_like(p)
-
-def resize_table(table, grid):
-    # timm's resize_rel_pos_bias_table without scipy: RegularGridInterpolator (linear) on BEiT's geometric offsets
-    dst = 2 * grid - 1
-    src = int((table.shape[0] - 3) ** 0.5)
-    extra, table = table[-3:], table[:-3]
-    def calc(src, dst):
-        left, right = 1.01, 1.5
-        while right - left > 1e-6:
-            q = (left + right) / 2.0
-            gp = (1.0 - q ** (src // 2)) / (1.0 - q)
-            if gp > dst // 2:
-                right = q
-            else:
-                left = q
-        dis, cur = [], 1
-        for i in range(src // 2):
-            dis.append(cur)
-            cur += q ** (i + 1)
-        return [-d for d in reversed(dis)] + [0] + dis
-    ys = torch.tensor(calc(src, dst), dtype=torch.float64)
-    t = dst // 2
-    d = torch.arange(-t, t + 0.1, 1.0, dtype=torch.float64)
-    def bracket(p, x):
-        hi = torch.bucketize(x, p)
-        hi[hi >= p.shape[0]] = p.shape[0] - 1
-        lo = (hi - 1).clamp(0, p.shape[0] - 1)
-        dl, dh = (x - p[lo]).clamp(min=0), (p[hi] - x).clamp(min=0)
-        both = (dl == 0) & (dh == 0)
-        dl[both] = 1.0
-        dh[both] = 1.0
-        return lo, hi, dl, dh
-    ylo, yhi, ydl, ydh = bracket(ys, d)
-    heads = []
-    for h in range(table.shape[1]):
-        z = table[:, h].double().view(src, src)
-        top = (z[ylo][:, ylo] * ydh[None, :] + z[ylo][:, yhi] * ydl[None, :]) / (ydl + ydh)[None, :]
-        bottom = (z[yhi][:, ylo] * ydh[None, :] + z[yhi][:, yhi] * ydl[None, :]) / (ydl + ydh)[None, :]
-        heads.append(((top * ydh[:, None] + bottom * ydl[:, None]) / (ydl + ydh)[:, None]).reshape(-1, 1))
-    return torch.cat([torch.cat(heads, 1).to(table.dtype), extra], 0)
+from torch_models import Beit, beit_relative_position_index as rel_index, load_beit as load, resize_rel_pos_bias_table as resize_table
 `;
 
 function microModel(overrides: { imageSize?: number } = {}): Beit {

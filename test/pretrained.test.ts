@@ -347,3 +347,27 @@ test('train --init: a Fashion-MNIST run\'s model.safetensors starts a run on the
   const mae = buildSettings({ preset: 'mae-vit-b-ft' });
   assert.deepEqual([mae.layerDecay, mae.globalPool, mae.lr, mae.batchSize, mae.dropPath], [0.65, 'avg', 2e-3, 1024, 0.1]);
 });
+
+test('a 1-channel patch embedding (a Fashion-MNIST run\'s) adapts to RGB: the filter repeated and scaled by 1/3, so a grey image as three equal channels gives the 1-channel model\'s logits', () => {
+  tidy(() => {
+    manualSeed(11);
+    const grey = vit({ inChannels: 1 });
+    const path = join(directory, 'grey.safetensors');
+    saveSafetensors(path, grey.stateDict());
+    const rgb = vit({ inChannels: 3 });
+    const notes: string[] = [];
+    loadPretrained(rgb, path, { log: (line) => notes.push(line) });
+    assert.match(notes.join('\n'), /patch_embed\.proj\.weight: adapted from 1 to 3 input channels \(the filter repeated, scaled by 1\/3/);
+    const filter = grey.stateDict().get('patch_embed.proj.weight')!;
+    const adapted = rgb.stateDict().get('patch_embed.proj.weight')!;
+    for (let channel = 0; channel < 3; channel++) {
+      assert.ok(relativeError(adapted.slice(1, channel, channel + 1), filter.div(3)) < 1e-7, `channel ${channel}: the grey filter / 3`);
+    }
+    const images = randn([2, 1, 28, 28]);
+    const expected = noGrad(() => grey.eval().forward(images));
+    const logits = noGrad(() => rgb.eval().forward(images.repeat(1, 3, 1, 1)));
+    assert.ok(relativeError(logits, expected) < TOLERANCE, `logits within ${relativeError(logits, expected)}`);
+    assert.ok(expected.std().item() > 1e-3, 'logits are not constant');
+    grey.dispose(); rgb.dispose();
+  });
+});

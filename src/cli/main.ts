@@ -9,7 +9,7 @@ import { checkExportDirectory, exportSplit } from '../data/export-images.js';
 import { loadEmojiDataset } from '../data/emoji.js';
 import { isTextDatasetName } from '../data/text/text-dataset.js';
 import { compare } from '../experiment/compare.js';
-import { createModel, describeModel, modelNames } from '../models/factory.js';
+import { describeModel, modelNames } from '../models/factory.js';
 import { renderReport } from '../report/index.js';
 import { BEST_FILE, MODEL_FILE, RunError } from '../run/index.js';
 import { blasLibraries, buildInfo, getNumThreads, setNumThreads } from '../tensor/native.js';
@@ -303,10 +303,9 @@ async function commandEval(flags: Flags): Promise<number> {
     model = buildModel(config, text);
   } else {
     data = await loadSplit(evalConfig, 'test', config.limitTest, config.classes);
-    model = createModel(config.model, {
-      imageSize: data.height, inChannels: data.channels, numClasses: data.numClasses,
-      layerScale: config.layerScale, maskPatchSize: config.maskPatchSize ?? undefined,
-    });
+    // The run's own model (global pool, mask mode, LayerScale, ...): a --global-pool avg run has
+    // fc_norm and no norm, which a model built from the name alone would not load.
+    model = buildModel(config, { train: data, tokenizer: null });
   }
   const { tensors } = loadSafetensors(weights);
   try {

@@ -33,6 +33,12 @@ export interface FolderDatasetOptions {
   randAugment?: string | null;
   /** Keep a class-balanced prefix of this many images (datasets.ts' rule). */
   limit?: number;
+  /**
+   * Normalization constants per channel (default ImageNet's, as timm); RandAugment fills with
+   * round(255 * mean), as timm's create_transform does with the data config's mean.
+   */
+  mean?: readonly number[];
+  std?: readonly number[];
 }
 
 /** The split's files: from the list when given, else from DIR/train or DIR/val. */
@@ -56,6 +62,11 @@ export async function loadFolderDataset(options: FolderDatasetOptions): Promise<
   }
   const list = listSplit(options);
   const info = DATASET_INFO.folder;
+  const mean = [...(options.mean ?? info.mean)];
+  const std = [...(options.std ?? info.std)];
+  if (mean.length !== 3 || std.length !== 3 || !mean.every((value) => value >= 0 && value <= 1) || !std.every((value) => value > 0 && value <= 1)) {
+    throw new Error(`folder: mean and std need 3 values each (RGB), mean in [0, 1] and std in (0, 1]; got mean ${JSON.stringify(mean)}, std ${JSON.stringify(std)}`);
+  }
   const files: FileSource = {
     paths: list.paths,
     classes: list.classes,
@@ -69,12 +80,12 @@ export async function loadFolderDataset(options: FolderDatasetOptions): Promise<
     threeAugment: options.threeAugment ?? false,
     colorJitter: options.colorJitter ?? 0,
     randAugment: options.randAugment ? parseRandAugment(options.randAugment) : null,
-    fill: info.mean.map((mean) => Math.round(255 * mean)),
+    fill: mean.map((value) => Math.round(255 * value)),
   };
   let dataset: ImageDataset = {
     name: 'folder', split: options.split, images: new Uint8Array(0), labels: list.labels, count: list.paths.length,
     channels: 3, height: options.size, width: options.size, numClasses: list.classes.length,
-    mean: [...info.mean], std: [...info.std], source: list.source, files, classes: list.classes,
+    mean, std, source: list.source, files, classes: list.classes,
   };
   if (options.limit !== undefined && options.limit < dataset.count) {
     dataset = subsetDataset(dataset, balancedPrefixIndices(dataset.labels, dataset.numClasses, options.limit));

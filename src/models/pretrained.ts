@@ -180,17 +180,19 @@ export function resizeRelativePositionBiasTable(table: Tensor, grid: number): Te
 /**
  * timm's adapt_input_conv: a first-layer weight [O, 3, k, k] for another input channel count:
  * 1 channel sums the three filters (a grey image x gives what RGB (x, x, x) gave); other counts
- * repeat the filters and scale by 3 / channels.
+ * repeat the filters and scale by 3 / channels. Beyond timm (which refuses it), a 1-channel weight
+ * (a Fashion-MNIST run's) adapts to N channels by the same rule: the filter repeated and scaled by
+ * 1 / N, so that an image of N equal channels x gives what the 1-channel model gave for x.
  */
 export function adaptInputConv(weight: Tensor, channels: number): Tensor {
   return tidy(() => {
     const have = weight.size(1);
     if (have === channels) return weight.clone();
-    if (have !== 3) throw new Error(`adaptInputConv: only a 3-channel weight adapts to ${channels} channels, this one has ${have}`);
+    if (have !== 3 && have !== 1) throw new Error(`adaptInputConv: only a 3- or 1-channel weight adapts to ${channels} channels, this one has ${have}`);
     const float = weight.double();
     if (channels === 1) return float.sum(1, true).to({ dtype: weight.dtype });
-    const repeats = Math.ceil(channels / 3);
-    return float.repeat(1, repeats, 1, 1).slice(1, 0, channels).mul(3 / channels).to({ dtype: weight.dtype });
+    const repeats = Math.ceil(channels / have);
+    return float.repeat(1, repeats, 1, 1).slice(1, 0, channels).mul(have / channels).to({ dtype: weight.dtype });
   });
 }
 
@@ -391,9 +393,12 @@ function fitNamedCheckpoint(model: Classifier, checkpoint: Map<string, Tensor>, 
     const target = own.get(key);
     if (!weight || !target || weight.ndim !== 4 || sameShape(weight.shape, target.shape)) return;
     const [, channels, kernelHeight, kernelWidth] = target.shape;
-    if (weight.size(0) !== target.size(0) || weight.size(2) !== kernelHeight || weight.size(3) !== kernelWidth || weight.size(1) !== 3) return;
+    const have = weight.size(1);
+    if (weight.size(0) !== target.size(0) || weight.size(2) !== kernelHeight || weight.size(3) !== kernelWidth || (have !== 3 && have !== 1)) return;
     put(key, adaptInputConv(weight, channels));
-    notes.push(`${key}: adapted from 3 to ${channels} input channel(s) (${channels === 1 ? 'RGB filters summed' : `filters repeated, scaled by 3/${channels}`}, as timm's adapt_input_conv)`);
+    notes.push(have === 1
+      ? `${key}: adapted from 1 to ${channels} input channels (the filter repeated, scaled by 1/${channels}: equal channels give the 1-channel model's output; timm's adapt_input_conv rule, which timm itself applies only to 3-channel weights)`
+      : `${key}: adapted from 3 to ${channels} input channel(s) (${channels === 1 ? 'RGB filters summed' : `filters repeated, scaled by 3/${channels}`}, as timm's adapt_input_conv)`);
   };
 
   if (model instanceof VisionTransformer) {

@@ -1,9 +1,36 @@
 // Splits a model's parameters into a weight-decay group and a no-weight-decay group, following
 // timm's param_groups_weight_decay: no decay for 1-D tensors (biases, norm scales), `.bias`
-// names, position embeddings and class/mask tokens.
+// names, position embeddings and class/mask tokens; frozen parameters (freezeParameters, the
+// freeze setting) are in no group.
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ParamGroupSpec } from './optimizer.js';
+
+/** A freeze list that does not fit the model (a name that matches nothing, nothing left to train). */
+export class FreezeError extends Error {}
+
+/**
+ * timm.utils.freeze(model, names) for parameters: each name is a parameter or a module path
+ * (patch_embed, blocks.0, cls_token), and every parameter at or under it stops requiring
+ * gradients, so autograd computes none for it and the param groups below leave it out: no
+ * update, no weight decay, no optimizer state. It stays in the state dict (EMA, checkpoints,
+ * model.safetensors). Returns the frozen parameters' names; every name must match something.
+ */
+export function freezeParameters(model: Module, names: readonly string[]): string[] {
+  const parameters = model.namedParameters();
+  const frozen = new Set<string>();
+  for (const name of names) {
+    const matched = parameters.filter(([parameterName]) => parameterName === name || parameterName.startsWith(`${name}.`));
+    if (matched.length === 0) {
+      const roots = [...new Set(parameters.map(([parameterName]) => parameterName.split('.')[0]!))];
+      throw new FreezeError(`freeze: '${name}' names no parameter or module of the model (names are timm's, whole dotted parts: patch_embed, blocks.0); its top-level names are ${roots.join(', ')}`);
+    }
+    for (const [parameterName] of matched) frozen.add(parameterName);
+  }
+  if (frozen.size === parameters.length) throw new FreezeError(`freeze: ${names.join(', ')} covers every parameter of the model; nothing would train`);
+  for (const [name, parameter] of parameters) if (frozen.has(name)) parameter.requiresGrad_(false);
+  return parameters.map(([name]) => name).filter((name) => frozen.has(name));
+}
 
 /** Names that never get weight decay, matched as a whole name or as the last dotted parts. */
 export const DEFAULT_NO_WEIGHT_DECAY = ['pos_embed', 'cls_token', 'mask_token'] as const;

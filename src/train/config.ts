@@ -132,6 +132,16 @@ export const SETTINGS = {
     group: 'data', schema: z.array(z.string().min(1)).min(1).nullable(), default: null, placeholder: 'NAMES', values: 'a list of class names',
     help: 'folder and text only: class names in label order (null: the sorted training folder names, the sorted labels of a text table, debian-packages\' sections by frequency; a run records them in its config.json, so that a resumed run and eval use the same map)',
   }),
+  mean: define({
+    group: 'data', schema: z.array(z.number().min(0).max(1)).min(1).max(4).nullable(), default: null, placeholder: 'X,X,X', values: 'one number in [0, 1] per channel (one: the same for every channel)',
+    help: 'images only: the per-channel mean that inputs are normalized with, (pixel / 255 - mean) / std, as timm --mean (CLIP towers: OpenAI CLIP\'s 0.48145466,0.4578275,0.40821073); the run records the values used (null: the data set\'s own: ImageNet\'s for folders, the training set\'s for the others); also the pixel value that RandAugment fills with',
+    alias: ['normalize-mean', 'img-mean'],
+  }),
+  std: define({
+    group: 'data', schema: z.array(z.number().gt(0).max(1)).min(1).max(4).nullable(), default: null, placeholder: 'X,X,X', values: 'one number in (0, 1] per channel (one: the same for every channel)',
+    help: 'images only: the per-channel standard deviation that inputs are normalized with, as timm --std (CLIP towers: 0.26862954,0.26130258,0.27577711; null: the data set\'s own, as mean)',
+    alias: ['normalize-std', 'img-std'],
+  }),
   limitTrain: define({
     group: 'data', schema: POSITIVE_INTEGER.nullable(), default: null,
     help: 'train on the first N training images only (null: all)',
@@ -268,6 +278,11 @@ export const SETTINGS = {
   layerDecay: define({
     group: 'optimization', schema: z.number().gt(0).max(1).nullable(), default: null, alias: ['layer-wise-decay', 'lr-decay', 'layer-lr-decay'],
     help: 'layer-wise learning-rate decay for fine-tuning (BEiT / MAE groups): the head learns at lr, each layer below at this factor times the one above (ViT: embeddings, block 1..N, head; ResNet: stem, each block, fc); null: off',
+  }),
+  freeze: define({
+    group: 'optimization', schema: z.array(z.string().min(1)).min(1).nullable(), default: null, placeholder: 'NAMES', values: 'a list of module or parameter names (timm\'s names)',
+    help: 'parameters that stay as initialised, as timm.utils.freeze(model, [...]): each name (patch_embed, blocks.0, cls_token) freezes that parameter or every parameter of that module; frozen parameters are left out of the optimizer (no update, no weight decay, no optimizer state) but stay in the EMA, model.safetensors and checkpoints; FT-CLIP freezes patch_embed; BatchNorm running statistics still update (null: train every parameter)',
+    alias: ['freeze-patch-embed', 'frozen', 'freeze-layers'],
   }),
   optEps: define({
     group: 'optimization', schema: z.number().gt(0).max(1).nullable(), default: null, alias: ['eps', 'opt-epsilon', 'adam-eps'],
@@ -432,6 +447,10 @@ export const DEFAULTS: Readonly<TrainConfig> = (() => {
 
 export interface Preset { description: string; values: Partial<TrainConfig> }
 
+/** OpenAI CLIP's normalization constants (timm's OPENAI_CLIP_MEAN / OPENAI_CLIP_STD), for fine-tuning CLIP towers. */
+export const OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
+export const OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
+
 export const PRESETS: Record<string, Preset> = {
   'fmnist-vit': {
     description: 'Fashion-MNIST, ViT patch 4, 192-dim x 6 blocks, 3 heads; AdamW 1e-3, wd 0.05, batch 256, 20 epochs (2 warmup) + cosine, label smoothing 0.1, crop(2)+flip',
@@ -485,8 +504,8 @@ export const PRESETS: Record<string, Preset> = {
     values: { randAugment: 'rand-m9-mstd0.5-inc1', model: 'beitv2_base_patch16_224', optimizer: 'adamw', lr: 5e-4, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.6, batchSize: 1024, epochs: 100, warmupEpochs: 20, dropPath: 0.2, mixup: 0.8, cutmix: 1.0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', globalPool: 'avg', cropPct: 0.875, cropPadding: 0, hflip: true },
   },
   'ftclip-vit-b-ft': {
-    description: 'FT-CLIP fine-tuning of OpenAI CLIP ViT-B/16 (paper Table B.1, FT-CLIP column, ViT-B; FT-CLIP\'s bash_fine_Openai_CLIP_P16.sh) for 224 px data with --init from the CLIP image tower in timm\'s names: vit_base_patch16_clip_quickgelu_224, AdamW 6e-4, wd 0.05, layer decay 0.6, batch 2048, 50 epochs (10 warmup), min lr 1e-6, no drop-path, no mixup or cutmix, label smoothing 0.1, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, EMA 0.9998, mean pooling with a fresh fc_norm (CLIP\'s ln_post is not used), test crop 1.0. Differences from FT-CLIP\'s code: its fc_norm normalises each token before the mean (here after it, as timm), it freezes the patch embedding and normalises with CLIP\'s mean/std; Table B.1\'s color jitter 0.4 is left out as for BEiT v2',
-    values: { randAugment: 'rand-m9-mstd0.5-inc1', model: 'vit_base_patch16_clip_quickgelu_224', optimizer: 'adamw', lr: 6e-4, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.6, batchSize: 2048, epochs: 50, warmupEpochs: 10, dropPath: 0, mixup: 0, cutmix: 0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', ema: true, emaDecay: 0.9998, globalPool: 'avg', cropPct: 1.0, cropPadding: 0, hflip: true },
+    description: 'FT-CLIP fine-tuning of OpenAI CLIP ViT-B/16 (paper Table B.1, FT-CLIP column, ViT-B; FT-CLIP\'s bash_fine_Openai_CLIP_P16.sh) for 224 px data with --init from the CLIP image tower in timm\'s names: vit_base_patch16_clip_quickgelu_224, AdamW 6e-4, wd 0.05, layer decay 0.6, batch 2048, 50 epochs (10 warmup), min lr 1e-6, no drop-path, no mixup or cutmix, label smoothing 0.1, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, EMA 0.9998, mean pooling with a fresh fc_norm (CLIP\'s ln_post is not used), test crop 1.0; as FT-CLIP\'s code, the patch embedding frozen (freeze patch_embed) and inputs normalized with OpenAI CLIP\'s mean/std. Differences from FT-CLIP\'s code: its fc_norm normalises each token before the mean (here after it, as timm); Table B.1\'s color jitter 0.4 is left out as for BEiT v2',
+    values: { freeze: ['patch_embed'], mean: [...OPENAI_CLIP_MEAN], std: [...OPENAI_CLIP_STD], randAugment: 'rand-m9-mstd0.5-inc1', model: 'vit_base_patch16_clip_quickgelu_224', optimizer: 'adamw', lr: 6e-4, minLr: 1e-6, weightDecay: 0.05, layerDecay: 0.6, batchSize: 2048, epochs: 50, warmupEpochs: 10, dropPath: 0, mixup: 0, cutmix: 0, randomErasing: 0.25, labelSmoothing: 0.1, loss: 'ce', ema: true, emaDecay: 0.9998, globalPool: 'avg', cropPct: 1.0, cropPadding: 0, hflip: true },
   },
 };
 
@@ -554,7 +573,7 @@ export type SettingSource =
   | { kind: 'code' };
 
 type JsonSchema = {
-  type?: string; enum?: unknown[]; anyOf?: JsonSchema[];
+  type?: string; enum?: unknown[]; anyOf?: JsonSchema[]; items?: JsonSchema;
   minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number; minLength?: number;
 };
 
@@ -620,6 +639,11 @@ function readText(name: SettingName, text: string, allowNull: boolean): unknown 
   if (nullable && (text === 'null' || text === 'none')) return null;
   if (schema.type === 'boolean') return text === 'true' ? true : text === 'false' ? false : text;
   if (schema.type === 'integer' || schema.type === 'number') return NUMBER_TEXT.test(text) ? Number(text) : text;
+  // A list setting (mean, freeze, classes) is comma-separated on the command line, each item read as the list's type.
+  if (schema.type === 'array') {
+    const numbers = schema.items?.type === 'integer' || schema.items?.type === 'number';
+    return text.split(',').map((item) => item.trim()).map((item) => (numbers && NUMBER_TEXT.test(item) ? Number(item) : item));
+  }
   return text;
 }
 
@@ -720,7 +744,7 @@ const TEXT_SETTINGS = ['textColumns', 'labelColumn', 'maxLength', 'tokenizer', '
  * nothing); at its default it is ignored, and the trainer says so in one log line.
  */
 export const IMAGE_ONLY_SETTINGS = [
-  'trainList', 'valList', 'imageSize', 'skipBadImages', 'maskPatchSize', 'globalPool', 'maskMode', 'layerScale',
+  'trainList', 'valList', 'imageSize', 'skipBadImages', 'mean', 'std', 'maskPatchSize', 'globalPool', 'maskMode', 'layerScale',
   'cropPadding', 'randAugment', 'threeAugment', 'colorJitter', 'cropScale', 'interpolation', 'cropPct', 'hflip', 'randomErasing',
   'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb',
 ] as const;
@@ -763,7 +787,7 @@ const CLIP_TEXT_SETTINGS: readonly (typeof TEXT_SETTINGS)[number][] = ['tokenize
  */
 export const NOT_FOR_CLIP_SETTINGS = [
   'maxLength', 'textColumns', 'labelColumn', 'init', 'initStrict', 'initAntialias', 'initResetHead', 'layerScale', 'maskPatchSize', 'globalPool', 'maskMode',
-  'dropout', 'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb', 'loss', 'bceTargetThreshold', 'subTarget', 'subBnUpdate', 'lossForm', 'ema', 'emaDecay', 'amp', 'layerDecay',
+  'dropout', 'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb', 'loss', 'bceTargetThreshold', 'subTarget', 'subBnUpdate', 'lossForm', 'ema', 'emaDecay', 'amp', 'layerDecay', 'freeze',
 ] as const;
 
 /** The methods CLIP trains with: the contrastive loss alone, or with the masked-image sub-model (paper Sec. 4.6). */
@@ -779,7 +803,8 @@ function checkClipCombinations(config: TrainConfig): void {
   }
   const changed = NOT_FOR_CLIP_SETTINGS.find((name) => JSON.stringify(config[name]) !== JSON.stringify(DEFAULTS[name]));
   if (changed !== undefined) {
-    const why = changed === 'maxLength' ? `the captions are cut at ${config.model}'s context length` : 'it applies to classifiers (labels, a head), not to CLIP\'s contrastive training';
+    const why = changed === 'maxLength' ? `the captions are cut at ${config.model}'s context length`
+      : changed === 'freeze' ? 'freezing is implemented for classifiers only (CLIP training starts from scratch)' : 'it applies to classifiers (labels, a head), not to CLIP\'s contrastive training';
     throw new ConfigError(`${kebab(changed)} does not apply to ${config.model}: ${why}; leave ${kebab(changed)} out`);
   }
 }
@@ -902,6 +927,24 @@ function checkCombinations(config: TrainConfig): void {
   }
 }
 
+/**
+ * The normalization constants an image run uses, recorded in its config: the given mean / std (one
+ * value stands for every channel, as timm's resolve_data_config), else the data set's own.
+ */
+function resolveNormalization(settings: TrainConfig): Pick<TrainConfig, 'mean' | 'std'> {
+  if (isTextDatasetName(settings.dataset)) return { mean: settings.mean, std: settings.std };
+  const info = DATASET_INFO[settings.dataset as DatasetName];
+  const fit = (name: 'mean' | 'std'): number[] => {
+    const values = settings[name] ?? info[name];
+    if (values.length === 1) return Array.from({ length: info.channels }, () => values[0]!);
+    if (values.length !== info.channels) {
+      throw new ConfigError(`${name} has ${values.length} values but ${settings.dataset} images have ${info.channels} channel(s): give ${info.channels} values, or one for every channel`);
+    }
+    return [...values];
+  };
+  return { mean: fit('mean'), std: fit('std') };
+}
+
 /** Validates every field and fills the derived ones; throws ConfigError naming the first bad value. */
 export function resolveConfig(config: TrainConfig, preset: string | null = null): ResolvedTrainConfig {
   const checked: Raw = {};
@@ -913,7 +956,7 @@ export function resolveConfig(config: TrainConfig, preset: string | null = null)
   // records which, so that runs stored before null existed ("token") compare equal to new plans.
   const family = isClipModel(settings.model) ? 'clip' : describeModel(settings.model).family;
   const globalPool = settings.globalPool ?? (family === 'vit' ? 'token' : family === 'beit' ? 'avg' : null);
-  return { ...settings, ratio, globalPool, machine: machineDescription(settings.device, settings.threads), preset };
+  return { ...settings, ratio, globalPool, ...resolveNormalization(settings), machine: machineDescription(settings.device, settings.threads), preset };
 }
 
 export interface ConfigSources {

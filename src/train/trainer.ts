@@ -27,7 +27,7 @@ import type { Classifier } from '../models/classifier.js';
 import { createModel, describeModel } from '../models/factory.js';
 import { type InitOptions, layerAssignment, loadPretrained, PretrainedError } from '../models/pretrained.js';
 import { hasSubModel, methodStep, type StepConfig } from '../masksub/method.js';
-import { AdamW, applyLr, clipGradNorm, GradScaler, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
+import { AdamW, applyLr, clipGradNorm, FreezeError, freezeParameters, GradScaler, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
 import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, type EpochMetrics, loadCheckpoint, MODEL_FILE, RunDirectory, RunError, type RunMode, type RunSummary, saveCheckpoint, type TrainingState } from '../run/index.js';
 import { saveSafetensors } from '../tensor/safetensors.js';
 import { cudaAvailable, cudaDeviceCount, setNumThreads } from '../tensor/native.js';
@@ -122,11 +122,14 @@ export async function loadTextData(config: TrainConfig, saved: string | null): P
  */
 export async function loadSplit(config: TrainConfig, split: 'train' | 'test', limit: number | null, classes: string[] | null): Promise<ImageDataset> {
   if (isTextDatasetName(config.dataset)) throw new TrainingError(`${config.dataset} is text; its splits load together with their tokenizer (loadTextData)`);
+  // The run's normalization constants (config.ts resolves them: the data set's own unless mean / std were given).
+  const normalization = { ...(config.mean && { mean: [...config.mean] }), ...(config.std && { std: [...config.std] }) };
   const dataset = config.dataset === 'emoji'
-    ? await loadEmojiDataset({ split, size: config.imageSize ?? undefined, limit: limit ?? undefined }).catch((error: Error) => { throw new TrainingError(error.message); })
+    ? { ...(await loadEmojiDataset({ split, size: config.imageSize ?? undefined, limit: limit ?? undefined }).catch((error: Error) => { throw new TrainingError(error.message); })), ...normalization }
     : config.dataset !== 'folder'
-    ? loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined })
+    ? { ...loadDataset(config.dataset, { dataDir: config.dataDir ?? undefined, split, limit: limit ?? undefined }), ...normalization }
     : await loadFolderDataset({
+      ...normalization,
       split, dataDir: config.dataDir, list: split === 'train' ? config.trainList : config.valList, classes, limit: limit ?? undefined,
       // The evaluation split at eval-image-size when set (a CNN only; config.ts checks).
       size: (split === 'test' ? config.evalImageSize : null) ?? config.imageSize ?? describeModel(config.model).imageSize, scale: [config.cropScale, 1], interpolation: config.interpolation,
@@ -243,7 +246,7 @@ async function planTraining(config: ResolvedTrainConfig, log: (line: string) => 
   // Image files are decoded for the probe once, with the evaluation transform.
   const probeIndices = order.slice(0, Math.min(config.probeSize, train.count));
   const probe = isTextData(train) ? subsetTextDataset(train, probeIndices) : await decodeForEvaluation(subsetDataset(train, probeIndices));
-  if (config.init !== null) checkInit(config, { train, tokenizer });
+  if (config.init !== null || config.freeze !== null) checkInitAndFreeze(config, { train, tokenizer });
   const testShard = team.size === 1 ? test : isTextData(test) ? subsetTextDataset(test, shardIndices(test.count, team)) : subsetDataset(test, shardIndices(test.count, team));
   // The probe pairs keep their first epoch's captions, so every epoch measures the same pairs.
   const clip = clipData === null ? null : { ...clipData, probeCaptions: await trainingCaptions(clipData, (probe as ImageDataset).labels, 0) };
@@ -272,17 +275,19 @@ function initOptions(config: ResolvedTrainConfig, log?: (line: string) => void):
 }
 
 /**
- * --init is fitted once before the run directory is touched, so that a checkpoint that does not
- * fit leaves nothing behind. The model built for it draws from the global generator, whose state
- * is put back, so the run's own initialisation is the same with or without this check.
+ * --init and --freeze are fitted once before the run directory is touched, so that a checkpoint
+ * or a freeze list that does not fit leaves nothing behind. The model built for it draws from the
+ * global generator, whose state is put back, so the run's own initialisation is the same with or
+ * without this check.
  */
-function checkInit(config: ResolvedTrainConfig, data: Pick<Plan, 'train' | 'tokenizer'>): void {
+function checkInitAndFreeze(config: ResolvedTrainConfig, data: Pick<Plan, 'train' | 'tokenizer'>): void {
   const state = getRngState();
   const model = buildModel(config, data);
   try {
-    loadPretrained(model, config.init!, initOptions(config));
+    if (config.init !== null) loadPretrained(model, config.init, initOptions(config));
+    if (config.freeze !== null) freezeParameters(model, config.freeze);
   } catch (error) {
-    if (error instanceof PretrainedError) throw new TrainingError(error.message);
+    if (error instanceof PretrainedError || error instanceof FreezeError) throw new TrainingError(error.message);
     throw error;
   } finally {
     model.dispose();
@@ -331,6 +336,14 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?:
   // finished, the run starts over from the same init).
   if (config.init !== null && !(model instanceof Clip)) loadPretrained(model, config.init, initOptions(config, log));
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
+  // Before the optimizer is built, which leaves frozen parameters out (a resumed run builds it
+  // the same way, so its stored optimizer state fits).
+  if (config.freeze !== null) {
+    const frozen = freezeParameters(model, config.freeze);
+    const sizes = new Map(model.namedParameters().map(([name, parameter]) => [name, parameter.numel]));
+    const count = frozen.reduce((total, name) => total + sizes.get(name)!, 0);
+    log?.(`freeze: ${frozen.length} parameter tensors (${count} values) stay as initialised, outside the optimizer: ${frozen.join(', ')}`);
+  }
   const loader = isTextData(train) ? new TextBatchLoader(train, {
     batchSize: plan.localBatch, shuffle: true, dropLast: plan.dropLast, seed: config.seed, shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined,
   }) : new BatchLoader(train, {
