@@ -145,6 +145,22 @@ test('ResNet-50: channels_last logits match, and its gradients carry the larger 
     // gradient cancels; float64 in either layout agrees to 6e-15.
     assert.ok(worstStandard < 2e-5, `default layout ${worstStandard}`);
     assert.ok(worstNhwc < 3e-3, `channels_last ${worstNhwc}`);
+    // BatchNorm alone, training mode, x ~ N(5, 1), dy ~ N(100, 1): input gradient against float64.
+    manualSeed(4);
+    const x = randn([8, 64, 32, 32]).add(5);
+    const weight = randn([64]);
+    const dy = randn([8, 64, 32, 32]).add(100);
+    const inputGradient = (input: Tensor, w: Tensor, grad: Tensor): Tensor => {
+      const leaf = input.detach().requiresGrad_(true);
+      F.batchNorm(leaf, { weight: w, bias: w.mul(0.5), training: true }).backward(grad);
+      return leaf.grad!;
+    };
+    const exact = inputGradient(x.double(), weight.double(), dy.double());
+    const bnStandard = relativeError(inputGradient(x, weight, dy), exact);
+    const bnNhwc = relativeError(inputGradient(x.contiguous('channels_last'), weight, dy.contiguous('channels_last')), exact);
+    // Measured: 1.8e-5 (NCHW kernel) and 7.9e-4 (NHWC kernel).
+    assert.ok(bnStandard < 1e-4, `BatchNorm NCHW ${bnStandard}`);
+    assert.ok(bnNhwc < 3e-3, `BatchNorm NHWC ${bnNhwc}`);
   });
   for (const model of [standard, nhwc, wide]) model.dispose();
 });
