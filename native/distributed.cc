@@ -13,7 +13,12 @@
 // ProcessGroupNCCL.hpp and NCCL's nccl.h are on the include path (pip's torch: the nvidia-nccl
 // package's include/, which bench/gpu/run-on-device.sh adds). Without either, every function
 // says what is missing.
-#if defined(MASKSUB_CUDA) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>) && __has_include(<nccl.h>)
+// ProcessGroupNCCL.hpp pulls in ATen's CUDA context (cuBLAS, cuSPARSE, cuSOLVER headers) and
+// nccl.h; without any of them NCCL is left out rather than failing the build. MASKSUB_NO_NCCL
+// (CPPFLAGS=-DMASKSUB_NO_NCCL) leaves it out on purpose: run-on-device.sh rebuilds so when a
+// torch's NCCL headers do not compile here.
+#if defined(MASKSUB_CUDA) && !defined(MASKSUB_NO_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>) && \
+    __has_include(<nccl.h>) && __has_include(<cublas_v2.h>) && __has_include(<cusparse.h>) && __has_include(<cusolverDn.h>)
 #define MASKSUB_NCCL 1
 #endif
 #if defined(MASKSUB_DISTRIBUTED) || defined(MASKSUB_NCCL)
@@ -250,10 +255,13 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
   return "this build of masksub has no NCCL backend: the libtorch it was built against has no CUDA "
          "(libtorch_cuda.so); build it against a CUDA torch (PYTHON3 with a CUDA PyTorch, or LIBTORCH=...) "
          "or use --dist-backend gloo";
+#elif defined(MASKSUB_NO_NCCL)
+  return "this build of masksub has no NCCL backend: it was built with MASKSUB_NO_NCCL (run-on-device.sh does so "
+         "when torch's NCCL headers do not compile; see its build-nccl.log); use --dist-backend gloo";
 #else
-  return "this build of masksub has no NCCL backend: torch's ProcessGroupNCCL.hpp or NCCL's nccl.h was not on the "
-         "include path when the addon was built (pip: the nvidia-nccl package's include/ in CPATH, then npm rebuild "
-         "masksub); or use --dist-backend gloo";
+  return "this build of masksub has no NCCL backend: torch's ProcessGroupNCCL.hpp, NCCL's nccl.h or the cuBLAS / "
+         "cuSPARSE / cuSOLVER headers were not on the include path when the addon was built (pip: the nvidia-* "
+         "packages' include/ folders in CPATH, then npm rebuild masksub); or use --dist-backend gloo";
 #endif
 }
 

@@ -106,23 +106,26 @@ if [ -n "$cuda_include" ]; then
 else
   log "warning: no cuda_runtime_api.h found (CUDA_HOME, /usr/local/cuda, pip nvidia-cuda-runtime); the build may fail"
 fi
-# NCCL's nccl.h, for the c10d NCCL backend (native/distributed.cc builds it only when torch's
-# ProcessGroupNCCL.hpp and nccl.h are both found): pip's nvidia-nccl package, a CUDA toolkit, or /usr/include.
-nccl_include="$("$PY" - <<'EOF'
+# NCCL's nccl.h and the CUDA libraries' headers that torch's ProcessGroupNCCL.hpp pulls in through
+# ATen's CUDA context (cuBLAS, cuSPARSE, cuSOLVER), for the c10d NCCL backend: pip's nvidia-*
+# packages each hold an include/ folder; native/distributed.cc builds NCCL only when all are found.
+nvidia_includes="$("$PY" - <<'EOF'
 import glob, os, sys
-candidates = []
+found = []
 for path in sys.path:
-    candidates += glob.glob(os.path.join(path, 'nvidia', 'nccl', 'include'))
-candidates += [os.path.join(c, 'include') for c in (os.environ.get('CUDA_HOME', ''), '/usr/local/cuda') if c] + ['/usr/include']
-for c in candidates:
-    if os.path.isfile(os.path.join(c, 'nccl.h')):
-        print(c)
-        break
+    for include in sorted(glob.glob(os.path.join(path, 'nvidia', '*', 'include'))):
+        if include not in found:
+            found.append(include)
+print(':'.join(found))
 EOF
 )"
+if [ -n "$nvidia_includes" ]; then
+  export CPATH="$nvidia_includes${CPATH:+:$CPATH}"
+fi
+nccl_include="$(IFS=:; for dir in $nvidia_includes ${CUDA_HOME:+$CUDA_HOME/include} /usr/local/cuda/include /usr/include; do [ -f "$dir/nccl.h" ] && { echo "$dir"; break; }; done)"
 if [ -n "$nccl_include" ]; then
   log "NCCL headers: $nccl_include"
-  export CPATH="$nccl_include${CPATH:+:$CPATH}"
+  case ":$CPATH:" in *":$nccl_include:"*) ;; *) export CPATH="$nccl_include:$CPATH" ;; esac
 else
   log "no nccl.h found (pip nvidia-nccl, CUDA_HOME): the addon builds without the NCCL backend"
 fi
@@ -133,7 +136,15 @@ unset LIBTORCH
 export PYTHON3="$PY" MASKSUB_PYTHON="$PY" npm_config_nodedir="$WORK/nodedir"
 if ! node scripts/build-native.mjs > "$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"
-  die "the addon build failed (full log: build.log)"
+  [ -n "$nccl_include" ] || die "the addon build failed (full log: build.log)"
+  # The NCCL backend is the one part of the addon that was never compiled before a GPU machine
+  # (native/distributed.cc); build without it rather than lose the run, and keep the log.
+  mv "$OUT/build.log" "$OUT/build-nccl.log"
+  log "the build with NCCL failed (build-nccl.log); building again with CPPFLAGS=-DMASKSUB_NO_NCCL"
+  if ! CPPFLAGS="${CPPFLAGS:+$CPPFLAGS }-DMASKSUB_NO_NCCL" node scripts/build-native.mjs > "$OUT/build.log" 2>&1; then
+    tail -40 "$OUT/build.log"
+    die "the addon build failed without NCCL too (full log: build.log)"
+  fi
 fi
 tail -3 "$OUT/build.log"
 log "addon built"
