@@ -572,6 +572,12 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
   if (world === null) return trainAs(ALONE, requested, options);
   let group: ProcessGroup;
   const device = rankDevice(requested.device, world);
+  const gpu = /^cuda:(\d+)$/.exec(device)?.[1];
+  if (device !== requested.device && gpu !== undefined && cudaAvailable() && Number(gpu) >= cudaDeviceCount()) {
+    // Said before the group forms: NCCL would only fail at the first collective, in its own words.
+    throw new TrainingError(`rank ${world.rank}: --device cuda means the GPU numbered LOCAL_RANK=${world.localRank}, but only ${cudaDeviceCount()} GPU(s) are visible; ` +
+      'start at most that many processes per machine, or give each rank its own GPU (CUDA_VISIBLE_DEVICES, --device cuda:N)');
+  }
   try {
     const { backend, note } = resolveBackend(requested.distBackend, device);
     if (note !== null && world.rank === 0) (options.log ?? ((line: string) => process.stderr.write(line + '\n')))(note);
