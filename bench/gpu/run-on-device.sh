@@ -122,7 +122,9 @@ EOF
 if [ -n "$nvidia_includes" ]; then
   export CPATH="$nvidia_includes${CPATH:+:$CPATH}"
 fi
-nccl_include="$(IFS=:; for dir in $nvidia_includes ${CUDA_HOME:+$CUDA_HOME/include} /usr/local/cuda/include /usr/include; do [ -f "$dir/nccl.h" ] && { echo "$dir"; break; }; done)"
+nccl_include="$(IFS=:; for dir in $nvidia_includes ${CUDA_HOME:+$CUDA_HOME/include} /usr/local/cuda/include /usr/include; do
+  if [ -f "$dir/nccl.h" ]; then echo "$dir"; break; fi
+done)"
 if [ -n "$nccl_include" ]; then
   log "NCCL headers: $nccl_include"
   case ":$CPATH:" in *":$nccl_include:"*) ;; *) export CPATH="$nccl_include:$CPATH" ;; esac
