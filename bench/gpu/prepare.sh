@@ -63,7 +63,11 @@ tar -C "$scratch/headers" -cJf "$PAYLOAD/node-headers.tar.xz" include
 
 log "node_modules (node-addon-api, node-gyp, tsx and dependencies)"
 (cd "$ROOT" && "$NODE_BIN" bench/gpu/deps.mjs > "$scratch/modules.txt")
-tar -C "$ROOT" -cJf "$PAYLOAD/node_modules.tar.xz" -T "$scratch/modules.txt"
+# tokenizers ships a 5 MB binary for each of 13 platforms; the device is Linux x64 with glibc.
+tar -C "$ROOT" -cJf "$PAYLOAD/node_modules.tar.xz" \
+  --exclude='node_modules/tokenizers/tokenizers.android-*' --exclude='node_modules/tokenizers/tokenizers.darwin-*' \
+  --exclude='node_modules/tokenizers/tokenizers.win32-*' --exclude='node_modules/tokenizers/tokenizers.linux-arm*' \
+  --exclude='node_modules/tokenizers/tokenizers.*-musl.node' -T "$scratch/modules.txt"
 
 log "sources"
 (
