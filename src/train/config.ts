@@ -379,7 +379,7 @@ export const SETTINGS = {
   }),
   channelsLast: define({
     group: 'run', schema: z.boolean(), default: false, alias: ['memory-format'],
-    help: 'ResNet only: convolution weights and input batches in channels_last memory format (NHWC strides, as PyTorch\'s model.to(memory_format=torch.channels_last)), what cuDNN\'s tensor-core convolutions read fastest; results equal the default format to float rounding, and checkpoints are written in the standard layout. Off by default and in the presets until its GPU speed is measured (README: CPU step 0.71-0.92x)',
+    help: 'ResNet only: convolution weights and input batches in channels_last memory format (NHWC strides, as PyTorch\'s model.to(memory_format=torch.channels_last)), what cuDNN\'s tensor-core convolutions read fastest; results equal the default format to float rounding, and checkpoints are written in the standard layout. Off by default and in the presets until its GPU speed is measured (README: CPU step 0.83-0.98x)',
   }),
   amp: define({
     group: 'optimization', schema: z.enum(['none', 'bf16', 'fp16']), default: 'none', alias: ['mixed-precision', 'autocast'],
