@@ -1,24 +1,52 @@
 // Data-parallel communication through libtorch's c10d, the engine behind torch.distributed: a
-// TCPStore rendezvous (rank 0 serves it, as torchrun's MASTER_ADDR:MASTER_PORT) and a
-// ProcessGroupGloo, one default group per process as init_process_group makes. Collectives run
-// on the group's own threads; each call here waits for its work, so it returns once every rank
-// took part, or throws a JS error (a peer that exits closes its sockets and the others fail at
-// once; a peer that hangs fails them after the group's timeout). Built only when gloo's headers
-// are found (Debian: libgloo-dev; scripts/torch-config.mjs defines MASKSUB_DISTRIBUTED);
-// otherwise every function says what to install.
-#ifdef MASKSUB_DISTRIBUTED
+// TCPStore rendezvous (rank 0 serves it, as torchrun's MASTER_ADDR:MASTER_PORT) and one default
+// process group per process, as init_process_group makes: ProcessGroupGloo (CPU tensors; CUDA
+// tensors through host memory) or ProcessGroupNCCL (CUDA tensors; torch.distributed's default
+// backend for CUDA). Collectives run on the group's own threads (Gloo) or CUDA streams (NCCL);
+// each call here waits for its work: with Gloo it returns once every rank took part, or throws a
+// JS error (a peer that exits closes its sockets and the others fail at once; a peer that hangs
+// fails them after the group's timeout); with NCCL the wait makes the current CUDA stream wait
+// for the collective, and a hung peer is caught by NCCL's watchdog after the timeout, which ends
+// the process as torch.distributed's NCCL does.
+// Gloo is built when gloo's headers are found (Debian: libgloo-dev; scripts/torch-config.mjs
+// defines MASKSUB_DISTRIBUTED). NCCL is built when the torch found has CUDA (MASKSUB_CUDA) and its
+// ProcessGroupNCCL.hpp and NCCL's nccl.h are on the include path (pip's torch: the nvidia-nccl
+// package's include/, which bench/gpu/run-on-device.sh adds). Without either, every function
+// says what is missing.
+// ProcessGroupNCCL.hpp pulls in ATen's CUDA context (cuBLAS, cuSPARSE, cuSOLVER headers) and
+// nccl.h; without any of them NCCL is left out rather than failing the build. MASKSUB_NO_NCCL
+// (CPPFLAGS=-DMASKSUB_NO_NCCL) leaves it out on purpose: run-on-device.sh rebuilds so when a
+// torch's NCCL headers do not compile here.
+#if defined(MASKSUB_CUDA) && !defined(MASKSUB_NO_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>) && \
+    __has_include(<nccl.h>) && __has_include(<cublas_v2.h>) && __has_include(<cusparse.h>) && __has_include(<cusolverDn.h>)
+#define MASKSUB_NCCL 1
+#endif
+#if defined(MASKSUB_DISTRIBUTED) || defined(MASKSUB_NCCL)
+#define MASKSUB_C10D 1
+#endif
+
+#ifdef MASKSUB_C10D
 // Before common.h: its one-letter argument macros (T, I, D, ...) would rewrite c10's templates.
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/version.h>
 #endif
 
 #include "common.h"
 
+#ifdef MASKSUB_C10D
+// torch's build defines these for its own sources; the headers hide the groups without them.
 #ifdef MASKSUB_DISTRIBUTED
-// torch's build defines these for its own sources; the headers hide the Gloo group without them.
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef MASKSUB_NCCL
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
@@ -27,12 +55,23 @@
 
 namespace masksub {
 
-#ifdef MASKSUB_DISTRIBUTED
+#ifdef MASKSUB_C10D
 namespace {
+
+// What both groups derive from: torch 1.x's ProcessGroupGloo / ProcessGroupNCCL are
+// c10d::ProcessGroup's; torch 2.x split that class, and they are c10d::Backend's (a ProcessGroup
+// now dispatches to one Backend per device type). allreduce, broadcast and barrier have the same
+// signatures on both, so the code below calls them through this type alone.
+#if TORCH_VERSION_MAJOR >= 2
+using GroupBackend = c10d::Backend;
+#else
+using GroupBackend = c10d::ProcessGroup;
+#endif
 
 struct DefaultGroup {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<GroupBackend> group;
+  std::string backend;
   int rank = 0;
   int size = 1;
 };
@@ -206,39 +245,92 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
 }  // namespace
 #endif
 
-#ifndef MASKSUB_DISTRIBUTED
-static std::runtime_error not_built() {
-  return std::runtime_error(
-      "this build of masksub has no distributed support: gloo's headers were not found when the "
-      "addon was built (Debian: apt-get install -y libgloo-dev, then npm rebuild masksub)");
+// Why a backend is missing from this build, in the words a user can act on.
+[[maybe_unused]] static std::string missing(const std::string& backend) {
+  if (backend == "gloo") {
+    return "this build of masksub has no Gloo backend: gloo's headers were not found when the addon was built "
+           "(Debian: apt-get install -y libgloo-dev, then npm rebuild masksub)";
+  }
+#ifndef MASKSUB_CUDA
+  return "this build of masksub has no NCCL backend: the libtorch it was built against has no CUDA "
+         "(libtorch_cuda.so); build it against a CUDA torch (PYTHON3 with a CUDA PyTorch, or LIBTORCH=...) "
+         "or use --dist-backend gloo";
+#elif defined(MASKSUB_NO_NCCL)
+  return "this build of masksub has no NCCL backend: it was built with MASKSUB_NO_NCCL (run-on-device.sh does so "
+         "when torch's NCCL headers do not compile; see its build-nccl.log); use --dist-backend gloo";
+#else
+  return "this build of masksub has no NCCL backend: torch's ProcessGroupNCCL.hpp, NCCL's nccl.h or the cuBLAS / "
+         "cuSPARSE / cuSOLVER headers were not on the include path when the addon was built (pip: the nvidia-* "
+         "packages' include/ folders in CPATH, then npm rebuild masksub); or use --dist-backend gloo";
+#endif
 }
+
+#ifndef MASKSUB_C10D
+static std::runtime_error not_built() { return std::runtime_error(missing("gloo")); }
 #endif
 
 OP(distAvailable)
-#ifdef MASKSUB_DISTRIBUTED
+#ifdef MASKSUB_C10D
   return Napi::Boolean::New(env, true);
 #else
   return Napi::Boolean::New(env, false);
 #endif
 END
 
-// (rank, worldSize, host, port, timeoutMs, interface): rank 0 serves the store on host:port; every
-// rank connects to it and the group forms (Gloo's full mesh). `interface` picks the network
-// interface Gloo binds (GLOO_SOCKET_IFNAME's meaning); empty = the address `host` resolves to when
-// it is a loopback address, else the machine's hostname (Gloo's default device).
-OP(distInit)
+// The backends this build has, in torch's names.
+OP(distBackends)
+  Napi::Array names = Napi::Array::New(env);
+  uint32_t count = 0;
 #ifdef MASKSUB_DISTRIBUTED
+  names.Set(count++, "gloo");
+#endif
+#ifdef MASKSUB_NCCL
+  names.Set(count++, "nccl");
+#endif
+  (void)count;
+  return names;
+END
+
+// Why `backend` ('gloo' or 'nccl') is not in this build; empty when it is.
+OP(distMissing)
+  const std::string backend = S(0);
+  if (backend != "gloo" && backend != "nccl") throw ArgumentError("backend must be 'gloo' or 'nccl', got '" + backend + "'");
+#ifdef MASKSUB_DISTRIBUTED
+  if (backend == "gloo") return Napi::String::New(env, "");
+#endif
+#ifdef MASKSUB_NCCL
+  if (backend == "nccl") return Napi::String::New(env, "");
+#endif
+  return Napi::String::New(env, missing(backend));
+END
+
+// (rank, worldSize, host, port, timeoutMs, interface, backend): rank 0 serves the store on
+// host:port; every rank connects to it and the group forms. Gloo: a full mesh of TCP pairs, on the
+// network interface `interface` (GLOO_SOCKET_IFNAME's meaning; empty = the address `host` resolves
+// to when it is a loopback address, else the machine's hostname, Gloo's default device). NCCL:
+// rank 0 puts NCCL's unique id in the store and each rank's communicator forms on the first
+// collective, on the device of that collective's tensors (NCCL reads NCCL_SOCKET_IFNAME itself).
+OP(distInit)
+#ifdef MASKSUB_C10D
   const int64_t rank = I(0);
   const int64_t size = I(1);
   const std::string host = S(2);
   const int64_t port = I(3);
   const int64_t timeout_ms = I(4);
   const std::string interface = S(5);
+  const std::string backend = S(6);
   if (default_group) throw std::runtime_error("the process group is already initialised; call distDestroy first");
   if (size < 1) throw ArgumentError("world size must be >= 1, got " + std::to_string(size));
   if (rank < 0 || rank >= size) throw ArgumentError("rank " + std::to_string(rank) + " is outside [0, " + std::to_string(size) + ")");
   if (port < 1 || port > 65535) throw ArgumentError("port must be in [1, 65535], got " + std::to_string(port));
   if (timeout_ms < 1) throw ArgumentError("timeout must be positive, got " + std::to_string(timeout_ms) + " ms");
+  if (backend != "gloo" && backend != "nccl") throw ArgumentError("backend must be 'gloo' or 'nccl', got '" + backend + "'");
+#ifndef MASKSUB_DISTRIBUTED
+  if (backend == "gloo") throw std::runtime_error(missing(backend));
+#endif
+#ifndef MASKSUB_NCCL
+  if (backend == "nccl") throw std::runtime_error(missing(backend));
+#endif
   const std::chrono::milliseconds timeout(timeout_ms);
   auto group = std::make_unique<DefaultGroup>();
   c10d::TCPStoreOptions store_options;
@@ -248,19 +340,34 @@ OP(distInit)
   store_options.waitWorkers = true;
   store_options.timeout = timeout;
   group->store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
-  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-  const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
-  if (!interface.empty()) {
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
-  } else if (loopback) {
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  } else {
-    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+#ifdef MASKSUB_DISTRIBUTED
+  if (backend == "gloo") {
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+    if (!interface.empty()) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+    } else if (loopback) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    // Two threads move the buckets, torch.distributed's default for Gloo.
+    options->threads = 2;
+    group->group = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, static_cast<int>(rank),
+                                                               static_cast<int>(size), options);
   }
-  // Two threads move the buckets, torch.distributed's default for Gloo.
-  options->threads = 2;
-  group->group = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, static_cast<int>(rank),
-                                                             static_cast<int>(size), options);
+#endif
+#ifdef MASKSUB_NCCL
+  if (backend == "nccl") {
+    // ProcessGroupNCCL::Options derives from ProcessGroup::Options (torch 1.x) or Backend::Options
+    // (2.x); both hold `timeout`, the watchdog's limit for one collective.
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = timeout;
+    group->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(group->store, static_cast<int>(rank),
+                                                               static_cast<int>(size), options);
+  }
+#endif
+  group->backend = backend;
   group->rank = static_cast<int>(rank);
   group->size = static_cast<int>(size);
   default_group = std::move(group);
@@ -271,16 +378,16 @@ OP(distInit)
 END
 
 OP(distDestroy)
-#ifdef MASKSUB_DISTRIBUTED
+#ifdef MASKSUB_C10D
   default_group.reset();
 #endif
   return env.Undefined();
 END
 
 // (tensors, op, bucketBytes): in place on every tensor; 'avg' = sum / world size (Gloo has no
-// AVG op, torch's DDP divides the same way).
+// AVG op and torch 1.13's NCCL none either; torch's DDP divides the same way).
 OP(distAllReduce)
-#ifdef MASKSUB_DISTRIBUTED
+#ifdef MASKSUB_C10D
   std::vector<at::Tensor> tensors = TL(0);
   const std::string name = S(1);
   const int64_t cap = I(2);
@@ -298,7 +405,7 @@ END
 
 // (tensors, root, bucketBytes): every rank's tensors take the root's values.
 OP(distBroadcast)
-#ifdef MASKSUB_DISTRIBUTED
+#ifdef MASKSUB_C10D
   std::vector<at::Tensor> tensors = TL(0);
   const int64_t root = I(1);
   const int64_t cap = I(2);
@@ -318,7 +425,7 @@ END
 // batch statistics are those of every rank's batch together (torch.nn.SyncBatchNorm); the running
 // statistics are updated in place with the global ones. Differentiable.
 OP(syncBatchNorm)
-#ifdef MASKSUB_DISTRIBUTED
+#ifdef MASKSUB_C10D
   at::Tensor& input = T(0);
   at::Tensor& weight = T(1);
   at::Tensor& bias = T(2);
@@ -347,7 +454,7 @@ OP(syncBatchNorm)
 END
 
 OP(distBarrier)
-#ifdef MASKSUB_DISTRIBUTED
+#ifdef MASKSUB_C10D
   current_group().group->barrier()->wait();
   return env.Undefined();
 #else

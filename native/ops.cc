@@ -38,6 +38,25 @@ OP(pinMemory)
 END
 OP(isPinned) return Napi::Boolean::New(env, T(0).is_pinned()); END
 
+// ---- memory format (layout) ----
+// channels_last (NHWC strides, the same logical NCHW shape) is what cuDNN's and oneDNN's fastest
+// convolutions read; a 4-D tensor only, as libtorch requires, said here before libtorch's assert.
+OP(contiguousAs)
+  at::Tensor& tensor = T(0);
+  const std::string format = S(1);
+  if (format == "contiguous") return W(tensor.contiguous(at::MemoryFormat::Contiguous));
+  if (format != "channels_last") throw ArgumentError("memory format must be 'contiguous' or 'channels_last', got '" + format + "'");
+  if (tensor.dim() != 4) throw ArgumentError("channels_last needs a 4-D tensor (N, C, H, W), got shape " + c10::str(tensor.sizes()));
+  return W(tensor.contiguous(at::MemoryFormat::ChannelsLast));
+END
+OP(suggestMemoryFormat)
+  switch (T(0).suggest_memory_format()) {
+    case at::MemoryFormat::ChannelsLast: return Napi::String::New(env, "channels_last");
+    case at::MemoryFormat::ChannelsLast3d: return Napi::String::New(env, "channels_last_3d");
+    default: return Napi::String::New(env, "contiguous");
+  }
+END
+
 // ---- arithmetic ----
 OP(add)
   if (ISTENSOR(1)) return W(at::add(T(0), T(1), OSC(2).value_or(1)));

@@ -1,5 +1,6 @@
 // Lists the node_modules folders the benchmark needs at run time on a device machine (the addon
-// build: node-addon-api, node-gyp; running TypeScript: tsx), with all their dependencies, from
+// build: node-addon-api, node-gyp; running TypeScript: tsx; the CLI's training run: zod,
+// fastest-levenshtein, yaml, sharp with its libvips, tokenizers), with all their dependencies, from
 // package-lock.json. Prints one path per line, relative to the repository root; a folder inside an
 // already listed one (a nested node_modules) is left out, since tar takes it with its parent.
 import { existsSync, readFileSync } from 'node:fs';
@@ -7,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['node-addon-api', 'node-gyp', 'tsx', 'yaml', 'vega', 'vega-lite', '@stdlib/stats-base-dists-t-cdf'];
+const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['node-addon-api', 'node-gyp', 'tsx', 'yaml', 'vega', 'vega-lite', '@stdlib/stats-base-dists-t-cdf', 'sharp', 'zod', 'fastest-levenshtein', 'tokenizers'];
 const packages = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).packages;
 
 // Node's lookup: <from>/node_modules/<name>, then each enclosing node_modules, then the top one.

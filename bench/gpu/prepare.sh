@@ -41,7 +41,7 @@ fi
 headers_version="$(sed -n 's/^#define NODE_\(MAJOR\|MINOR\|PATCH\)_VERSION \([0-9]*\)$/\2/p' "$NODE_HEADERS/node_version.h" | paste -sd. -)"
 [ "v$headers_version" = "$node_version" ] || log "warning: headers in $NODE_HEADERS are v$headers_version, the node binary is $node_version"
 for path in package.json package-lock.json binding.gyp native scripts src reference/torch_models.py bench/run.ts bench/child.ts bench/common.ts \
-    bench/machine.ts bench/plan.ts bench/summary.ts bench/torch_bench.py; do
+    bench/machine.ts bench/plan.ts bench/summary.ts bench/torch_bench.py bench/gpu/step-bench.ts bench/gpu/step_bench.py bench/gpu/cuda-check.ts; do
   [ -e "$ROOT/$path" ] || die "$ROOT/$path is missing"
 done
 
@@ -63,7 +63,11 @@ tar -C "$scratch/headers" -cJf "$PAYLOAD/node-headers.tar.xz" include
 
 log "node_modules (node-addon-api, node-gyp, tsx and dependencies)"
 (cd "$ROOT" && "$NODE_BIN" bench/gpu/deps.mjs > "$scratch/modules.txt")
-tar -C "$ROOT" -cJf "$PAYLOAD/node_modules.tar.xz" -T "$scratch/modules.txt"
+# tokenizers ships a 5 MB binary for each of 13 platforms; the device is Linux x64 with glibc.
+tar -C "$ROOT" -cJf "$PAYLOAD/node_modules.tar.xz" \
+  --exclude='node_modules/tokenizers/tokenizers.android-*' --exclude='node_modules/tokenizers/tokenizers.darwin-*' \
+  --exclude='node_modules/tokenizers/tokenizers.win32-*' --exclude='node_modules/tokenizers/tokenizers.linux-arm*' \
+  --exclude='node_modules/tokenizers/tokenizers.*-musl.node' -T "$scratch/modules.txt"
 
 log "sources"
 (

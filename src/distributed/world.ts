@@ -3,6 +3,8 @@
 // MASTER_ADDR and MASTER_PORT; SLURM's srun sets SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID
 // (MASTER_ADDR / MASTER_PORT then come from the job script, as for a PyTorch script under srun).
 
+import type { Device } from '../tensor/tensor.js';
+
 /** One process's place in a data-parallel job. */
 export interface World {
   rank: number;
@@ -48,4 +50,14 @@ export function worldFromEnvironment(env: NodeJS.ProcessEnv = process.env): Worl
   if (masterPort === undefined) throw new WorldError(`a job of ${size} processes needs MASTER_PORT (a free TCP port on rank 0's machine)`);
   if (masterPort > 65535) throw new WorldError(`MASTER_PORT=${masterPort} is not a TCP port (1-65535)`);
   return { rank, size, localRank, localSize, masterAddr, masterPort };
+}
+
+/**
+ * The device this rank trains on: `cuda` means the GPU numbered LOCAL_RANK on this machine, as a
+ * torchrun script's `torch.cuda.set_device(local_rank)` does, so N ranks of one machine use N
+ * GPUs; `cuda:N` given explicitly is kept (every rank then uses GPU N: for jobs whose launcher
+ * gives each rank one visible GPU, CUDA_VISIBLE_DEVICES); `cpu` stays.
+ */
+export function rankDevice(device: string, world: Pick<World, 'localRank'> | null): Device {
+  return (device === 'cuda' && world !== null ? `cuda:${world.localRank}` : device) as Device;
 }

@@ -1,8 +1,10 @@
 // ResNet (timm's names: conv1/bn1, layer1..4 with basic or bottleneck blocks, fc), with a 3x3
 // stem for small images. MaskSub for CNNs zeroes a random r fraction of fixed square patches
 // of the normalized input per sample (the masked set, unlike the official code's defect).
-// Registers the ResNet configs.
-import { Generator, type Tensor, tidy } from '../tensor/tensor.js';
+// Optionally in channels_last memory format (NHWC strides), as torch's
+// model.to(memory_format=torch.channels_last) plus channels_last inputs. Registers the ResNet configs.
+import { native } from '../tensor/native.js';
+import { Generator, type MemoryFormat, noGrad, type Tensor, tidy } from '../tensor/tensor.js';
 import { BatchNorm2d, Conv2d, Dropout, DropPath, Layer, Linear, ModuleList, Sequential } from '../nn/index.js';
 import * as F from '../nn/functional.js';
 import { constant_, kaimingNormal_ } from '../nn/init.js';
@@ -124,6 +126,7 @@ export class ResNet extends Classifier implements Maskable {
   readonly stages: ModuleList<Layer>[];
   readonly drop: Dropout;
   readonly fc: Linear;
+  private format: MemoryFormat = 'contiguous';
 
   constructor(readonly config: ResNetConfig) {
     super();
@@ -158,6 +161,37 @@ export class ResNet extends Classifier implements Maskable {
     for (const stage of this.stages) for (const block of stage) (block as BasicBlock | Bottleneck).zeroInitLastNorm();
   }
 
+  /** The memory format of the convolution weights and of what forward feeds them (see {@link setMemoryFormat}). */
+  get memoryFormat(): MemoryFormat {
+    return this.format;
+  }
+
+  /**
+   * 'channels_last' lays every convolution weight out in NHWC strides, in place (the same
+   * parameter objects, values and shapes, as torch's module.to(memory_format=torch.channels_last),
+   * so an optimizer made before or after keeps working; its moment buffers made after take the
+   * same format), and makes forward lay its input out the same way: every convolution,
+   * BatchNorm, ReLU, addition and pooling then runs on NHWC tensors, and the gradients come back
+   * NHWC. cuDNN's tensor-core convolutions read this layout natively (PyTorch's recommendation
+   * for CNNs in mixed precision); oneDNN on the CPU too. Values do not depend on the format
+   * beyond float rounding (test/channels-last.test.ts); a state dict or checkpoint is written in
+   * the standard row-major layout either way (safetensors has no strides) and loads into either.
+   * 'contiguous' turns it back.
+   */
+  setMemoryFormat(format: MemoryFormat): this {
+    if (format !== 'contiguous' && format !== 'channels_last') throw new RangeError(`memory format must be 'contiguous' or 'channels_last', got '${String(format)}'`);
+    noGrad(() => {
+      for (const parameter of this.parameters()) {
+        if (parameter.ndim !== 4) continue;
+        const laid = parameter.contiguous(format);
+        native.setData(parameter.handle, laid.handle);
+        laid.dispose();
+      }
+    });
+    this.format = format;
+    return this;
+  }
+
   forward(images: Tensor, options: ForwardOptions = {}): Tensor {
     checkRatio('mask ratio', options.maskRatio);
     const shape = images.shape;
@@ -165,7 +199,9 @@ export class ResNet extends Classifier implements Maskable {
       throw new Error(`ResNet expects images [B, ${this.config.inChannels}, H, W], got [${shape.join(', ')}]`);
     }
     return this.withRates(options, () => tidy(() => {
-      const input = options.maskRatio ? randomPatchZero(images, options.maskRatio, this.config.maskPatchSize, options.generator) : images;
+      const masked = options.maskRatio ? randomPatchZero(images, options.maskRatio, this.config.maskPatchSize, options.generator) : images;
+      // The mask's product follows the first operand's layout, so the layout is set after it.
+      const input = this.format === 'channels_last' ? masked.contiguous('channels_last') : masked;
       let x = this.bn1.forward(this.conv1.forward(input)).relu();
       if (this.config.stem === 'imagenet') x = F.maxPool2d(x, 3, 2, 1);
       for (const stage of this.stages) for (const block of stage) x = block.forward(x);

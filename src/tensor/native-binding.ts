@@ -46,6 +46,8 @@ export interface NativeBinding {
   alias(tensor: Handle): Handle;
   pinMemory(tensor: Handle): Handle;
   isPinned(tensor: Handle): boolean;
+  contiguousAs(tensor: Handle, memoryFormat: 'contiguous' | 'channels_last'): Handle;
+  suggestMemoryFormat(tensor: Handle): 'contiguous' | 'channels_last' | 'channels_last_3d';
   requiresGrad(tensor: Handle): boolean;
   setRequiresGrad(tensor: Handle, requiresGrad: boolean): void;
   isLeaf(tensor: Handle): boolean;
@@ -217,7 +219,9 @@ export interface NativeBinding {
   autocastExit(device: 'cpu' | 'cuda', enabled: boolean, dtype: DType): void;
   autocastEnabled(device: 'cpu' | 'cuda'): boolean;
   distAvailable(): boolean;
-  distInit(rank: number, worldSize: number, host: string, port: number, timeoutMs: number, networkInterface: string): void;
+  distBackends(): ('gloo' | 'nccl')[];
+  distMissing(backend: 'gloo' | 'nccl'): string;
+  distInit(rank: number, worldSize: number, host: string, port: number, timeoutMs: number, networkInterface: string, backend: 'gloo' | 'nccl'): void;
   distDestroy(): void;
   distAllReduce(tensors: readonly Handle[], op: 'sum' | 'avg' | 'max' | 'min', bucketBytes: number): void;
   distBroadcast(tensors: readonly Handle[], root: number, bucketBytes: number): void;
@@ -264,6 +268,8 @@ export const nativeFunctionNames = [
   'alias',
   'pinMemory',
   'isPinned',
+  'contiguousAs',
+  'suggestMemoryFormat',
   'requiresGrad',
   'setRequiresGrad',
   'isLeaf',
@@ -433,6 +439,8 @@ export const nativeFunctionNames = [
   'autocastExit',
   'autocastEnabled',
   'distAvailable',
+  'distBackends',
+  'distMissing',
   'distInit',
   'distDestroy',
   'distAllReduce',

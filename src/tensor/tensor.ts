@@ -5,6 +5,8 @@ import { native, type NativeGenerator, type NativeHandle } from './native.js';
 export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Reduction = 'mean' | 'sum' | 'none';
+/** How a 4-D tensor's elements lie in memory: NCHW row-major, or NHWC strides (same logical shape). */
+export type MemoryFormat = 'contiguous' | 'channels_last';
 export type NestedArray = number | boolean | NestedArray[];
 export type TypedArray = Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint8Array | BigInt64Array;
 
@@ -236,7 +238,12 @@ export class Tensor {
   float(): Tensor { return this.to({ dtype: 'float32' }); }
   double(): Tensor { return this.to({ dtype: 'float64' }); }
   long(): Tensor { return this.to({ dtype: 'int64' }); }
-  contiguous(): Tensor { return wrap(native.contiguous(this.handle)); }
+  /** A row-major copy (or this data when it already is one); with 'channels_last', NHWC strides (4-D only), as tensor.contiguous(memory_format=...). */
+  contiguous(memoryFormat?: MemoryFormat): Tensor {
+    return wrap(memoryFormat === undefined ? native.contiguous(this.handle) : native.contiguousAs(this.handle, memoryFormat));
+  }
+  /** The layout libtorch reads from the strides (Tensor::suggest_memory_format): channels_last for NHWC strides. */
+  memoryFormat(): MemoryFormat | 'channels_last_3d' { return native.suggestMemoryFormat(this.handle); }
   clone(): Tensor { return wrap(native.clone(this.handle)); }
   detach(): Tensor { return wrap(native.detach(this.handle)); }
   /** A second handle to the same tensor (shares data and autograd identity). */

@@ -393,6 +393,10 @@ export const SETTINGS = {
     default: { describe: 'MASKSUB_THREADS, else all cores', value: threadsFromEnvironment },
     help: 'libtorch intra-op threads',
   }),
+  channelsLast: define({
+    group: 'run', schema: z.boolean(), default: false, alias: ['memory-format'],
+    help: 'ResNet only: convolution weights and input batches in channels_last memory format (NHWC strides, as PyTorch\'s model.to(memory_format=torch.channels_last)), what cuDNN\'s tensor-core convolutions read fastest; results equal the default format to float rounding, and checkpoints are written in the standard layout. Off by default and in the presets until its GPU speed is measured (README: CPU step 0.83-0.98x)',
+  }),
   amp: define({
     group: 'optimization', schema: z.enum(['none', 'bf16', 'fp16']), default: 'none', alias: ['mixed-precision', 'autocast'],
     help: 'mixed precision (torch.autocast) of the forward passes: bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling); weights, optimizer state, losses and the MaskSub target stay float32',
@@ -400,6 +404,10 @@ export const SETTINGS = {
   syncBn: define({
     group: 'run', schema: z.boolean(), default: false,
     help: 'in a data-parallel job, BatchNorm layers (ResNet) normalise training batches with the statistics of every rank\'s batch together (torch.nn.SyncBatchNorm: 2 processes x batch B/2 give the outputs and gradients of 1 process with batch B); off, each rank uses its own share and the running statistics are averaged after each epoch',
+  }),
+  distBackend: define({
+    group: 'run', schema: z.enum(['auto', 'gloo', 'nccl']), default: 'auto', alias: ['backend', 'dist-backend-name'],
+    help: 'in a data-parallel job, c10d\'s collective engine: nccl (CUDA tensors; needs a build against a CUDA torch with NCCL), gloo (CPU tensors, and CUDA ones through host memory), auto = torch.distributed\'s default, nccl on a CUDA device (gloo when the build has no NCCL) and gloo on the CPU',
   }),
   distTimeout: define({
     group: 'run', schema: z.number().positive().max(7 * 24 * 3600), default: 1800, placeholder: 'SECONDS',
@@ -746,7 +754,7 @@ const TEXT_SETTINGS = ['textColumns', 'labelColumn', 'maxLength', 'tokenizer', '
 export const IMAGE_ONLY_SETTINGS = [
   'trainList', 'valList', 'imageSize', 'skipBadImages', 'mean', 'std', 'maskPatchSize', 'globalPool', 'maskMode', 'layerScale',
   'cropPadding', 'randAugment', 'threeAugment', 'colorJitter', 'cropScale', 'interpolation', 'cropPct', 'hflip', 'randomErasing',
-  'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb',
+  'mixup', 'cutmix', 'mixupSwitchProb', 'mixupProb', 'channelsLast',
 ] as const;
 
 /**
@@ -903,6 +911,12 @@ function checkCombinations(config: TrainConfig): void {
       ? `${model.family === 'swin' ? 'Swin' : 'BEiT'}, which replaces masked patches by its mask token`
       : 'ViT, which masks its own patch tokens';
     throw new ConfigError(`mask-patch-size applies only to CNN models (masking zeroes square patches there); ${config.model} is a ${masks}: leave mask-patch-size out`);
+  }
+  if (config.channelsLast && model.family !== 'resnet') {
+    throw new ConfigError(`channels-last applies only to ResNet models (their convolutions read NHWC); ${config.model} is a transformer (${model.family}), whose one patch convolution gains nothing from it: leave channels-last out`);
+  }
+  if (config.distBackend === 'nccl' && config.device === 'cpu') {
+    throw new ConfigError('dist-backend nccl needs --device cuda: NCCL moves CUDA tensors only; use --dist-backend gloo (or auto) on the CPU');
   }
   if (config.maskPatchSize !== null && dataSize % config.maskPatchSize) {
     throw new ConfigError(`mask-patch-size ${config.maskPatchSize} does not divide the ${dataSize}-px images of ${config.dataset}`);

@@ -25,6 +25,7 @@ import { loadEmojiDataset } from '../data/emoji.js';
 import { deriveSeed, Random } from '../data/random.js';
 import type { Classifier } from '../models/classifier.js';
 import { createModel, describeModel } from '../models/factory.js';
+import { ResNet } from '../models/resnet.js';
 import { type InitOptions, layerAssignment, loadPretrained, PretrainedError } from '../models/pretrained.js';
 import { hasSubModel, methodStep, type StepConfig } from '../masksub/method.js';
 import { AdamW, applyLr, clipGradNorm, FreezeError, freezeParameters, GradScaler, Lamb, ModelEma, type Optimizer, paramGroupsWithLayerDecay, paramGroupsWithWeightDecay, SGD, WarmupCosineSchedule } from '../optim/index.js';
@@ -32,7 +33,7 @@ import { BEST_FILE, CHECKPOINT_FILE, disposeCheckpoint, type EpochMetrics, loadC
 import { saveSafetensors } from '../tensor/safetensors.js';
 import { cudaAvailable, cudaDeviceCount, setNumThreads } from '../tensor/native.js';
 import { Generator, getRngState, keep, manualSeed, noGrad, setRngState, type Tensor, tensor, tidy } from '../tensor/tensor.js';
-import { DistributedError, ProcessGroup, type World } from '../distributed/index.js';
+import { DistributedError, ProcessGroup, rankDevice, resolveBackend, type World } from '../distributed/index.js';
 import { withBatchShard } from '../nn/sample-noise.js';
 import { BatchNorm2d } from '../nn/layers.js';
 import { DEFAULTS, fromStoredConfig, kebab, type ResolvedTrainConfig, resolveConfig, toStoredConfig, type TrainConfig } from './config.js';
@@ -147,6 +148,8 @@ interface Team {
   rank: number;
   size: number;
   group: ProcessGroup | null;
+  /** This rank's device when it is not the config's: `cuda` in a job is the GPU numbered LOCAL_RANK (distributed/world.ts). */
+  device?: string;
 }
 
 const ALONE: Team = { rank: 0, size: 1, group: null };
@@ -344,6 +347,9 @@ function buildSession(config: ResolvedTrainConfig, plan: Plan, team: Team, log?:
     const count = frozen.reduce((total, name) => total + sizes.get(name)!, 0);
     log?.(`freeze: ${frozen.length} parameter tensors (${count} values) stay as initialised, outside the optimizer: ${frozen.join(', ')}`);
   }
+  // Before the optimizer and the EMA exist, so that their buffers (zerosLike, clone) take the
+  // weights' layout; a resumed checkpoint is copied into these tensors and keeps it too.
+  if (config.channelsLast && model instanceof ResNet) model.setMemoryFormat('channels_last');
   const loader = isTextData(train) ? new TextBatchLoader(train, {
     batchSize: plan.localBatch, shuffle: true, dropLast: plan.dropLast, seed: config.seed, shard: team.size > 1 ? { rank: team.rank, world: team.size } : undefined,
   }) : new BatchLoader(train, {
@@ -644,15 +650,24 @@ export async function train(requested: ResolvedTrainConfig, options: TrainOption
   const world = options.world ?? null;
   if (world === null) return trainAs(ALONE, requested, options);
   let group: ProcessGroup;
+  const device = rankDevice(requested.device, world);
+  const gpu = /^cuda:(\d+)$/.exec(device)?.[1];
+  if (device !== requested.device && gpu !== undefined && cudaAvailable() && Number(gpu) >= cudaDeviceCount()) {
+    // Said before the group forms: NCCL would only fail at the first collective, in its own words.
+    throw new TrainingError(`rank ${world.rank}: --device cuda means the GPU numbered LOCAL_RANK=${world.localRank}, but only ${cudaDeviceCount()} GPU(s) are visible; ` +
+      'start at most that many processes per machine, or give each rank its own GPU (CUDA_VISIBLE_DEVICES, --device cuda:N)');
+  }
   try {
-    group = ProcessGroup.init(world, { timeoutSeconds: requested.distTimeout });
+    const { backend, note } = resolveBackend(requested.distBackend, device);
+    if (note !== null && world.rank === 0) (options.log ?? ((line: string) => process.stderr.write(line + '\n')))(note);
+    group = ProcessGroup.init(world, { timeoutSeconds: requested.distTimeout, backend, device });
   } catch (error) {
     throw new TrainingError((error as Error).message);
   }
   try {
     // Only rank 0 speaks; the others' errors still reach their stderr through the CLI.
     const quiet = world.rank === 0 ? options : { ...options, log: () => {} };
-    return await trainAs({ rank: world.rank, size: world.size, group }, requested, quiet);
+    return await trainAs({ rank: world.rank, size: world.size, group, device: device === requested.device ? undefined : device }, requested, quiet);
   } catch (error) {
     if (!(error instanceof DistributedError)) throw error;
     throw new TrainingError(`${error.message}. The last checkpoint that rank 0 finished writing in ${options.out} is intact; continue with: masksub train --out ${options.out} --resume (with the same number of processes or any other)`);
@@ -725,7 +740,7 @@ async function trainAs(team: Team, requested: ResolvedTrainConfig, options: Trai
     }
     setNumThreads(config.threads);
     manualSeed(config.seed);
-    session = buildSession(config, plan, team, log);
+    session = buildSession(team.device === undefined ? config : { ...config, device: team.device }, plan, team, log);
     let state = decision.mode === 'resume' ? restore(session, run, log) : initialState(session);
     if (team.group !== null && config.syncBn) {
       // SyncBatchNorm (torch.nn.SyncBatchNorm.convert_sync_batchnorm): every BatchNorm's training
