@@ -20,15 +20,10 @@ import { nativeAugment, nativeImage, nativeImageProblem } from '../src/data/nati
 import { Random } from '../src/data/random.js';
 import { applyRandAugmentSteps, parseRandAugment, randAugmentSteps } from '../src/data/randaugment.js';
 import type { RawImage } from '../src/data/transforms.js';
-import { testImage } from './helpers/images.js';
+import { noiseImage, testImage } from './helpers/images.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'masksub-color-native-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
-
-function noiseImage(height: number, width: number, channels: number, seed: number): RawImage {
-  const random = new Random(seed);
-  return { pixels: Uint8Array.from({ length: height * width * channels }, () => random.int(256)), height, width, channels };
-}
 
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
 

@@ -23,16 +23,10 @@ import {
   randAugment, randAugmentSteps, type RandAugmentOpName, type RandAugmentStep, type ResampleMode,
 } from '../src/data/randaugment.js';
 import { type RawImage, toChannelFirst } from '../src/data/transforms.js';
-import { testImage } from './helpers/images.js';
+import { noiseImage, testImage } from './helpers/images.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'masksub-randaugment-native-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
-
-/** Uniform random bytes: every value and every neighbour difference occurs. */
-function noiseImage(height: number, width: number, channels: number, seed: number): RawImage {
-  const random = new Random(seed);
-  return { pixels: Uint8Array.from({ length: height * width * channels }, () => random.int(256)), height, width, channels };
-}
 
 /** The first position where two byte arrays differ, for the assertion message. */
 function firstDifference(ours: Uint8Array, reference: Uint8Array): string {

@@ -18,9 +18,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'reference'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 import torch  # noqa: E402
 import torch_models as reference  # noqa: E402
+from torch_bench import gpu_used_mib  # noqa: E402  (npm run bench's PyTorch side: the same nvidia-smi reading)
 
 
 def median(values):
@@ -29,24 +31,6 @@ def median(values):
     if n == 0:
         return None
     return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
-def gpu_used_mib():
-    """This process's GPU memory as nvidia-smi reports it (CUDA context + caching allocator)."""
-    import subprocess
-    try:
-        out = subprocess.run(['nvidia-smi', '--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'],
-                             capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(',')]
-        if len(parts) == 2 and parts[0] == str(os.getpid()):
-            try:
-                return float(parts[1])
-            except ValueError:
-                return None
-    return None
 
 
 def main():

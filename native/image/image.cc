@@ -78,7 +78,10 @@ bool GetBytes(napi_env env, napi_value value, const char* name, uint8_t** data, 
   return false;
 }
 
-bool GetDoubles(napi_env env, napi_value value, const char* name, double** data, size_t* length, std::string* problem) {
+// A typed array of one element type (Float64Array, Float32Array), or a problem naming the argument.
+template <typename Element>
+bool GetTypedArray(napi_env env, napi_value value, const char* name, napi_typedarray_type wanted, const char* type_name,
+                   Element** data, size_t* length, std::string* problem) {
   bool is_typed = false;
   napi_is_typedarray(env, value, &is_typed);
   napi_typedarray_type type = napi_uint8_array;
@@ -88,12 +91,16 @@ bool GetDoubles(napi_env env, napi_value value, const char* name, double** data,
     size_t offset;
     napi_get_typedarray_info(env, value, &type, length, &pointer, &buffer, &offset);
   }
-  if (!is_typed || type != napi_float64_array) {
-    *problem = std::string(name) + " must be a Float64Array";
+  if (!is_typed || type != wanted) {
+    *problem = std::string(name) + " must be a " + type_name;
     return false;
   }
-  *data = static_cast<double*>(pointer);
+  *data = static_cast<Element*>(pointer);
   return true;
+}
+
+bool GetDoubles(napi_env env, napi_value value, const char* name, double** data, size_t* length, std::string* problem) {
+  return GetTypedArray(env, value, name, napi_float64_array, "Float64Array", data, length, problem);
 }
 
 // ---- JPEG ----
@@ -455,21 +462,7 @@ thread_local std::vector<uint8_t> augment_ping, augment_pong, augment_scratch;
 thread_local std::vector<float> blur_scratch;
 
 bool GetFloats(napi_env env, napi_value value, const char* name, float** data, size_t* length, std::string* problem) {
-  bool is_typed = false;
-  napi_is_typedarray(env, value, &is_typed);
-  napi_typedarray_type type = napi_uint8_array;
-  void* pointer = nullptr;
-  if (is_typed) {
-    napi_value buffer;
-    size_t offset;
-    napi_get_typedarray_info(env, value, &type, length, &pointer, &buffer, &offset);
-  }
-  if (!is_typed || type != napi_float32_array) {
-    *problem = std::string(name) + " must be a Float32Array";
-    return false;
-  }
-  *data = static_cast<float*>(pointer);
-  return true;
+  return GetTypedArray(env, value, name, napi_float32_array, "Float32Array", data, length, problem);
 }
 
 // augment(pixels, height, width, channels, steps, fill, target, offset, channelFirst[, kernels]):

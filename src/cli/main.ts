@@ -10,6 +10,7 @@ import { loadEmojiDataset } from '../data/emoji.js';
 import { isTextDatasetName } from '../data/text/text-dataset.js';
 import { compare } from '../experiment/compare.js';
 import { describeModel, modelNames } from '../models/factory.js';
+import type { Module } from '../nn/module.js';
 import { renderReport } from '../report/index.js';
 import { BEST_FILE, MODEL_FILE, RunError } from '../run/index.js';
 import { blasLibraries, buildInfo, getNumThreads, setNumThreads } from '../tensor/native.js';
@@ -307,6 +308,15 @@ async function commandEval(flags: Flags): Promise<number> {
     // fc_norm and no norm, which a model built from the name alone would not load.
     model = buildModel(config, { train: data, tokenizer: null });
   }
+  loadRunWeights(model, weights, config);
+  const result = evaluate(model, data, batchSize, config.device);
+  say(JSON.stringify({ checkpoint: weights, dataset: data.name, [isTextData(data) ? 'texts' : 'images']: data.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
+  model.dispose();
+  return 0;
+}
+
+/** A run's saved weights into the model built from its config, then onto the run's device. */
+function loadRunWeights(model: Module, weights: string, config: ResolvedTrainConfig): void {
   const { tensors } = loadSafetensors(weights);
   try {
     model.loadStateDict(tensors);
@@ -316,10 +326,6 @@ async function commandEval(flags: Flags): Promise<number> {
     for (const tensor of tensors.values()) tensor.dispose();
   }
   if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
-  const result = evaluate(model, data, batchSize, config.device);
-  say(JSON.stringify({ checkpoint: weights, dataset: data.name, [isTextData(data) ? 'texts' : 'images']: data.count, test_loss: result.loss, test_acc1: result.acc1, test_acc5: result.acc5 }));
-  model.dispose();
-  return 0;
 }
 
 /** eval of a CLIP run: zero-shot top-1 / top-5, the contrastive test loss and recall@k, with the run's tokenizer. */
@@ -336,15 +342,7 @@ async function evalClip(runDirectory: string, weights: string, config: ResolvedT
   }
   const model = buildClip(config, train, data);
   try {
-    const { tensors } = loadSafetensors(weights);
-    try {
-      model.loadStateDict(tensors);
-    } catch (error) {
-      throw new TrainingError(`${weights} does not fit model ${config.model}: ${(error as Error).message}`);
-    } finally {
-      for (const tensor of tensors.values()) tensor.dispose();
-    }
-    if (config.device !== 'cpu') model.to({ device: config.device as 'cuda' });
+    loadRunWeights(model, weights, config);
     const result = evaluateClip(model, test, data, batchSize, config.device);
     const recall = Object.fromEntries([
       ...RECALL_KS.map((k) => [`test_image_to_text_r${k}`, result.imageToText[k]]),

@@ -1,8 +1,15 @@
 // Test images and byte comparisons shared by the tests that check image transforms against
-// torchvision and PIL (transforms-torch.test.ts, randaugment.test.ts).
+// torchvision and PIL (transforms-torch.test.ts, randaugment.test.ts) or the native image ops
+// against their JavaScript twins (randaugment-native.test.ts, color-native.test.ts).
 import assert from 'node:assert/strict';
 import { Random } from '../../src/data/random.js';
 import type { RawImage } from '../../src/data/transforms.js';
+
+/** Uniform random bytes: every value and every neighbour difference occurs. */
+export function noiseImage(height: number, width: number, channels: number, seed: number): RawImage {
+  const random = new Random(seed);
+  return { pixels: Uint8Array.from({ length: height * width * channels }, () => random.int(256)), height, width, channels };
+}
 
 /**
  * A smooth gradient with seeded noise and a few hard edges (resampling and rounding errors show on
