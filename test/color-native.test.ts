@@ -7,7 +7,6 @@
 // refused with the problem named; trainSample with 3-Augment + jitter (+ RandAugment) gives the
 // same batch bytes with and without the module. Skipped, saying so, when the module was not built.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +19,7 @@ import { nativeAugment, nativeImage, nativeImageProblem } from '../src/data/nati
 import { Random } from '../src/data/random.js';
 import { applyRandAugmentSteps, parseRandAugment, randAugmentSteps } from '../src/data/randaugment.js';
 import type { RawImage } from '../src/data/transforms.js';
-import { noiseImage, testImage } from './helpers/images.js';
+import { assertSameBytesWithoutImageModule, noiseImage, testImage } from './helpers/images.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'masksub-color-native-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
@@ -129,11 +128,6 @@ describe('3-Augment and color jitter: native ops equal color.ts', { skip: native
         }
       }
       console.log(hash.digest('hex'));`;
-    const run = (setting: string | undefined): string => execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: join(import.meta.dirname, '..'), encoding: 'utf8', env: { ...process.env, MASKSUB_IMAGE_ADDON: setting },
-    }).trim();
-    const withModule = run(undefined);
-    assert.match(withModule, /^[0-9a-f]{64}$/);
-    assert.equal(withModule, run('off'));
+    assertSameBytesWithoutImageModule(script);
   });
 });

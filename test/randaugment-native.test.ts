@@ -8,7 +8,6 @@
 // process with MASKSUB_IMAGE_ADDON=off).
 // Skipped, saying so, when the module was not built (no libjpeg62-turbo-dev).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +22,7 @@ import {
   randAugment, randAugmentSteps, type RandAugmentOpName, type RandAugmentStep, type ResampleMode,
 } from '../src/data/randaugment.js';
 import { type RawImage, toChannelFirst } from '../src/data/transforms.js';
-import { noiseImage, testImage } from './helpers/images.js';
+import { assertSameBytesWithoutImageModule, noiseImage, testImage } from './helpers/images.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'masksub-randaugment-native-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
@@ -250,11 +249,6 @@ describe('RandAugment native ops equal the JavaScript ops', { skip: nativeImage 
         }
       }
       console.log(hash.digest('hex'));`;
-    const run = (setting: string | undefined): string => execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: join(import.meta.dirname, '..'), encoding: 'utf8', env: { ...process.env, MASKSUB_IMAGE_ADDON: setting },
-    }).trim();
-    const withModule = run(undefined);
-    assert.match(withModule, /^[0-9a-f]{64}$/);
-    assert.equal(withModule, run('off'));
+    assertSameBytesWithoutImageModule(script);
   });
 });

@@ -2,6 +2,8 @@
 // torchvision and PIL (transforms-torch.test.ts, randaugment.test.ts) or the native image ops
 // against their JavaScript twins (randaugment-native.test.ts, color-native.test.ts).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { Random } from '../../src/data/random.js';
 import type { RawImage } from '../../src/data/transforms.js';
 
@@ -42,4 +44,18 @@ export function compareBytes(ours: Uint8Array, theirs: number[]): { largest: num
     if (difference !== 0) differing++;
   }
   return { largest, differing: differing / ours.length };
+}
+
+/**
+ * Runs `script` (an ES module run from the repository root that prints one sha256 hex line, e.g.
+ * of trainSample's bytes) with the native image module and again with MASKSUB_IMAGE_ADDON=off, and
+ * checks that both print the same hash.
+ */
+export function assertSameBytesWithoutImageModule(script: string): void {
+  const run = (setting: string | undefined): string => execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: join(import.meta.dirname, '..', '..'), encoding: 'utf8', env: { ...process.env, MASKSUB_IMAGE_ADDON: setting },
+  }).trim();
+  const withModule = run(undefined);
+  assert.match(withModule, /^[0-9a-f]{64}$/);
+  assert.equal(withModule, run('off'));
 }
