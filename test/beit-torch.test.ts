@@ -247,9 +247,7 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
   const model = createModel(MICRO, { inChannels: 1, numClasses: 10, dropPathRate: 0.1 }) as Beit;
   model.train();
   const optimizer = new AdamW(paramGroupsWithLayerDecay(model, 0.05, 0.6, layerAssignment(model), model.noWeightDecay()), { lr: 1e-3, weightDecay: 0.05 });
-  const images = randn([8, 1, 28, 28]);
-  const labels = randint(0, 10, [8], { dtype: 'int64' });
-  maskSubStepsStayFlat(t, model, optimizer, images, labels);
+  maskSubStepsStayFlat(t, model, optimizer);
   const { count, layerOf } = layerAssignment(model);
   assert.equal(count, 3);
   assert.deepEqual(['cls_token', 'mask_token', 'patch_embed.proj.weight', 'blocks.0.attn.relative_position_bias_table', 'blocks.1.gamma_2', 'fc_norm.weight', 'head.bias'].map(layerOf), [0, 0, 0, 1, 2, 3, 3]);
@@ -261,6 +259,8 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
   assert.equal(sites.length, 3 * model.blocks.length);
   for (const block of model.blocks) for (const site of [block.attn.projDrop, block.mlp.drop1, block.mlp.drop2]) assert.ok(sites.includes(site));
   // DropSub and PathSub run on those sites (and the per-block drop paths), and leave the main rates as they were.
+  const images = randn([8, 1, 28, 28]);
+  const labels = randint(0, 10, [8], { dtype: 'int64' });
   for (const method of ['dropsub', 'pathsub'] as const) {
     tidy(() => {
       const result = methodStep(model, images, labels, { method, ratio: 0.5, subWeight: 0.5, criterion: CE });
@@ -269,9 +269,9 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
     assert.deepEqual(sites.map((site) => (site as Dropout).p), new Array<number>(sites.length).fill(0), `${method}: the dropout rates are restored`);
     assert.deepEqual(model.blocks.items.map((block) => block.dropPath1.p), [0, 0.1], `${method}: timm's linear drop-path rates are restored`);
   }
-  optimizer.dispose();
   images.dispose();
   labels.dispose();
+  optimizer.dispose();
   model.dispose();
 });
 

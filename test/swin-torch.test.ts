@@ -98,12 +98,8 @@ test(`${MICRO}: MaskSub steps have finite losses and leave the live tensor count
   const model = createModel(MICRO, { inChannels: 1, numClasses: 10, dropPathRate: 0.1 }) as SwinTransformer;
   model.train();
   const optimizer = new AdamW(paramGroupsWithWeightDecay(model, 0.05, model.noWeightDecay()), { lr: 1e-3, weightDecay: 0.05 });
-  const images = randn([8, 1, 28, 28]);
-  const labels = randint(0, 10, [8], { dtype: 'int64' });
-  maskSubStepsStayFlat(t, model, optimizer, images, labels);
+  maskSubStepsStayFlat(t, model, optimizer);
   optimizer.dispose();
-  images.dispose();
-  labels.dispose();
   model.dispose();
 });
 

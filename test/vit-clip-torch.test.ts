@@ -214,11 +214,7 @@ test('CLIP tower: MaskSub steps (token dropping before norm_pre) have finite los
   const model = clipVit('quick_gelu', { inChannels: 1, numClasses: 10, dropPathRate: 0.1 });
   model.train();
   const optimizer = new AdamW(paramGroupsWithLayerDecay(model, 0.05, 0.6, layerAssignment(model), model.noWeightDecay()), { lr: 1e-3, weightDecay: 0.05 });
-  const images = randn([8, 1, 28, 28]);
-  const labels = randint(0, 10, [8], { dtype: 'int64' });
-  maskSubStepsStayFlat(t, model, optimizer, images, labels);
+  maskSubStepsStayFlat(t, model, optimizer);
   optimizer.dispose();
-  images.dispose();
-  labels.dispose();
   model.dispose();
 });

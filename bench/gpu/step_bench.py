@@ -22,15 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 import torch  # noqa: E402
 import torch_models as reference  # noqa: E402
-from torch_bench import gpu_used_mib  # noqa: E402  (npm run bench's PyTorch side: the same nvidia-smi reading)
-
-
-def median(values):
-    s = sorted(values)
-    n = len(s)
-    if n == 0:
-        return None
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+from torch_bench import gpu_used_mib, median  # noqa: E402  (npm run bench's PyTorch side: the same nvidia-smi reading and median)
 
 
 def main():

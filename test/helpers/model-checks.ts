@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 
-import { Generator, noGrad, rand, randn, type Tensor, tidy, zerosLike } from '../../src/index.js';
+import { Generator, noGrad, rand, randint, randn, type Tensor, tidy, zerosLike } from '../../src/index.js';
 import * as F from '../../src/nn/functional.js';
 import type { Classifier } from '../../src/models/classifier.js';
 import { type Criterion, methodStep } from '../../src/masksub/method.js';
@@ -107,7 +107,10 @@ out.update({'mg:' + name: grad for name, grad in parameter_gradients(m).items()}
  * Five MaskSub steps (ratio 0.5, CE) on one batch: finite main and sub losses, and after the
  * first steps (which create the optimizer state and gradients) a flat live tensor count.
  */
-export function maskSubStepsStayFlat(t: TestContext, model: Classifier, optimizer: Optimizer, images: Tensor, labels: Tensor): void {
+export function maskSubStepsStayFlat(t: TestContext, model: Classifier, optimizer: Optimizer): void {
+  // A batch of 8 one-channel 28-px images with 10 classes: the micro configs every caller tests.
+  const images = randn([8, 1, 28, 28]);
+  const labels = randint(0, 10, [8], { dtype: 'int64' });
   const counts: number[] = [];
   const losses: string[] = [];
   for (let step = 0; step < 5; step++) {
@@ -121,6 +124,8 @@ export function maskSubStepsStayFlat(t: TestContext, model: Classifier, optimize
     });
     counts.push(liveTensors());
   }
+  images.dispose();
+  labels.dispose();
   t.diagnostic(`main/sub losses ${losses.join(' ')}; live tensors after each step ${counts.join(' ')}`);
   assert.deepEqual(counts.slice(2), new Array<number>(3).fill(counts[1]), `live tensors: ${counts.join(' ')}`);
 }
